@@ -1,0 +1,120 @@
+/* The configuration language: one directive per line, '#' comments, 'include', errors as
+ * "file:line:col: message". This module turns text into a validated, immutable struct config.
+ * It never opens a socket and never prints: problems go into a caller-supplied diagnostics list.
+ * The language reference is docs/CONFIG.md. */
+#ifndef GEOPROXY_POLICY_CONFIG_H
+#define GEOPROXY_POLICY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_NAME_MAX 64      /* listener and rule names, including the NUL */
+#define CONFIG_MAX_LISTENERS 32
+#define CONFIG_MAX_RESOLVERS 4
+#define CONFIG_MAX_DIAGS 32
+#define CONFIG_DIAG_TEXT_MAX 512
+#define CONFIG_INCLUDE_DEPTH_MAX 8
+
+enum listener_kind {
+    LISTENER_MIXED,  /* SOCKS4/4a/5 and HTTP, told apart by the first byte */
+    LISTENER_SOCKS5, /* SOCKS5 only */
+    LISTENER_SOCKS4, /* SOCKS4 and 4a only */
+    LISTENER_HTTP,   /* HTTP proxy only (CONNECT and absolute-form) */
+};
+
+enum rule_action {
+    RULE_PASS,
+    RULE_BLOCK,
+};
+
+enum log_level {
+    LOG_LEVEL_NONE, /* counted in metrics only */
+    LOG_LEVEL_META, /* regions, action, rule, bytes; client as a pseudonym (default) */
+    LOG_LEVEL_FULL, /* addresses and host names */
+};
+
+struct userdb; /* policy/userdb.h */
+
+struct config_listener {
+    char name[CONFIG_NAME_MAX]; /* "name NAME" option, else "KIND-ADDRESS:PORT" */
+    enum listener_kind kind;
+    struct sockaddr_storage addr; /* bind address with port */
+    char *users_path;             /* "users FILE" option, resolved against the config's dir */
+    struct userdb *users;         /* loaded users file, or NULL: no authentication */
+};
+
+struct config_rule {
+    char name[CONFIG_NAME_MAX];
+    enum rule_action action;
+    char *reason; /* "reason \"...\"" for block, or NULL */
+    enum log_level log;
+    char *file; /* where the rule was written, for messages */
+    unsigned line;
+};
+
+/* Durations are in milliseconds; "10s", "250ms", "5m" and a bare number of seconds parse. */
+struct config_timeouts {
+    uint32_t handshake_ms; /* accept to request parsed, default 10 s */
+    uint32_t connect_ms;   /* whole outbound connect incl. all addresses, default 10 s */
+    uint32_t dns_ms;       /* one DNS resolution, default 5 s */
+    uint32_t idle_ms;      /* relay with no byte either way, default 300 s */
+    uint32_t drain_ms;     /* SIGTERM to forced exit, default 30 s */
+};
+
+struct config_limits {
+    uint32_t connections;       /* concurrent client connections, all workers, default 10000 */
+    uint32_t header_bytes;      /* largest handshake or HTTP request head, default 16384 */
+    uint32_t dns_cache_entries; /* per worker, default 4096 */
+};
+
+struct config {
+    char *path; /* the top-level file, or the name given to config_parse_string */
+    struct config_listener listeners[CONFIG_MAX_LISTENERS];
+    size_t n_listeners;
+    unsigned workers; /* 0 = one per core ("workers auto") */
+    struct config_timeouts timeouts;
+    struct config_limits limits;
+    struct sockaddr_storage resolvers[CONFIG_MAX_RESOLVERS]; /* with port; none: resolv.conf */
+    size_t n_resolvers;
+    struct config_rule *rules; /* in file order; first match wins */
+    size_t n_rules;
+};
+
+enum config_severity { CONFIG_ERROR, CONFIG_WARNING };
+
+struct config_diag {
+    enum config_severity severity;
+    char text[CONFIG_DIAG_TEXT_MAX]; /* "file:line:col: message" */
+};
+
+/* Everything the parser had to say. Errors beyond CONFIG_MAX_DIAGS are counted in 'dropped'. */
+struct config_diags {
+    struct config_diag items[CONFIG_MAX_DIAGS];
+    size_t count;
+    size_t errors;
+    size_t dropped;
+};
+
+/* Reads, parses and validates the file at 'path' and everything it includes (relative includes
+ * resolve against the including file's directory), and loads users files. On success returns 0
+ * and stores a new config in *out (warnings may still be in diags). On any error returns -1,
+ * stores NULL, and diags holds at least one CONFIG_ERROR. 'diags' is cleared first. */
+int config_load_file(const char *path, struct config **out, struct config_diags *diags);
+
+/* Same over text in memory; 'name' is used in messages ("<default>"), relative includes and
+ * users files resolve against 'base_dir' (NULL: the current directory). */
+int config_load_string(const char *name, const char *text, const char *base_dir,
+                       struct config **out, struct config_diags *diags);
+
+/* Frees a config and everything it owns. config_free(NULL) is a no-op. */
+void config_free(struct config *cfg);
+
+/* "mixed", "socks5", "socks4", "http". */
+const char *config_listener_kind_name(enum listener_kind kind);
+
+/* Formats a socket address as "1.2.3.4:80" or "[::1]:80" into buf (at least 64 bytes). */
+const char *config_format_addr(const struct sockaddr_storage *addr, char *buf, size_t len);
+
+#endif

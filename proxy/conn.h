@@ -1,0 +1,154 @@
+/* One client connection from accept to free: its sockets, its timer, its policy snapshot, the
+ * handshake buffer, and the services inbound protocols use (policy decision plus outbound
+ * connect, user verification off the loop, replies, hand-over to the relay).
+ *
+ * Lifecycle: accept -> HANDSHAKE (the protocol's on_data parses c->hs) -> conn_connect()
+ * -> on_connect_done() -> the protocol replies and calls conn_relay_start() (or, for HTTP
+ * forwarding, drives both sides itself) -> close. Closing is idempotent and may be requested
+ * from any callback; the memory goes away in the last close callback, never under a caller. */
+#ifndef GEOPROXY_PROXY_CONN_H
+#define GEOPROXY_PROXY_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "policy/config.h"
+#include "policy/policy.h"
+#include "policy/userdb.h"
+#include "proxy/relay.h"
+#include "proxy/target.h"
+
+struct worker;
+struct conn;
+struct outbound_req;
+
+enum conn_side {
+    CONN_CLIENT = 0,
+    CONN_UPSTREAM = 1,
+};
+
+enum conn_phase {
+    CONN_PHASE_HANDSHAKE, /* reading and answering the client's request */
+    CONN_PHASE_CONNECTING,
+    CONN_PHASE_RELAY,   /* bytes pumped both ways by proxy/relay.c */
+    CONN_PHASE_FORWARD, /* a protocol drives both sides (HTTP absolute-form forwarding) */
+    CONN_PHASE_CLOSING,
+};
+
+/* What an inbound protocol provides. Every callback may call conn_close(). */
+struct inbound_ops {
+    const char *name; /* "socks5", "socks4", "http": in logs */
+    /* New bytes were appended to c->hs. Parse, conn_hs_consume() what was used, reply with
+     * conn_send(), and eventually call conn_connect() or conn_close(). */
+    void (*on_data)(struct conn *c);
+    /* conn_connect() finished. On OUTBOUND_OK the upstream socket is connected. On
+     * OUTBOUND_NOT_ALLOWED c->verdict says which rule refused and why. */
+    void (*on_connect_done)(struct conn *c, enum outbound_status status);
+    /* conn_verify_user() finished; on success c->user holds the name. */
+    void (*on_auth_done)(struct conn *c, bool ok);
+    /* The connection is being freed: release c->proto_state. May be NULL. */
+    void (*on_free)(struct conn *c);
+};
+
+/* Bytes read by a protocol that took over a side with conn_read_start(). n > 0: data (valid
+ * during the call only); n < 0: UV_EOF or a libuv error, and no more reads will follow. */
+typedef void (*conn_read_fn)(struct conn *c, enum conn_side side, const char *data, ssize_t n);
+
+/* A conn_send() finished: status 0, or a libuv error (the connection is then closing). */
+typedef void (*conn_sent_fn)(struct conn *c, int status);
+
+struct conn {
+    struct worker *worker;
+    struct policy_snapshot *snap; /* one reference, held from accept to free */
+    const struct config_listener *listener;
+    uint64_t id; /* unique within the process, for logs */
+
+    uv_tcp_t client;
+    uv_tcp_t upstream;
+    uv_timer_t timer; /* handshake and idle deadlines */
+    unsigned flags;   /* CONN_F_* in conn.c */
+    int pending_closes;
+    int refs; /* in-flight requests (writes, auth work, connect) plus one for being open */
+    enum conn_phase phase;
+    uint64_t accepted_ms;
+    uint64_t last_activity_ms;
+    struct sockaddr_storage client_addr;
+
+    const struct inbound_ops *proto;
+    void *proto_state;
+
+    /* Handshake bytes read from the client and not yet consumed; capacity is the configured
+     * header limit. Freed when the relay starts. */
+    uint8_t *hs;
+    size_t hs_len;
+    size_t hs_cap;
+
+    char user[USERDB_NAME_MAX + 1]; /* authenticated user, "" when none */
+    struct target target;           /* set by the protocol before conn_connect() */
+    struct policy_verdict verdict;  /* set by conn_connect() */
+    enum outbound_status outbound;  /* how the last conn_connect() ended */
+    struct sockaddr_storage upstream_peer;  /* the address we connected to */
+    struct sockaddr_storage upstream_local; /* our side of it: SOCKS "bound address" */
+    struct outbound_req *connecting;
+
+    conn_read_fn readers[2]; /* side taken over by a protocol, else NULL */
+    struct relay relay;
+    uint64_t bytes_up;   /* client -> upstream */
+    uint64_t bytes_down; /* upstream -> client */
+
+    struct conn *prev, *next; /* the worker's list of live connections */
+};
+
+/* Accepts one pending connection on 'server' for a listener of 'w'. Used by proxy/worker.c. */
+void conn_accept(struct worker *w, uv_stream_t *server, const struct config_listener *listener);
+
+/* Drops the first n bytes of the handshake buffer (they were parsed). */
+void conn_hs_consume(struct conn *c, size_t n);
+
+/* Decides c->target against the policy, then (when allowed) resolves and connects within the
+ * configured timeouts. Stops reading the client until the outcome is known. Calls
+ * proto->on_connect_done exactly once, unless the connection closes first. */
+void conn_connect(struct conn *c);
+
+/* Checks a user name and password against the listener's users file on the thread pool, then
+ * calls proto->on_auth_done. On success the name is copied into c->user. */
+void conn_verify_user(struct conn *c, const char *user, size_t user_len, const char *password,
+                      size_t password_len);
+
+/* Copies data and queues it for writing to a side. 'sent' (may be NULL) runs when it reached
+ * the kernel. Returns 0 or a libuv error (the connection is then closing). */
+int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len,
+              conn_sent_fn sent);
+
+/* Bytes queued for a side and not yet written: for backpressure. */
+size_t conn_send_queue_size(const struct conn *c, enum conn_side side);
+
+/* Hands the connected pair to the relay; handshake bytes not consumed yet go upstream first.
+ * The protocol is done with the connection after this. */
+void conn_relay_start(struct conn *c);
+
+/* Takes over reading a side from the handshake reader (client) or starts reading it
+ * (upstream); enters the FORWARD phase. conn_read_stop() pauses it (backpressure). */
+int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn);
+void conn_read_stop(struct conn *c, enum conn_side side);
+
+/* Closes the upstream socket only (HTTP forwarding to another host); 'done' runs once it is
+ * closed and conn_connect() may be called again. */
+void conn_upstream_reset(struct conn *c, void (*done)(struct conn *c));
+
+/* Records activity (resets the idle deadline); reads and writes through conn do it already. */
+void conn_touch(struct conn *c);
+
+/* Stops reading, lets queued writes reach the kernel, then closes (bounded by a short timer).
+ * For error replies. */
+void conn_close_after_send(struct conn *c);
+
+/* Closes everything now. Idempotent; memory is freed once every handle is closed. */
+void conn_close(struct conn *c);
+
+bool conn_is_closing(const struct conn *c);
+
+#endif

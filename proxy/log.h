@@ -1,0 +1,46 @@
+/* Logging to stderr: readable text by default ("2026-11-27T20:59:47.123Z info  message"), or
+ * one JSON object per line (--log-format json). Each line is a single write(2), so lines from
+ * several worker threads never interleave. */
+#ifndef GEOPROXY_PROXY_LOG_H
+#define GEOPROXY_PROXY_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum log_severity {
+    LOG_DEBUG,
+    LOG_INFO,
+    LOG_WARN,
+    LOG_ERROR,
+};
+
+enum log_format {
+    LOG_FORMAT_TEXT,
+    LOG_FORMAT_JSON,
+};
+
+/* A key and a value for log_event(): a string (NULL: omitted) or an integer. */
+struct log_field {
+    const char *key;
+    const char *str;
+    int64_t num;
+    int is_num;
+};
+
+#define LOG_FIELD_STR(k, v) ((struct log_field){.key = (k), .str = (v)})
+#define LOG_FIELD_NUM(k, v) ((struct log_field){.key = (k), .num = (int64_t)(v), .is_num = 1})
+
+/* Sets the format and the lowest severity written. Call before starting threads. */
+void log_configure(enum log_format format, enum log_severity min_severity);
+
+/* Parses "text" / "json"; returns 0 or -1. */
+int log_parse_format(const char *name, enum log_format *out);
+
+/* A free-form message. */
+void log_msg(enum log_severity sev, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A structured event: text "event key=value key=\"two words\"", JSON {"event":...,"key":...}. */
+void log_event(enum log_severity sev, const char *event, const struct log_field *fields,
+               size_t n_fields);
+
+#endif

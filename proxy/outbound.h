@@ -1,0 +1,40 @@
+/* Direct outbound connections: resolve a target (proxy/resolver.h) and connect to its addresses
+ * Happy-Eyeballs style (RFC 8305): attempts start 250 ms apart, alternating families, the first
+ * to connect wins and the others are abandoned; one deadline bounds the whole thing. The result
+ * is a connected non-blocking socket the caller adopts with uv_tcp_open(). */
+#ifndef GEOPROXY_PROXY_OUTBOUND_H
+#define GEOPROXY_PROXY_OUTBOUND_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "proxy/resolver.h"
+#include "proxy/target.h"
+
+#define OUTBOUND_ATTEMPT_DELAY_MS 250
+
+struct outbound_req;
+
+/* Called exactly once per request unless it was cancelled first. On OUTBOUND_OK, 'fd' is a
+ * connected non-blocking TCP socket now owned by the callee, and 'peer' its remote address;
+ * otherwise fd is -1 and peer NULL. Never called before outbound_connect returns. */
+typedef void (*outbound_cb)(void *arg, enum outbound_status status, uv_os_sock_t fd,
+                            const struct sockaddr *peer);
+
+/* Resolves t (when it is a name) with 'resolver' and connects to it within timeout_ms.
+ * Returns the request, or NULL on allocation failure (the callback is then not called). */
+struct outbound_req *outbound_connect(uv_loop_t *loop, struct resolver *resolver,
+                                      const struct target *t, uint32_t timeout_ms,
+                                      outbound_cb cb, void *arg);
+
+/* Connects to already-resolved addresses (ports not set; t->port is used). Same contract. */
+struct outbound_req *outbound_connect_addrs(uv_loop_t *loop, const struct resolver_answer *addrs,
+                                            uint16_t port, uint32_t timeout_ms, outbound_cb cb,
+                                            void *arg);
+
+/* Abandons a request: sockets in progress are closed, the callback is not called. Safe to call
+ * from inside any other callback; the memory is released once libuv has closed its handles. */
+void outbound_cancel(struct outbound_req *req);
+
+#endif

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything geoproxy needs to build, run, test and benchmark on Debian 12.
+# Idempotent: apt-get skips what is already installed. Used by the README and by .ci/run.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+packages=(
+    # build
+    build-essential cmake pkg-config clang clang-format
+    # libraries (see README "Dependencies" for why each one)
+    libuv1-dev libssl-dev libmaxminddb-dev libc-ares-dev libcmocka-dev node-llhttp
+    # test clients and servers
+    python3 curl netcat-openbsd dnsmasq-base mmdb-bin
+    # real geo data for the embedded default database
+    tor-geoipdb
+)
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
