@@ -71,10 +71,14 @@ struct conn {
     uv_timer_t timer; /* handshake and idle deadlines */
     unsigned flags;   /* CONN_F_* in conn.c */
     int pending_closes;
-    int refs; /* in-flight requests (writes, auth work, connect) plus one for being open */
+    int refs;                 /* in-flight requests that point at the conn (writes, auth work) */
+    unsigned sends_in_flight; /* conn_send() writes not yet completed */
     enum conn_phase phase;
     uint64_t accepted_ms;
     uint64_t last_activity_ms;
+    uint64_t linger_until_ms; /* conn_close_after_send(): forced close time */
+    const char *end_reason;   /* why it closed, for the close event */
+    void (*upstream_reset_done)(struct conn *c);
     struct sockaddr_storage client_addr;
 
     const struct inbound_ops *proto;
@@ -102,8 +106,9 @@ struct conn {
     struct conn *prev, *next; /* the worker's list of live connections */
 };
 
-/* Accepts one pending connection on 'server' for a listener of 'w'. Used by proxy/worker.c. */
-void conn_accept(struct worker *w, uv_stream_t *server, const struct config_listener *listener);
+/* Accepts one pending connection on 'server', a socket of the listener named 'listener_name'
+ * (looked up in the snapshot the connection takes). Used by proxy/worker.c. */
+void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_name);
 
 /* Drops the first n bytes of the handshake buffer (they were parsed). */
 void conn_hs_consume(struct conn *c, size_t n);
@@ -149,6 +154,15 @@ void conn_close_after_send(struct conn *c);
 /* Closes everything now. Idempotent; memory is freed once every handle is closed. */
 void conn_close(struct conn *c);
 
+/* conn_close() recording why, for the close event ("client-reset", "protocol-error", ...).
+ * The reason must be a string constant. */
+void conn_close_because(struct conn *c, const char *reason);
+
 bool conn_is_closing(const struct conn *c);
+
+/* Requests in flight that point at the connection (writes, shutdowns, work) hold a reference;
+ * the memory is freed once the connection is closed and the last reference is dropped. */
+void conn_ref(struct conn *c);
+void conn_unref(struct conn *c);
 
 #endif

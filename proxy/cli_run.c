@@ -1,0 +1,144 @@
+/* `geoproxy run`: the main thread starts the workers, then waits for signals. SIGTERM and
+ * SIGINT stop accepting and drain; a second one exits at once. SIGHUP is reserved for reload. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "policy/policy.h"
+#include "proxy/cli.h"
+#include "proxy/container_of.h"
+#include "proxy/log.h"
+#include "proxy/runtime.h"
+#include "proxy/worker.h"
+
+#define MAX_WORKERS 256
+#define STOP_POLL_MS 50
+
+struct server {
+    uv_loop_t *loop;
+    struct runtime rt;
+    struct worker *workers;
+    unsigned n_workers;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t stop_poll;
+    bool stopping;
+};
+
+static void server_close_handles(struct server *s)
+{
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
+    uv_close((uv_handle_t *)&s->stop_poll, NULL);
+}
+
+static void on_stop_poll(uv_timer_t *timer)
+{
+    struct server *s = container_of(timer, struct server, stop_poll);
+    for (unsigned i = 0; i < s->n_workers; i++)
+        if (!atomic_load(&s->workers[i].finished))
+            return;
+    server_close_handles(s);
+}
+
+static void on_stop_signal(uv_signal_t *sig, int signum)
+{
+    struct server *s = sig->data;
+    if (s->stopping) {
+        log_msg(LOG_WARN, "second %s: exiting without waiting", strsignal(signum));
+        exit(1);
+    }
+    s->stopping = true;
+    log_msg(LOG_INFO, "%s: no longer accepting; finishing the connections in flight",
+            strsignal(signum));
+    for (unsigned i = 0; i < s->n_workers; i++)
+        worker_request_stop(&s->workers[i]);
+    uv_timer_start(&s->stop_poll, on_stop_poll, STOP_POLL_MS, STOP_POLL_MS);
+}
+
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    log_msg(LOG_WARN, "SIGHUP: live reload is not available in this version; ignoring");
+}
+
+static unsigned worker_count(const struct config *cfg)
+{
+    unsigned n = cfg->workers != 0 ? cfg->workers : uv_available_parallelism();
+    if (n == 0)
+        n = 1;
+    return n > MAX_WORKERS ? MAX_WORKERS : n;
+}
+
+static void log_listeners(const struct config *cfg, unsigned n_workers)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        char addr[64];
+        const struct config_listener *l = &cfg->listeners[i];
+        log_msg(LOG_INFO, "listening on %s (%s, listener %s, %s)",
+                config_format_addr(&l->addr, addr, sizeof(addr)),
+                config_listener_kind_name(l->kind), l->name,
+                l->users != NULL ? "with authentication" : "no authentication");
+    }
+    log_msg(LOG_INFO, "geoproxy %s ready: %u worker thread(s)", GEOPROXY_VERSION, n_workers);
+}
+
+static int server_start_workers(struct server *s, const struct config *cfg)
+{
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        if (worker_init(&s->workers[i], &s->rt, i, cfg) != 0) {
+            for (unsigned j = 0; j < i; j++)
+                worker_join(&s->workers[j]);
+            return -1;
+        }
+    }
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        if (worker_start(&s->workers[i]) != 0) {
+            log_msg(LOG_ERROR, "cannot start worker thread %u", i);
+            abort(); /* threads already running cannot be unwound cleanly */
+        }
+    }
+    return 0;
+}
+
+static void server_watch_signals(struct server *s)
+{
+    uv_signal_init(s->loop, &s->sigterm);
+    uv_signal_init(s->loop, &s->sigint);
+    uv_signal_init(s->loop, &s->sighup);
+    uv_timer_init(s->loop, &s->stop_poll);
+    s->sigterm.data = s->sigint.data = s;
+    uv_signal_start(&s->sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&s->sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&s->sighup, on_sighup, SIGHUP);
+}
+
+int cli_run(struct config *cfg)
+{
+    signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error code, not a death */
+    struct server s = {.loop = uv_default_loop()};
+    s.n_workers = worker_count(cfg);
+    struct policy_snapshot *snap = policy_snapshot_new(cfg, 1);
+    if (snap == NULL || runtime_init(&s.rt, snap) != 0) {
+        log_msg(LOG_ERROR, "out of memory");
+        return 1;
+    }
+    s.workers = calloc(s.n_workers, sizeof(*s.workers));
+    if (s.workers == NULL || server_start_workers(&s, cfg) != 0) {
+        free(s.workers);
+        runtime_destroy(&s.rt);
+        log_msg(LOG_ERROR, "not started");
+        return 1;
+    }
+    server_watch_signals(&s);
+    log_listeners(cfg, s.n_workers);
+    uv_run(s.loop, UV_RUN_DEFAULT);
+
+    for (unsigned i = 0; i < s.n_workers; i++)
+        worker_join(&s.workers[i]);
+    free(s.workers);
+    runtime_destroy(&s.rt);
+    uv_loop_close(s.loop);
+    log_msg(LOG_INFO, "stopped");
+    return 0;
+}

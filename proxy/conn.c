@@ -1,0 +1,713 @@
+#include "proxy/conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/bufpool.h"
+#include "proxy/conn_log.h"
+#include "proxy/container_of.h"
+#include "proxy/inbound.h"
+#include "proxy/log.h"
+#include "proxy/outbound.h"
+#include "proxy/runtime.h"
+#include "proxy/worker.h"
+
+#define LINGER_MS 2000 /* after an error reply: time to flush it and read the client's EOF */
+
+enum {
+    CONN_F_CLIENT_OPEN = 1u << 0,   /* client handle initialised, not yet closing */
+    CONN_F_UPSTREAM_OPEN = 1u << 1, /* upstream handle initialised, not yet closing */
+    CONN_F_TIMER_OPEN = 1u << 2,
+    CONN_F_CLOSING = 1u << 3,
+    CONN_F_ADMITTED = 1u << 4,        /* counted in the global connection limit */
+    CONN_F_LINGERING = 1u << 5,       /* conn_close_after_send() in progress */
+    CONN_F_DEFERRED_RESULT = 1u << 6, /* on_connect_done due from the timer */
+};
+
+static void on_timer(uv_timer_t *timer);
+static void conn_arm_deadline(struct conn *c);
+
+static const struct config *conn_config(const struct conn *c)
+{
+    return policy_snapshot_config(c->snap);
+}
+
+static uv_stream_t *conn_stream(struct conn *c, enum conn_side side)
+{
+    return side == CONN_CLIENT ? (uv_stream_t *)&c->client : (uv_stream_t *)&c->upstream;
+}
+
+static bool conn_side_open(const struct conn *c, enum conn_side side)
+{
+    return c->flags & (side == CONN_CLIENT ? CONN_F_CLIENT_OPEN : CONN_F_UPSTREAM_OPEN);
+}
+
+static void conn_maybe_free(struct conn *c)
+{
+    if (!(c->flags & CONN_F_CLOSING) || c->pending_closes > 0 || c->refs > 0)
+        return;
+    if (c->proto != NULL && c->proto->on_free != NULL)
+        c->proto->on_free(c);
+    relay_release(c);
+    free(c->hs);
+    worker_remove_conn(c->worker, c);
+    if (c->flags & CONN_F_ADMITTED)
+        runtime_release_conn(c->worker->rt);
+    policy_snapshot_release(c->snap);
+    free(c);
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+    struct conn *c = handle->data;
+    c->pending_closes--;
+    conn_maybe_free(c);
+}
+
+static void conn_close_handle(struct conn *c, uv_handle_t *handle)
+{
+    handle->data = c;
+    c->pending_closes++;
+    uv_close(handle, on_handle_closed);
+}
+
+void conn_close_because(struct conn *c, const char *reason)
+{
+    if (c->end_reason == NULL)
+        c->end_reason = reason;
+    conn_close(c);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    c->flags |= CONN_F_CLOSING;
+    c->phase = CONN_PHASE_CLOSING;
+    if (c->connecting != NULL) {
+        outbound_cancel(c->connecting);
+        c->connecting = NULL;
+    }
+    conn_log_close(c);
+    if (c->flags & CONN_F_CLIENT_OPEN) {
+        c->flags &= ~CONN_F_CLIENT_OPEN;
+        conn_close_handle(c, (uv_handle_t *)&c->client);
+    }
+    if (c->flags & CONN_F_UPSTREAM_OPEN) {
+        c->flags &= ~CONN_F_UPSTREAM_OPEN;
+        conn_close_handle(c, (uv_handle_t *)&c->upstream);
+    }
+    if (c->flags & CONN_F_TIMER_OPEN) {
+        c->flags &= ~CONN_F_TIMER_OPEN;
+        conn_close_handle(c, (uv_handle_t *)&c->timer);
+    }
+    conn_maybe_free(c);
+}
+
+void conn_ref(struct conn *c)
+{
+    c->refs++;
+}
+
+void conn_unref(struct conn *c)
+{
+    c->refs--;
+    conn_maybe_free(c);
+}
+
+bool conn_is_closing(const struct conn *c)
+{
+    return (c->flags & CONN_F_CLOSING) != 0;
+}
+
+void conn_touch(struct conn *c)
+{
+    c->last_activity_ms = uv_now(&c->worker->loop);
+}
+
+/* ---- handshake reading ---------------------------------------------------------------- */
+
+static void on_hs_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = container_of(handle, struct conn, client);
+    *buf = uv_buf_init((char *)c->hs + c->hs_len, (unsigned)(c->hs_cap - c->hs_len));
+}
+
+/* A mixed listener tells the protocol from the first byte: SOCKS versions 5 and 4, or an
+ * HTTP method (an upper-case letter). */
+static const struct inbound_ops *conn_pick_protocol(const struct conn *c)
+{
+    uint8_t first = c->hs[0];
+    switch (c->listener->kind) {
+    case LISTENER_SOCKS5:
+        return first == 5 ? &inbound_socks5_ops : NULL;
+    case LISTENER_SOCKS4:
+        return first == 4 ? &inbound_socks4_ops : NULL;
+    case LISTENER_HTTP:
+        return &inbound_http_ops;
+    case LISTENER_MIXED:
+        if (first == 5)
+            return &inbound_socks5_ops;
+        if (first == 4)
+            return &inbound_socks4_ops;
+        if (first >= 'A' && first <= 'Z')
+            return &inbound_http_ops;
+        return NULL;
+    }
+    return NULL;
+}
+
+static void conn_hs_dispatch(struct conn *c)
+{
+    if (c->proto == NULL) {
+        c->proto = conn_pick_protocol(c);
+        if (c->proto == NULL) {
+            conn_close_because(c, "unknown-protocol");
+            return;
+        }
+    }
+    c->proto->on_data(c);
+    if (conn_is_closing(c) || c->phase != CONN_PHASE_HANDSHAKE)
+        return;
+    if (c->hs_len == c->hs_cap) /* the protocol should have answered a full buffer */
+        conn_close_because(c, "handshake-too-large");
+}
+
+static void on_hs_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = container_of(stream, struct conn, client);
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        conn_close_because(c, nread == UV_EOF ? "client-eof-in-handshake" : "client-error");
+        return;
+    }
+    c->hs_len += (size_t)nread;
+    conn_touch(c);
+    conn_hs_dispatch(c);
+}
+
+static void conn_hs_read_start(struct conn *c)
+{
+    if (!(c->flags & CONN_F_CLIENT_OPEN))
+        return;
+    int err = uv_read_start((uv_stream_t *)&c->client, on_hs_alloc, on_hs_read);
+    if (err != 0)
+        conn_close_because(c, "client-error");
+}
+
+void conn_hs_consume(struct conn *c, size_t n)
+{
+    if (n >= c->hs_len) {
+        c->hs_len = 0;
+        return;
+    }
+    memmove(c->hs, c->hs + n, c->hs_len - n);
+    c->hs_len -= n;
+}
+
+/* ---- accept ------------------------------------------------------------------------------ */
+
+static const struct config_listener *find_listener(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        if (strcmp(cfg->listeners[i].name, name) == 0)
+            return &cfg->listeners[i];
+    return NULL;
+}
+
+/* Everything a new connection needs before it reads; returns the reason to refuse it. */
+static const char *conn_setup(struct conn *c, const char *listener_name)
+{
+    struct worker *w = c->worker;
+    const struct config *cfg = conn_config(c);
+    c->listener = find_listener(cfg, listener_name);
+    if (c->listener == NULL)
+        return "listener-removed";
+    if (w->draining)
+        return "shutting-down";
+    if (!runtime_admit_conn(w->rt, cfg->limits.connections)) {
+        log_msg(LOG_WARN, "connection limit (%u) reached: refusing a connection on %s",
+                cfg->limits.connections, listener_name);
+        return "connection-limit";
+    }
+    c->flags |= CONN_F_ADMITTED;
+    int len = sizeof(c->client_addr);
+    uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->client_addr, &len);
+    uv_tcp_nodelay(&c->client, 1);
+    c->hs_cap = cfg->limits.header_bytes;
+    c->hs = malloc(c->hs_cap);
+    if (c->hs == NULL)
+        return "out-of-memory";
+    return NULL;
+}
+
+void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_name)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_msg(LOG_ERROR, "out of memory accepting a connection on %s", listener_name);
+        return;
+    }
+    c->worker = w;
+    c->snap = runtime_acquire_snapshot(w->rt);
+    c->id = atomic_fetch_add_explicit(&w->rt->next_conn_id, 1, memory_order_relaxed);
+    c->phase = CONN_PHASE_HANDSHAKE;
+    c->accepted_ms = c->last_activity_ms = uv_now(&w->loop);
+    worker_add_conn(w, c);
+
+    uv_tcp_init(&w->loop, &c->client);
+    c->flags |= CONN_F_CLIENT_OPEN;
+    uv_timer_init(&w->loop, &c->timer);
+    c->flags |= CONN_F_TIMER_OPEN;
+    if (uv_accept(server, (uv_stream_t *)&c->client) != 0) {
+        conn_close_because(c, "accept-failed");
+        return;
+    }
+    const char *refused = conn_setup(c, listener_name);
+    if (refused != NULL) {
+        conn_close_because(c, refused);
+        return;
+    }
+    switch (c->listener->kind) {
+    case LISTENER_SOCKS5:
+    case LISTENER_SOCKS4:
+    case LISTENER_MIXED:
+        break; /* chosen from the first byte */
+    case LISTENER_HTTP:
+        c->proto = &inbound_http_ops;
+        break;
+    }
+    conn_arm_deadline(c);
+    conn_hs_read_start(c);
+}
+
+/* ---- deadlines --------------------------------------------------------------------------- */
+
+/* The time the connection must have done something by, or 0 for none. */
+static uint64_t conn_deadline(const struct conn *c)
+{
+    const struct config_timeouts *t = &conn_config(c)->timeouts;
+    if (c->flags & CONN_F_LINGERING)
+        return c->linger_until_ms;
+    switch (c->phase) {
+    case CONN_PHASE_HANDSHAKE:
+        return c->accepted_ms + t->handshake_ms;
+    case CONN_PHASE_RELAY:
+    case CONN_PHASE_FORWARD:
+        return c->last_activity_ms + t->idle_ms;
+    case CONN_PHASE_CONNECTING: /* the outbound request has its own deadline */
+    case CONN_PHASE_CLOSING:
+        break;
+    }
+    return 0;
+}
+
+static void conn_arm_deadline(struct conn *c)
+{
+    if (!(c->flags & CONN_F_TIMER_OPEN) || (c->flags & CONN_F_DEFERRED_RESULT))
+        return;
+    uint64_t deadline = conn_deadline(c);
+    if (deadline == 0) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t now = uv_now(&c->worker->loop);
+    uv_timer_start(&c->timer, on_timer, deadline > now ? deadline - now : 0, 0);
+}
+
+static void conn_deliver_connect_result(struct conn *c)
+{
+    c->proto->on_connect_done(c, c->outbound);
+    if (!conn_is_closing(c))
+        conn_arm_deadline(c);
+}
+
+static void on_timer(uv_timer_t *timer)
+{
+    struct conn *c = container_of(timer, struct conn, timer);
+    if (c->flags & CONN_F_DEFERRED_RESULT) {
+        c->flags &= ~CONN_F_DEFERRED_RESULT;
+        conn_deliver_connect_result(c);
+        return;
+    }
+    uint64_t deadline = conn_deadline(c);
+    if (deadline == 0)
+        return;
+    if (uv_now(&c->worker->loop) < deadline) {
+        conn_arm_deadline(c); /* there was activity since the timer was set */
+        return;
+    }
+    if (c->flags & CONN_F_LINGERING)
+        conn_close_because(c, "error-reply-sent");
+    else if (c->phase == CONN_PHASE_HANDSHAKE)
+        conn_close_because(c, "handshake-timeout");
+    else
+        conn_close_because(c, "idle-timeout");
+}
+
+/* ---- policy decision and outbound connect ----------------------------------------------- */
+
+static void on_outbound_done(void *arg, enum outbound_status status, uv_os_sock_t fd,
+                             const struct sockaddr *peer)
+{
+    struct conn *c = arg;
+    c->connecting = NULL;
+    if (status == OUTBOUND_OK) {
+        int err = uv_tcp_init(&c->worker->loop, &c->upstream);
+        if (err == 0) {
+            err = uv_tcp_open(&c->upstream, fd);
+            c->flags |= CONN_F_UPSTREAM_OPEN; /* the handle exists either way: close it */
+        }
+        if (err != 0) {
+            if (!(c->flags & CONN_F_UPSTREAM_OPEN))
+                close(fd);
+            log_msg(LOG_WARN, "conn %llu: cannot adopt the upstream socket: %s",
+                    (unsigned long long)c->id, uv_strerror(err));
+            status = OUTBOUND_FAILED;
+        } else {
+            socklen_t plen = peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                         : sizeof(struct sockaddr_in);
+            memcpy(&c->upstream_peer, peer, plen);
+            int len = sizeof(c->upstream_local);
+            uv_tcp_getsockname(&c->upstream, (struct sockaddr *)&c->upstream_local, &len);
+        }
+    }
+    c->outbound = status;
+    conn_deliver_connect_result(c);
+}
+
+static void conn_defer_result(struct conn *c, enum outbound_status status)
+{
+    c->outbound = status;
+    c->flags |= CONN_F_DEFERRED_RESULT;
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+}
+
+void conn_connect(struct conn *c)
+{
+    if (c->flags & CONN_F_CLIENT_OPEN)
+        uv_read_stop((uv_stream_t *)&c->client);
+    c->phase = CONN_PHASE_CONNECTING;
+
+    struct policy_request req = {
+        .client = (const struct sockaddr *)&c->client_addr,
+        .listener = c->listener->name,
+        .user = c->user[0] != '\0' ? c->user : NULL,
+        .host = target_is_literal(&c->target) ? NULL : c->target.host,
+        .dest = target_is_literal(&c->target) ? (const struct sockaddr *)&c->target.addr : NULL,
+        .port = c->target.port,
+    };
+    policy_decide(c->snap, &req, &c->verdict);
+    conn_log_decision(c);
+    if (c->verdict.action != VERDICT_PASS) {
+        conn_defer_result(c, OUTBOUND_NOT_ALLOWED);
+        return;
+    }
+    const struct config *cfg = conn_config(c);
+    conn_arm_deadline(c);
+    c->connecting = outbound_connect(&c->worker->loop, c->worker->resolver, &c->target,
+                                     cfg->timeouts.connect_ms, on_outbound_done, c);
+    if (c->connecting == NULL)
+        conn_defer_result(c, OUTBOUND_FAILED);
+}
+
+/* ---- user verification, off the loop ----------------------------------------------------- */
+
+struct auth_work {
+    uv_work_t req;
+    struct conn *c;
+    size_t user_len;
+    size_t password_len;
+    bool ok;
+    char user[USERDB_NAME_MAX + 1];
+    char password[USERDB_PASSWORD_MAX + 1];
+};
+
+static void auth_work_run(uv_work_t *req)
+{
+    struct auth_work *a = container_of(req, struct auth_work, req);
+    a->ok = userdb_verify(a->c->listener->users, a->user, a->user_len, a->password,
+                          a->password_len);
+}
+
+static void auth_work_done(uv_work_t *req, int status)
+{
+    struct auth_work *a = container_of(req, struct auth_work, req);
+    struct conn *c = a->c;
+    c->refs--;
+    bool ok = status == 0 && a->ok;
+    if (ok) {
+        memcpy(c->user, a->user, a->user_len);
+        c->user[a->user_len] = '\0';
+    }
+    explicit_bzero(a->password, sizeof(a->password));
+    free(a);
+    if (conn_is_closing(c)) {
+        conn_maybe_free(c);
+        return;
+    }
+    c->proto->on_auth_done(c, ok);
+    if (conn_is_closing(c) || c->phase != CONN_PHASE_HANDSHAKE || (c->flags & CONN_F_LINGERING))
+        return;
+    conn_hs_read_start(c);
+    if (c->hs_len > 0)
+        c->proto->on_data(c); /* bytes that arrived with the credentials */
+}
+
+void conn_verify_user(struct conn *c, const char *user, size_t user_len, const char *password,
+                      size_t password_len)
+{
+    if (c->flags & CONN_F_CLIENT_OPEN)
+        uv_read_stop((uv_stream_t *)&c->client);
+    struct auth_work *a = calloc(1, sizeof(*a));
+    bool usable = c->listener->users != NULL && user_len <= USERDB_NAME_MAX &&
+                  password_len <= USERDB_PASSWORD_MAX;
+    if (a == NULL || !usable) {
+        free(a);
+        c->proto->on_auth_done(c, false);
+        return;
+    }
+    a->c = c;
+    memcpy(a->user, user, user_len);
+    a->user_len = user_len;
+    memcpy(a->password, password, password_len);
+    a->password_len = password_len;
+    if (uv_queue_work(&c->worker->loop, &a->req, auth_work_run, auth_work_done) != 0) {
+        explicit_bzero(a->password, sizeof(a->password));
+        free(a);
+        c->proto->on_auth_done(c, false);
+        return;
+    }
+    c->refs++;
+}
+
+/* ---- writes ------------------------------------------------------------------------------ */
+
+struct send_req {
+    uv_write_t req;
+    struct conn *c;
+    conn_sent_fn sent;
+    char data[];
+};
+
+static void conn_linger_start(struct conn *c);
+
+static void on_send_done(uv_write_t *req, int status)
+{
+    struct send_req *s = container_of(req, struct send_req, req);
+    struct conn *c = s->c;
+    conn_sent_fn sent = s->sent;
+    free(s);
+    c->refs--;
+    c->sends_in_flight--;
+    if (conn_is_closing(c)) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (status < 0) {
+        conn_close_because(c, "write-error");
+        return;
+    }
+    conn_touch(c);
+    if (sent != NULL)
+        sent(c, 0);
+    if (!conn_is_closing(c) && (c->flags & CONN_F_LINGERING) && c->sends_in_flight == 0)
+        conn_linger_start(c);
+}
+
+int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len,
+              conn_sent_fn sent)
+{
+    if (conn_is_closing(c) || !conn_side_open(c, side))
+        return UV_ECANCELED;
+    struct send_req *s = malloc(sizeof(*s) + len);
+    if (s == NULL) {
+        conn_close_because(c, "out-of-memory");
+        return UV_ENOMEM;
+    }
+    s->c = c;
+    s->sent = sent;
+    memcpy(s->data, data, len);
+    uv_buf_t buf = uv_buf_init(s->data, (unsigned)len);
+    int err = uv_write(&s->req, conn_stream(c, side), &buf, 1, on_send_done);
+    if (err != 0) {
+        free(s);
+        conn_close_because(c, "write-error");
+        return err;
+    }
+    c->refs++;
+    c->sends_in_flight++;
+    return 0;
+}
+
+size_t conn_send_queue_size(const struct conn *c, enum conn_side side)
+{
+    if (!conn_side_open(c, side))
+        return 0;
+    return side == CONN_CLIENT ? c->client.write_queue_size : c->upstream.write_queue_size;
+}
+
+/* ---- closing after an error reply (lingering close) -------------------------------------- */
+
+static void on_linger_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    static char discard[4096]; /* contents are never looked at */
+    *buf = uv_buf_init(discard, sizeof(discard));
+}
+
+static void on_linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = container_of(stream, struct conn, client);
+    if (nread < 0)
+        conn_close_because(c, "error-reply-sent");
+}
+
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+    free(req);
+    c->refs--;
+    if (conn_is_closing(c)) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (status < 0 || uv_read_start((uv_stream_t *)&c->client, on_linger_alloc, on_linger_read))
+        conn_close_because(c, "error-reply-sent");
+}
+
+/* The reply is in the kernel: send FIN, then read until the client's EOF so that closing does
+ * not turn into a reset that destroys the reply before the client has read it. */
+static void conn_linger_start(struct conn *c)
+{
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (req == NULL || !(c->flags & CONN_F_CLIENT_OPEN)) {
+        free(req);
+        conn_close_because(c, "error-reply-sent");
+        return;
+    }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->client, on_linger_shutdown) != 0) {
+        free(req);
+        conn_close_because(c, "error-reply-sent");
+        return;
+    }
+    c->refs++;
+}
+
+void conn_close_after_send(struct conn *c)
+{
+    if (conn_is_closing(c) || (c->flags & CONN_F_LINGERING))
+        return;
+    c->flags |= CONN_F_LINGERING;
+    if (c->flags & CONN_F_CLIENT_OPEN)
+        uv_read_stop((uv_stream_t *)&c->client);
+    if (c->flags & CONN_F_UPSTREAM_OPEN)
+        uv_read_stop((uv_stream_t *)&c->upstream);
+    if (c->connecting != NULL) {
+        outbound_cancel(c->connecting);
+        c->connecting = NULL;
+    }
+    c->linger_until_ms = uv_now(&c->worker->loop) + LINGER_MS;
+    conn_arm_deadline(c);
+    if (c->sends_in_flight == 0)
+        conn_linger_start(c);
+}
+
+/* ---- relay and forwarding ---------------------------------------------------------------- */
+
+void conn_relay_start(struct conn *c)
+{
+    if (conn_is_closing(c))
+        return;
+    uv_read_stop((uv_stream_t *)&c->client);
+    c->readers[CONN_CLIENT] = c->readers[CONN_UPSTREAM] = NULL;
+    c->phase = CONN_PHASE_RELAY;
+    conn_touch(c);
+    conn_arm_deadline(c);
+    relay_start(c, c->hs, c->hs_len);
+    free(c->hs);
+    c->hs = NULL;
+    c->hs_len = c->hs_cap = 0;
+}
+
+static void on_side_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = handle->data;
+    char *mem = bufpool_get(&c->worker->relay_bufs);
+    *buf = uv_buf_init(mem, mem != NULL ? (unsigned)c->worker->relay_bufs.buf_size : 0);
+}
+
+static void conn_side_read(struct conn *c, enum conn_side side, ssize_t nread,
+                           const uv_buf_t *buf)
+{
+    if (nread > 0)
+        conn_touch(c);
+    if (nread != 0 && c->readers[side] != NULL)
+        c->readers[side](c, side, buf->base, nread);
+    bufpool_put(&c->worker->relay_bufs, buf->base);
+}
+
+static void on_client_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_side_read(container_of(stream, struct conn, client), CONN_CLIENT, nread, buf);
+}
+
+static void on_upstream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_side_read(container_of(stream, struct conn, upstream), CONN_UPSTREAM, nread, buf);
+}
+
+int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn)
+{
+    if (conn_is_closing(c) || !conn_side_open(c, side))
+        return UV_ECANCELED;
+    uv_stream_t *stream = conn_stream(c, side);
+    stream->data = c;
+    c->readers[side] = fn;
+    if (c->phase != CONN_PHASE_FORWARD) {
+        c->phase = CONN_PHASE_FORWARD;
+        conn_arm_deadline(c);
+    }
+    uv_read_stop(stream);
+    int err = uv_read_start(stream, on_side_alloc,
+                            side == CONN_CLIENT ? on_client_read : on_upstream_read);
+    if (err != 0)
+        conn_close_because(c, "read-error");
+    return err;
+}
+
+void conn_read_stop(struct conn *c, enum conn_side side)
+{
+    if (conn_side_open(c, side))
+        uv_read_stop(conn_stream(c, side));
+}
+
+static void on_upstream_reset_closed(uv_handle_t *handle)
+{
+    struct conn *c = container_of(handle, struct conn, upstream);
+    c->pending_closes--;
+    if (conn_is_closing(c)) {
+        conn_maybe_free(c);
+        return;
+    }
+    void (*done)(struct conn *) = c->upstream_reset_done;
+    c->upstream_reset_done = NULL;
+    if (done != NULL)
+        done(c);
+}
+
+void conn_upstream_reset(struct conn *c, void (*done)(struct conn *c))
+{
+    if (conn_is_closing(c))
+        return;
+    c->readers[CONN_UPSTREAM] = NULL;
+    if (!(c->flags & CONN_F_UPSTREAM_OPEN)) {
+        done(c);
+        return;
+    }
+    c->flags &= ~CONN_F_UPSTREAM_OPEN;
+    c->upstream_reset_done = done;
+    c->pending_closes++;
+    uv_close((uv_handle_t *)&c->upstream, on_upstream_reset_closed);
+}

@@ -1,0 +1,151 @@
+/* geoproxy's command line: run, check, passwd, default-config, --help, --version. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "policy/config.h"
+#include "proxy/cli.h"
+#include "proxy/default_config.h"
+#include "proxy/log.h"
+
+static const char usage_text[] =
+    "usage: geoproxy COMMAND [OPTIONS]\n"
+    "\n"
+    "A forwarding proxy (SOCKS4/4a/5, HTTP) that knows about jurisdictions.\n"
+    "\n"
+    "commands:\n"
+    "  run [-c FILE]        serve in the foreground (without -c: the embedded default,\n"
+    "                       SOCKS and HTTP on 127.0.0.1:1080)\n"
+    "  check -c FILE        validate a configuration; exit 0 when it can be used, 1 if not\n"
+    "  passwd USER          read a password on standard input, print a users-file line\n"
+    "  default-config       print the embedded default configuration\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE    configuration file (see docs/CONFIG.md)\n"
+    "  --log-format FORMAT  text (default) or json: one JSON object per line on stderr\n"
+    "  --log-level LEVEL    debug, info (default), warn or error\n"
+    "  -h, --help           this text\n"
+    "  -V, --version        the version\n";
+
+struct options {
+    const char *config_path;
+    enum log_format log_format;
+    enum log_severity log_level;
+};
+
+static int parse_log_level(const char *name, enum log_severity *out)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(name, names[i]) == 0) {
+            *out = (enum log_severity)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Parses the options after the command; returns 0, or the exit code for a usage error. */
+static int parse_options(int argc, char **argv, struct options *opts)
+{
+    enum { OPT_LOG_FORMAT = 256, OPT_LOG_LEVEL };
+    static const struct option long_options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:h", long_options, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            opts->config_path = optarg;
+            break;
+        case OPT_LOG_FORMAT:
+            if (log_parse_format(optarg, &opts->log_format) != 0) {
+                fprintf(stderr, "geoproxy: --log-format takes text or json, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_LOG_LEVEL:
+            if (parse_log_level(optarg, &opts->log_level) != 0) {
+                fprintf(stderr, "geoproxy: --log-level takes debug, info, warn or error\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return -1;
+        default:
+            fputs(usage_text, stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int command_check(const struct options *opts)
+{
+    if (opts->config_path == NULL) {
+        fprintf(stderr, "geoproxy check: -c FILE is required\n");
+        return 2;
+    }
+    struct config *cfg = cli_load_config(opts->config_path);
+    if (cfg == NULL) {
+        fprintf(stderr, "%s: not valid\n", opts->config_path);
+        return 1;
+    }
+    printf("%s: ok (%zu listener(s), %zu rule(s))\n", opts->config_path, cfg->n_listeners,
+           cfg->n_rules);
+    config_free(cfg);
+    return 0;
+}
+
+static int command_run(const struct options *opts)
+{
+    struct config *cfg = cli_load_config(opts->config_path);
+    if (cfg == NULL) {
+        log_msg(LOG_ERROR, "the configuration has errors; not starting");
+        return 1;
+    }
+    return cli_run(cfg);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "-h") == 0 || strcmp(command, "--help") == 0 ||
+        strcmp(command, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(command, "-V") == 0 || strcmp(command, "--version") == 0) {
+        printf("geoproxy %s\n", GEOPROXY_VERSION);
+        return 0;
+    }
+    struct options opts = {.log_format = LOG_FORMAT_TEXT, .log_level = LOG_INFO};
+    int rc = parse_options(argc - 1, argv + 1, &opts);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    log_configure(opts.log_format, opts.log_level);
+    int extra = argc - 1 - optind; /* operands after the options */
+
+    if (strcmp(command, "run") == 0 && extra == 0)
+        return command_run(&opts);
+    if (strcmp(command, "check") == 0 && extra == 0)
+        return command_check(&opts);
+    if (strcmp(command, "passwd") == 0 && extra == 1)
+        return cli_passwd(argv[1 + optind]);
+    if (strcmp(command, "default-config") == 0 && extra == 0) {
+        fputs(default_config_text, stdout);
+        return 0;
+    }
+    fprintf(stderr, "geoproxy: unknown command or wrong arguments: '%s'\n\n%s", command,
+            usage_text);
+    return 2;
+}

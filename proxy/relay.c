@@ -1,0 +1,183 @@
+#include "proxy/relay.h"
+
+#include <string.h>
+
+#include "proxy/bufpool.h"
+#include "proxy/conn.h"
+#include "proxy/container_of.h"
+#include "proxy/worker.h"
+
+static uv_stream_t *side_stream(struct conn *c, enum conn_side side)
+{
+    return side == CONN_CLIENT ? (uv_stream_t *)&c->client : (uv_stream_t *)&c->upstream;
+}
+
+static enum conn_side other_side(enum conn_side side)
+{
+    return side == CONN_CLIENT ? CONN_UPSTREAM : CONN_CLIENT;
+}
+
+static struct bufpool *conn_pool(struct conn *c)
+{
+    return &c->worker->relay_bufs;
+}
+
+static void relay_read_start(struct conn *c, enum conn_side side);
+
+static void on_shutdown_done(uv_shutdown_t *req, int status)
+{
+    struct relay_dir *dir = container_of(req, struct relay_dir, shutdown_req);
+    struct conn *c = req->data;
+    if (conn_is_closing(c)) {
+        conn_unref(c);
+        return;
+    }
+    c->refs--;
+    if (status < 0) {
+        conn_close_because(c, "shutdown-error");
+        return;
+    }
+    dir->done = true;
+    if (c->relay.dirs[CONN_CLIENT].done && c->relay.dirs[CONN_UPSTREAM].done)
+        conn_close_because(c, "done");
+}
+
+/* The reading side sent EOF and everything it sent was written: pass the EOF on. */
+static void relay_forward_eof(struct conn *c, enum conn_side from)
+{
+    struct relay_dir *dir = &c->relay.dirs[from];
+    dir->shutdown_req.data = c;
+    if (uv_shutdown(&dir->shutdown_req, side_stream(c, other_side(from)), on_shutdown_done) != 0) {
+        conn_close_because(c, "shutdown-error");
+        return;
+    }
+    conn_ref(c);
+}
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    struct relay_dir *dir = container_of(req, struct relay_dir, write_req);
+    struct conn *c = req->data;
+    enum conn_side from = dir == &c->relay.dirs[CONN_CLIENT] ? CONN_CLIENT : CONN_UPSTREAM;
+    bufpool_put(conn_pool(c), dir->buf);
+    dir->buf = NULL;
+    dir->pending = 0;
+    if (conn_is_closing(c)) {
+        conn_unref(c);
+        return;
+    }
+    c->refs--;
+    if (status < 0) {
+        conn_close_because(c, from == CONN_CLIENT ? "upstream-write-error" : "client-write-error");
+        return;
+    }
+    if (dir->eof)
+        relay_forward_eof(c, from);
+    else
+        relay_read_start(c, from);
+}
+
+/* Writes what was read; what the kernel does not take at once is queued without copying, and
+ * the reading side pauses until it is written (backpressure). */
+static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t len)
+{
+    uv_stream_t *to = side_stream(c, other_side(from));
+    uv_buf_t chunk = uv_buf_init(buf, (unsigned)len);
+    int written = uv_try_write(to, &chunk, 1);
+    if (written == (int)len) {
+        bufpool_put(conn_pool(c), buf);
+        return;
+    }
+    if (written < 0 && written != UV_EAGAIN) {
+        bufpool_put(conn_pool(c), buf);
+        conn_close_because(c, from == CONN_CLIENT ? "upstream-write-error" : "client-write-error");
+        return;
+    }
+    size_t done = written > 0 ? (size_t)written : 0;
+    struct relay_dir *dir = &c->relay.dirs[from];
+    dir->buf = buf;
+    dir->pending = len - done;
+    dir->write_req.data = c;
+    chunk = uv_buf_init(buf + done, (unsigned)dir->pending);
+    uv_read_stop(side_stream(c, from));
+    if (uv_write(&dir->write_req, to, &chunk, 1, on_write_done) != 0) {
+        bufpool_put(conn_pool(c), buf);
+        dir->buf = NULL;
+        conn_close_because(c, from == CONN_CLIENT ? "upstream-write-error" : "client-write-error");
+        return;
+    }
+    conn_ref(c);
+}
+
+static void relay_on_read(struct conn *c, enum conn_side from, ssize_t nread, const uv_buf_t *buf)
+{
+    if (nread > 0) {
+        conn_touch(c);
+        if (from == CONN_CLIENT)
+            c->bytes_up += (uint64_t)nread;
+        else
+            c->bytes_down += (uint64_t)nread;
+        relay_write(c, from, buf->base, (size_t)nread);
+        return;
+    }
+    bufpool_put(conn_pool(c), buf->base);
+    if (nread == 0)
+        return;
+    if (nread != UV_EOF) {
+        conn_close_because(c, from == CONN_CLIENT ? "client-reset" : "upstream-reset");
+        return;
+    }
+    struct relay_dir *dir = &c->relay.dirs[from];
+    uv_read_stop(side_stream(c, from));
+    dir->eof = true;
+    if (dir->buf == NULL)
+        relay_forward_eof(c, from);
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = handle->data;
+    char *mem = bufpool_get(conn_pool(c));
+    *buf = uv_buf_init(mem, mem != NULL ? (unsigned)conn_pool(c)->buf_size : 0);
+}
+
+static void on_client_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    relay_on_read(container_of(stream, struct conn, client), CONN_CLIENT, nread, buf);
+}
+
+static void on_upstream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    relay_on_read(container_of(stream, struct conn, upstream), CONN_UPSTREAM, nread, buf);
+}
+
+static void relay_read_start(struct conn *c, enum conn_side side)
+{
+    uv_stream_t *stream = side_stream(c, side);
+    stream->data = c;
+    int err = uv_read_start(stream, on_alloc, side == CONN_CLIENT ? on_client_read
+                                                                  : on_upstream_read);
+    if (err != 0)
+        conn_close_because(c, side == CONN_CLIENT ? "client-error" : "upstream-error");
+}
+
+void relay_start(struct conn *c, const void *initial, size_t initial_len)
+{
+    memset(&c->relay, 0, sizeof(c->relay));
+    if (initial_len > 0) {
+        c->bytes_up += initial_len;
+        if (conn_send(c, CONN_UPSTREAM, initial, initial_len, NULL) != 0)
+            return;
+    }
+    relay_read_start(c, CONN_CLIENT);
+    if (!conn_is_closing(c))
+        relay_read_start(c, CONN_UPSTREAM);
+}
+
+void relay_release(struct conn *c)
+{
+    for (size_t i = 0; i < 2; i++) {
+        bufpool_put(conn_pool(c), c->relay.dirs[i].buf);
+        c->relay.dirs[i].buf = NULL;
+    }
+}

@@ -1,0 +1,38 @@
+/* What all worker threads share: the policy snapshot in force and the global connection count.
+ * Everything here is thread-safe. */
+#ifndef GEOPROXY_PROXY_RUNTIME_H
+#define GEOPROXY_PROXY_RUNTIME_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "policy/policy.h"
+
+struct runtime {
+    uv_mutex_t lock;                 /* guards 'current' */
+    struct policy_snapshot *current; /* the snapshot new connections take */
+    atomic_uint active_conns;        /* connections admitted and not yet freed */
+    atomic_uint_fast64_t next_conn_id;
+};
+
+/* Initialises the runtime with its first snapshot (taking the caller's reference). */
+int runtime_init(struct runtime *rt, struct policy_snapshot *first);
+
+/* Releases the current snapshot. */
+void runtime_destroy(struct runtime *rt);
+
+/* Returns a new reference to the snapshot in force. */
+struct policy_snapshot *runtime_acquire_snapshot(struct runtime *rt);
+
+/* Publishes a new snapshot (taking the caller's reference); connections in flight keep theirs. */
+void runtime_publish_snapshot(struct runtime *rt, struct policy_snapshot *snap);
+
+/* Counts a new connection unless 'limit' are already active; false means refuse it. */
+bool runtime_admit_conn(struct runtime *rt, unsigned limit);
+
+/* Uncounts a connection admitted by runtime_admit_conn(). */
+void runtime_release_conn(struct runtime *rt);
+
+#endif

@@ -1,0 +1,63 @@
+/* A worker: one thread, one libuv loop, its own SO_REUSEPORT listening sockets, its own DNS
+ * resolver and buffer pool, and the connections it accepted. Workers share nothing but the
+ * runtime (the current policy snapshot and the global connection count). */
+#ifndef GEOPROXY_PROXY_WORKER_H
+#define GEOPROXY_PROXY_WORKER_H
+
+#include <stdbool.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "policy/config.h"
+#include "proxy/bufpool.h"
+
+struct runtime;
+struct conn;
+struct resolver;
+struct worker;
+
+struct worker_listener {
+    uv_tcp_t tcp;
+    struct worker *worker;
+    char name[CONFIG_NAME_MAX]; /* looked up in the connection's snapshot at accept */
+};
+
+struct worker {
+    struct runtime *rt;
+    unsigned id;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    bool thread_started;
+    uv_async_t wakeup;      /* another thread asked for something (stop) */
+    uv_timer_t drain_timer; /* forced close at the end of the drain time */
+    struct worker_listener listeners[CONFIG_MAX_LISTENERS];
+    size_t n_listeners;
+    struct bufpool relay_bufs;
+    struct resolver *resolver;
+    struct conn *conns; /* live connections, for draining */
+    size_t n_conns;
+    atomic_bool stop_requested;
+    atomic_bool finished; /* the thread's loop has ended */
+    bool draining;
+};
+
+/* Prepares worker 'id': its loop, resolver and one listening socket per configured listener.
+ * Runs on the main thread so that a bind error stops the start-up. Returns 0 or a libuv error
+ * (logged with the listener's address). */
+int worker_init(struct worker *w, struct runtime *rt, unsigned id, const struct config *cfg);
+
+/* Starts the worker's thread. */
+int worker_start(struct worker *w);
+
+/* Asks the worker to stop accepting and drain (thread-safe, async). */
+void worker_request_stop(struct worker *w);
+
+/* Waits for the thread to end, then releases what worker_init made. */
+void worker_join(struct worker *w);
+
+/* Bookkeeping of live connections, called by conn.c. */
+void worker_add_conn(struct worker *w, struct conn *c);
+void worker_remove_conn(struct worker *w, struct conn *c);
+
+#endif
