@@ -167,7 +167,7 @@ static void conn_hs_dispatch(struct conn *c)
         }
     }
     c->proto->on_data(c);
-    if (conn_is_closing(c) || c->phase != CONN_PHASE_HANDSHAKE)
+    if (conn_is_closing(c) || c->phase != CONN_PHASE_HANDSHAKE || (c->flags & CONN_F_LINGERING))
         return;
     if (c->hs_len == c->hs_cap) /* the protocol should have answered a full buffer */
         conn_close_because(c, "handshake-too-large");

@@ -83,6 +83,7 @@ struct conn {
 
     const struct inbound_ops *proto;
     void *proto_state;
+    unsigned proto_step; /* the protocol's own small state (an enum in its .c), 0 at accept */
 
     /* Handshake bytes read from the client and not yet consumed; capacity is the configured
      * header limit. Freed when the relay starts. */
