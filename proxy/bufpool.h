@@ -9,9 +9,9 @@
 
 struct bufpool {
     size_t buf_size;
-    size_t max_idle;  /* idle buffers kept at most */
-    size_t idle;      /* buffers on the free list */
-    size_t in_use;    /* buffers handed out */
+    size_t max_idle; /* idle buffers kept at most */
+    size_t idle;     /* buffers on the free list */
+    size_t in_use;   /* buffers handed out */
     void *free_list;
 };
 

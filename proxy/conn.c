@@ -427,8 +427,8 @@ struct auth_work {
 static void auth_work_run(uv_work_t *req)
 {
     struct auth_work *a = container_of(req, struct auth_work, req);
-    a->ok = userdb_verify(a->c->listener->users, a->user, a->user_len, a->password,
-                          a->password_len);
+    a->ok =
+        userdb_verify(a->c->listener->users, a->user, a->user_len, a->password, a->password_len);
 }
 
 static void auth_work_done(uv_work_t *req, int status)
@@ -516,8 +516,7 @@ static void on_send_done(uv_write_t *req, int status)
         conn_linger_start(c);
 }
 
-int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len,
-              conn_sent_fn sent)
+int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len, conn_sent_fn sent)
 {
     if (conn_is_closing(c) || !conn_side_open(c, side))
         return UV_ECANCELED;
@@ -638,8 +637,7 @@ static void on_side_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(mem, mem != NULL ? (unsigned)c->worker->relay_bufs.buf_size : 0);
 }
 
-static void conn_side_read(struct conn *c, enum conn_side side, ssize_t nread,
-                           const uv_buf_t *buf)
+static void conn_side_read(struct conn *c, enum conn_side side, ssize_t nread, const uv_buf_t *buf)
 {
     if (nread > 0)
         conn_touch(c);

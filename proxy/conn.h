@@ -91,10 +91,10 @@ struct conn {
     size_t hs_len;
     size_t hs_cap;
 
-    char user[USERDB_NAME_MAX + 1]; /* authenticated user, "" when none */
-    struct target target;           /* set by the protocol before conn_connect() */
-    struct policy_verdict verdict;  /* set by conn_connect() */
-    enum outbound_status outbound;  /* how the last conn_connect() ended */
+    char user[USERDB_NAME_MAX + 1];         /* authenticated user, "" when none */
+    struct target target;                   /* set by the protocol before conn_connect() */
+    struct policy_verdict verdict;          /* set by conn_connect() */
+    enum outbound_status outbound;          /* how the last conn_connect() ended */
     struct sockaddr_storage upstream_peer;  /* the address we connected to */
     struct sockaddr_storage upstream_local; /* our side of it: SOCKS "bound address" */
     struct outbound_req *connecting;
@@ -126,8 +126,7 @@ void conn_verify_user(struct conn *c, const char *user, size_t user_len, const c
 
 /* Copies data and queues it for writing to a side. 'sent' (may be NULL) runs when it reached
  * the kernel. Returns 0 or a libuv error (the connection is then closing). */
-int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len,
-              conn_sent_fn sent);
+int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len, conn_sent_fn sent);
 
 /* Bytes queued for a side and not yet written: for backpressure. */
 size_t conn_send_queue_size(const struct conn *c, enum conn_side side);

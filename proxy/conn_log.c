@@ -40,13 +40,13 @@ static void fields_add_identities(struct conn_fields *f, const struct conn *c)
 {
     if (conn_log_level(c) != LOG_LEVEL_FULL)
         return;
-    fields_add(f, LOG_FIELD_STR("client", config_format_addr(&c->client_addr, f->client,
-                                                             sizeof(f->client))));
+    fields_add(f, LOG_FIELD_STR("client",
+                                config_format_addr(&c->client_addr, f->client, sizeof(f->client))));
     if (c->user[0] != '\0')
         fields_add(f, LOG_FIELD_STR("user", c->user));
     if (c->target.port != 0)
-        fields_add(f,
-                   LOG_FIELD_STR("target", target_format(&c->target, f->target, sizeof(f->target))));
+        fields_add(
+            f, LOG_FIELD_STR("target", target_format(&c->target, f->target, sizeof(f->target))));
 }
 
 void conn_log_decision(const struct conn *c)

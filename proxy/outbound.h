@@ -25,8 +25,8 @@ typedef void (*outbound_cb)(void *arg, enum outbound_status status, uv_os_sock_t
 /* Resolves t (when it is a name) with 'resolver' and connects to it within timeout_ms.
  * Returns the request, or NULL on allocation failure (the callback is then not called). */
 struct outbound_req *outbound_connect(uv_loop_t *loop, struct resolver *resolver,
-                                      const struct target *t, uint32_t timeout_ms,
-                                      outbound_cb cb, void *arg);
+                                      const struct target *t, uint32_t timeout_ms, outbound_cb cb,
+                                      void *arg);
 
 /* Connects to already-resolved addresses (ports not set; t->port is used). Same contract. */
 struct outbound_req *outbound_connect_addrs(uv_loop_t *loop, const struct resolver_answer *addrs,

@@ -155,8 +155,8 @@ static void relay_read_start(struct conn *c, enum conn_side side)
 {
     uv_stream_t *stream = side_stream(c, side);
     stream->data = c;
-    int err = uv_read_start(stream, on_alloc, side == CONN_CLIENT ? on_client_read
-                                                                  : on_upstream_read);
+    int err =
+        uv_read_start(stream, on_alloc, side == CONN_CLIENT ? on_client_read : on_upstream_read);
     if (err != 0)
         conn_close_because(c, side == CONN_CLIENT ? "client-error" : "upstream-error");
 }

@@ -20,15 +20,15 @@ struct target {
  * codes (SOCKS5 REP, SOCKS4 CD, HTTP status plus Proxy-Status error). */
 enum outbound_status {
     OUTBOUND_OK,
-    OUTBOUND_NOT_ALLOWED,    /* refused by policy: never attempted */
-    OUTBOUND_FAILED,         /* anything else: out of memory, too many open files, ... */
-    OUTBOUND_NET_UNREACH,    /* ENETUNREACH on every address */
-    OUTBOUND_HOST_UNREACH,   /* EHOSTUNREACH, or no address of a usable family */
-    OUTBOUND_DNS_NOT_FOUND,  /* the name does not exist or has no address */
-    OUTBOUND_DNS_FAILED,     /* the resolver answered with an error (SERVFAIL, refused, ...) */
-    OUTBOUND_DNS_TIMEOUT,    /* the resolver did not answer in time */
-    OUTBOUND_REFUSED,        /* ECONNREFUSED on the last address tried */
-    OUTBOUND_TIMEOUT,        /* the connect timeout fired */
+    OUTBOUND_NOT_ALLOWED,   /* refused by policy: never attempted */
+    OUTBOUND_FAILED,        /* anything else: out of memory, too many open files, ... */
+    OUTBOUND_NET_UNREACH,   /* ENETUNREACH on every address */
+    OUTBOUND_HOST_UNREACH,  /* EHOSTUNREACH, or no address of a usable family */
+    OUTBOUND_DNS_NOT_FOUND, /* the name does not exist or has no address */
+    OUTBOUND_DNS_FAILED,    /* the resolver answered with an error (SERVFAIL, refused, ...) */
+    OUTBOUND_DNS_TIMEOUT,   /* the resolver did not answer in time */
+    OUTBOUND_REFUSED,       /* ECONNREFUSED on the last address tried */
+    OUTBOUND_TIMEOUT,       /* the connect timeout fired */
 };
 
 /* A short constant name for logs: "ok", "refused", "dns-not-found", ... */

@@ -62,8 +62,8 @@ static int listener_check_free(const struct config_listener *cl)
     int err = 0;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    socklen_t len = cl->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                   : sizeof(struct sockaddr_in);
+    socklen_t len =
+        cl->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (bind(fd, (const struct sockaddr *)&cl->addr, len) != 0)
         err = uv_translate_sys_error(errno);
     close(fd);

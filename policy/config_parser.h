@@ -1,0 +1,123 @@
+/* The parser's state while a configuration is read, and the helpers every directive parser uses
+ * to look at words and report errors at them. Internal to policy/: config.c reads files and
+ * dispatches lines; config_settings.c, config_listen.c and config_rule.c parse directives. */
+#ifndef GEOPROXY_POLICY_CONFIG_PARSER_H
+#define GEOPROXY_POLICY_CONFIG_PARSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "policy/config.h"
+#include "policy/config_diag.h"
+#include "policy/config_lexer.h"
+
+#define CONFIG_NOT_YET "is not available in this version yet (see docs/CONFIG.md)"
+#define CONFIG_NAME_RULES                                                                          \
+    "use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+enum config_timeout_kind {
+    CONFIG_TIMEOUT_HANDSHAKE,
+    CONFIG_TIMEOUT_CONNECT,
+    CONFIG_TIMEOUT_DNS,
+    CONFIG_TIMEOUT_IDLE,
+    CONFIG_TIMEOUT_DRAIN,
+    CONFIG_TIMEOUT_COUNT
+};
+
+enum config_limit_kind {
+    CONFIG_LIMIT_CONNECTIONS,
+    CONFIG_LIMIT_HEADER_BYTES,
+    CONFIG_LIMIT_DNS_CACHE,
+    CONFIG_LIMIT_COUNT
+};
+
+/* Where a setting was made, for "already set at FILE:LINE" messages. */
+struct config_origin {
+    const char *file; /* owned by the parser's string list; NULL: not set yet */
+    unsigned line;
+};
+
+/* One file being read; frames[0] is the top file. */
+struct config_frame {
+    const char *name; /* the path as shown in messages */
+    const char *dir;  /* where relative paths in this file resolve */
+    dev_t dev;
+    ino_t ino;
+    bool has_id; /* false for text given in memory */
+};
+
+struct config_parser {
+    struct config *cfg;
+    struct config_diags *diags;
+    struct config_frame frames[CONFIG_INCLUDE_DEPTH_MAX + 1];
+    size_t depth;
+    unsigned line; /* current line of frames[depth - 1] */
+    size_t files_read;
+    char **strings; /* file names and directories kept until the parse ends */
+    size_t n_strings;
+    size_t cap_strings;
+    bool out_of_memory;
+    size_t listen_seen; /* listen lines, good or bad */
+    size_t rules_cap;
+    struct config_origin workers_at;
+    struct config_origin resolver_at;
+    struct config_origin timeout_at[CONFIG_TIMEOUT_COUNT];
+    struct config_origin limit_at[CONFIG_LIMIT_COUNT];
+    struct config_origin listener_at[CONFIG_MAX_LISTENERS];
+    struct config_line words;
+};
+
+/* The file being read, as shown in messages. */
+const char *config_parser_file(const struct config_parser *p);
+
+/* The directory relative paths in the current file resolve against. */
+const char *config_parser_dir(const struct config_parser *p);
+
+/* Adds an error at 'col' of the current line of the current file. */
+void config_parser_error(struct config_parser *p, unsigned col, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Reports running out of memory once and stops the parse. */
+void config_parser_out_of_memory(struct config_parser *p, unsigned col);
+
+/* Takes ownership of s and keeps it until the parse ends. NULL when s is NULL or out of memory. */
+const char *config_parser_keep(struct config_parser *p, char *s);
+
+/* The word made safe for quoting in a message (see config_clip). */
+const char *config_token_clip(const struct config_token *t, char buf[CONFIG_CLIP_SIZE]);
+
+bool config_word_is(const struct config_token *t, const char *s);
+
+/* Index of the word in a NULL-terminated list, or -1. */
+int config_word_index(const struct config_token *t, const char *const *list);
+
+/* Column of byte 'offset' inside a word; inside quotes only the word's start is known. */
+unsigned config_word_col_at(const struct config_token *t, size_t offset);
+
+/* False, with an error at the first extra word, when the line has more than n words. */
+bool config_expect_end(struct config_parser *p, const struct config_line *w, size_t n,
+                       const char *directive);
+
+/* False, with an error, when the setting was already made; 'what' names it: "'timeout dns'". */
+bool config_check_once(struct config_parser *p, const struct config_origin *at, unsigned col,
+                       const char *what);
+
+/* Records that a setting is made on the current line. */
+void config_mark_set(struct config_parser *p, struct config_origin *at);
+
+/* "unknown WHAT 'word'CONTEXT (did you mean 'x'?)", or with 'expected' when nothing is close. */
+void config_error_unknown_word(struct config_parser *p, const struct config_token *t,
+                               const char *what, const char *context, const char *const *candidates,
+                               const char *expected);
+
+/* Directive parsers: each gets one line whose first word is its directive, reports at most one
+ * error, and changes the configuration only when the whole line is good. */
+void config_parse_workers(struct config_parser *p, const struct config_line *w);
+void config_parse_timeout(struct config_parser *p, const struct config_line *w);
+void config_parse_limit(struct config_parser *p, const struct config_line *w);
+void config_parse_resolver(struct config_parser *p, const struct config_line *w);
+void config_parse_listen(struct config_parser *p, const struct config_line *w);
+void config_parse_rule(struct config_parser *p, const struct config_line *w);
+
+#endif

@@ -1,0 +1,53 @@
+/* Values in the configuration language: numbers, durations, addresses, names, and the "did you
+ * mean" suggestion for misspelt keywords. Internal to policy/; pure functions over bytes. */
+#ifndef GEOPROXY_POLICY_CONFIG_VALUE_H
+#define GEOPROXY_POLICY_CONFIG_VALUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_VALUE_MESSAGE_MAX 320
+#define CONFIG_DURATION_MAX_MS (24u * 60u * 60u * 1000u)
+
+enum config_number_result {
+    CONFIG_NUMBER_OK,
+    CONFIG_NUMBER_INVALID,   /* empty, or not only decimal digits */
+    CONFIG_NUMBER_TOO_LARGE, /* does not fit in 64 bits */
+};
+
+/* Decimal digits only: no sign, no blanks, no base prefix. */
+enum config_number_result config_parse_number(const char *s, size_t len, uint64_t *out);
+
+/* A duration: decimal digits followed by "ms", "s", "m", "h" or nothing (seconds). Stores
+ * milliseconds; CONFIG_NUMBER_TOO_LARGE when that overflows 64 bits. */
+enum config_number_result config_parse_duration(const char *s, size_t len, uint64_t *ms);
+
+struct config_value_error {
+    size_t offset; /* byte offset in the value where the problem is */
+    char message[CONFIG_VALUE_MESSAGE_MAX];
+};
+
+/* An IP address with a port: "1.2.3.4:80" or "[2001:db8::1]:80". Host names are refused. When
+ * default_port is 0 the port is required; otherwise it is optional and default_port is used.
+ * Returns 0 with *out set, or -1 with err set. */
+int config_parse_address(const char *s, size_t len, uint16_t default_port,
+                         struct sockaddr_storage *out, struct config_value_error *err);
+
+/* True for a name of 1 to CONFIG_NAME_MAX - 1 bytes of letters, digits, '.', '_' and '-' that
+ * starts with a letter or a digit. */
+bool config_name_is_valid(const char *s, size_t len);
+
+/* The candidate closest to 'word' by edit distance (insert, delete, replace, swap two neighbours)
+ * when that distance is 1 or 2, else NULL. 'candidates' ends with NULL. */
+const char *config_suggest(const char *word, size_t len, const char *const *candidates);
+
+/* True when both addresses have the same family, address and port. */
+bool config_address_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+
+/* True when binding both would conflict: same family and port, and the same address or either is
+ * the wildcard (0.0.0.0 or ::). */
+bool config_address_overlaps(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+
+#endif
