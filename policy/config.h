@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define CONFIG_NAME_MAX 64      /* listener and rule names, including the NUL */
+#define CONFIG_NAME_MAX 64 /* listener and rule names, including the NUL */
 #define CONFIG_MAX_LISTENERS 32
 #define CONFIG_MAX_RESOLVERS 4
 #define CONFIG_MAX_DIAGS 32

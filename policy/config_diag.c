@@ -27,10 +27,11 @@ void config_diag_vadd(struct config_diags *diags, enum config_severity severity,
     if (file == NULL) {
         file = "<config>";
     }
+    const char *label = severity == CONFIG_WARNING ? "warning: " : "";
     if (line == 0) {
-        n = snprintf(diag->text, sizeof diag->text, "%s: ", file);
+        n = snprintf(diag->text, sizeof diag->text, "%s: %s", file, label);
     } else {
-        n = snprintf(diag->text, sizeof diag->text, "%s:%u:%u: ", file, line, col);
+        n = snprintf(diag->text, sizeof diag->text, "%s:%u:%u: %s", file, line, col, label);
     }
     used = n < 0 ? 0 : (size_t)n;
     if (used >= sizeof diag->text) {

@@ -11,8 +11,7 @@ struct config *cli_load_config(const char *path)
                   ? config_load_file(path, &cfg, &diags)
                   : config_load_string("<default>", default_config_text, NULL, &cfg, &diags);
     for (size_t i = 0; i < diags.count; i++)
-        fprintf(stderr, "%s%s\n", diags.items[i].severity == CONFIG_WARNING ? "warning: " : "",
-                diags.items[i].text);
+        fprintf(stderr, "%s\n", diags.items[i].text);
     if (diags.dropped > 0)
         fprintf(stderr, "(%zu more problem(s) not shown)\n", diags.dropped);
     if (err != 0) {

@@ -123,14 +123,18 @@ int cli_run(struct config *cfg)
         log_msg(LOG_ERROR, "out of memory");
         return 1;
     }
+    /* Signals first: once a port accepts, SIGTERM must already mean "drain", not "die". */
+    server_watch_signals(&s);
     s.workers = calloc(s.n_workers, sizeof(*s.workers));
     if (s.workers == NULL || server_start_workers(&s, cfg) != 0) {
         free(s.workers);
+        server_close_handles(&s);
+        uv_run(s.loop, UV_RUN_DEFAULT);
+        uv_loop_close(s.loop);
         runtime_destroy(&s.rt);
         log_msg(LOG_ERROR, "not started");
         return 1;
     }
-    server_watch_signals(&s);
     log_listeners(cfg, s.n_workers);
     uv_run(s.loop, UV_RUN_DEFAULT);
 

@@ -22,6 +22,7 @@ enum {
     CONN_F_ADMITTED = 1u << 4,        /* counted in the global connection limit */
     CONN_F_LINGERING = 1u << 5,       /* conn_close_after_send() in progress */
     CONN_F_DEFERRED_RESULT = 1u << 6, /* on_connect_done due from the timer */
+    CONN_F_AUTHING = 1u << 7,         /* conn_verify_user() work in flight */
 };
 
 static void on_timer(uv_timer_t *timer);
@@ -167,7 +168,8 @@ static void conn_hs_dispatch(struct conn *c)
         }
     }
     c->proto->on_data(c);
-    if (conn_is_closing(c) || c->phase != CONN_PHASE_HANDSHAKE || (c->flags & CONN_F_LINGERING))
+    if (conn_is_closing(c) || c->phase != CONN_PHASE_HANDSHAKE ||
+        (c->flags & (CONN_F_LINGERING | CONN_F_AUTHING)))
         return;
     if (c->hs_len == c->hs_cap) /* the protocol should have answered a full buffer */
         conn_close_because(c, "handshake-too-large");
@@ -204,6 +206,15 @@ void conn_hs_consume(struct conn *c, size_t n)
     }
     memmove(c->hs, c->hs + n, c->hs_len - n);
     c->hs_len -= n;
+}
+
+size_t conn_hs_append(struct conn *c, const void *data, size_t len)
+{
+    size_t room = c->hs_cap - c->hs_len;
+    size_t n = len < room ? len : room;
+    memcpy(c->hs + c->hs_len, data, n);
+    c->hs_len += n;
+    return n;
 }
 
 /* ---- accept ------------------------------------------------------------------------------ */
@@ -386,8 +397,7 @@ static void conn_defer_result(struct conn *c, enum outbound_status status)
 
 void conn_connect(struct conn *c)
 {
-    if (c->flags & CONN_F_CLIENT_OPEN)
-        uv_read_stop((uv_stream_t *)&c->client);
+    conn_read_stop(c, CONN_CLIENT);
     c->phase = CONN_PHASE_CONNECTING;
 
     struct policy_request req = {
@@ -436,6 +446,7 @@ static void auth_work_done(uv_work_t *req, int status)
     struct auth_work *a = container_of(req, struct auth_work, req);
     struct conn *c = a->c;
     c->refs--;
+    c->flags &= ~CONN_F_AUTHING;
     bool ok = status == 0 && a->ok;
     if (ok) {
         memcpy(c->user, a->user, a->user_len);
@@ -458,8 +469,7 @@ static void auth_work_done(uv_work_t *req, int status)
 void conn_verify_user(struct conn *c, const char *user, size_t user_len, const char *password,
                       size_t password_len)
 {
-    if (c->flags & CONN_F_CLIENT_OPEN)
-        uv_read_stop((uv_stream_t *)&c->client);
+    conn_read_stop(c, CONN_CLIENT);
     struct auth_work *a = calloc(1, sizeof(*a));
     bool usable = c->listener->users != NULL && user_len <= USERDB_NAME_MAX &&
                   password_len <= USERDB_PASSWORD_MAX;
@@ -480,6 +490,7 @@ void conn_verify_user(struct conn *c, const char *user, size_t user_len, const c
         return;
     }
     c->refs++;
+    c->flags |= CONN_F_AUTHING;
 }
 
 /* ---- writes ------------------------------------------------------------------------------ */

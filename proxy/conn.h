@@ -114,13 +114,18 @@ void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_nam
 /* Drops the first n bytes of the handshake buffer (they were parsed). */
 void conn_hs_consume(struct conn *c, size_t n);
 
+/* Appends client bytes to the handshake buffer, as far as it has room; returns how many were
+ * taken. For protocols that read the client themselves (conn_read_start). */
+size_t conn_hs_append(struct conn *c, const void *data, size_t len);
+
 /* Decides c->target against the policy, then (when allowed) resolves and connects within the
- * configured timeouts. Stops reading the client until the outcome is known. Calls
- * proto->on_connect_done exactly once, unless the connection closes first. */
+ * configured timeouts. Stops reading the client (whoever reads it) until the outcome is known.
+ * Calls proto->on_connect_done exactly once, unless the connection closes first. */
 void conn_connect(struct conn *c);
 
 /* Checks a user name and password against the listener's users file on the thread pool, then
- * calls proto->on_auth_done. On success the name is copied into c->user. */
+ * calls proto->on_auth_done. On success the name is copied into c->user. Stops reading the
+ * client meanwhile. The handshake deadline still counts from accept. */
 void conn_verify_user(struct conn *c, const char *user, size_t user_len, const char *password,
                       size_t password_len);
 
@@ -132,7 +137,8 @@ int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len,
 size_t conn_send_queue_size(const struct conn *c, enum conn_side side);
 
 /* Hands the connected pair to the relay; handshake bytes not consumed yet go upstream first.
- * The protocol is done with the connection after this. */
+ * The protocol is done with the connection after this. Allowed from the HANDSHAKE and the
+ * FORWARD phase (an HTTP CONNECT after plain requests). */
 void conn_relay_start(struct conn *c);
 
 /* Takes over reading a side from the handshake reader (client) or starts reading it
@@ -140,8 +146,8 @@ void conn_relay_start(struct conn *c);
 int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn);
 void conn_read_stop(struct conn *c, enum conn_side side);
 
-/* Closes the upstream socket only (HTTP forwarding to another host); 'done' runs once it is
- * closed and conn_connect() may be called again. */
+/* Closes the upstream socket only (HTTP forwarding to another host); 'done' (not NULL) runs
+ * once it is closed, at once when there was none, and conn_connect() may be called again. */
 void conn_upstream_reset(struct conn *c, void (*done)(struct conn *c));
 
 /* Records activity (resets the idle deadline); reads and writes through conn do it already. */

@@ -135,12 +135,9 @@ static size_t http_forward_body(struct conn *c, const uint8_t *data, size_t len)
 static void http_refill_hs(struct conn *c)
 {
     struct http_state *s = c->proto_state;
-    size_t room = c->hs_cap - c->hs_len;
-    size_t n = s->pend_len < room ? s->pend_len : room;
+    size_t n = conn_hs_append(c, s->pend, s->pend_len);
     if (n == 0)
         return;
-    memcpy(c->hs + c->hs_len, s->pend, n);
-    c->hs_len += n;
     memmove(s->pend, s->pend + n, s->pend_len - n);
     s->pend_len -= n;
     if (s->pend_len == 0) {
@@ -153,11 +150,8 @@ static void http_refill_hs(struct conn *c)
 static bool http_hold_client(struct conn *c, const uint8_t *data, size_t len)
 {
     struct http_state *s = c->proto_state;
-    size_t room = c->hs_cap - c->hs_len;
-    size_t n = len < room ? len : room;
-    if (s->pend_len == 0 && n > 0) {
-        memcpy(c->hs + c->hs_len, data, n);
-        c->hs_len += n;
+    if (s->pend_len == 0) {
+        size_t n = conn_hs_append(c, data, len);
         data += n;
         len -= n;
     }

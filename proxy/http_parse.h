@@ -108,18 +108,20 @@ struct http_response {
 
 /* Parses a request head. INVALID (error_status 400) for anything llhttp refuses (bad request
  * line, bad header value, Content-Length together with Transfer-Encoding, repeated
- * Content-Length, Transfer-Encoding not ending in chunked), a header name that is not a token,
- * obsolete line folding, more than one space between the parts of the request line, a
- * request-target that is not visible ASCII, an absolute URI whose scheme is not http (https://
- * included: those go through CONNECT) or that has user information, a malformed host or port,
- * CONNECT without host:port; error_status 431 when no complete head fits in max_head bytes or
- * it has more than HTTP_HEADERS_MAX fields; 505 for HTTP versions other than 1.x. */
+ * Content-Length, Transfer-Encoding not ending in chunked), Transfer-Encoding in HTTP/1.0, a
+ * Transfer-Encoding llhttp reads differently from RFC 9112 ("chunked<TAB>"), a header name that
+ * is not a token, obsolete line folding, more than one space between the parts of the request
+ * line, a request-target that is not visible ASCII, an absolute URI whose scheme is not http
+ * (https:// included: those go through CONNECT) or that has user information, a malformed host
+ * or port, CONNECT without host:port; error_status 431 when no complete head fits in max_head
+ * bytes or it has more than HTTP_HEADERS_MAX fields; 505 for HTTP versions other than 1.x. */
 enum parse_result http_parse_request(const uint8_t *buf, size_t len, size_t max_head,
                                      struct http_request *out, size_t *consumed);
 
 /* Parses a response head; 'head_request' says it answers HEAD (no body then). INVALID for
- * what llhttp refuses, bad header names, folding, a status outside 100..599, a version other
- * than 1.x, or when no complete head fits in max_head bytes. */
+ * what llhttp refuses, bad header names, folding, an ambiguous Transfer-Encoding (as above), a
+ * status outside 100..599, a version other than 1.x, or when no complete head fits in max_head
+ * bytes. */
 enum parse_result http_parse_response(const uint8_t *buf, size_t len, size_t max_head,
                                       bool head_request, struct http_response *out,
                                       size_t *consumed);

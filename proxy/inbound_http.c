@@ -48,8 +48,13 @@ bool http_send(struct conn *c, enum conn_side side, const void *data, size_t len
 {
     if (len == 0)
         return !conn_is_closing(c);
-    if (conn_send(c, side, data, len, http_on_sent) == 0)
+    if (conn_send(c, side, data, len, http_on_sent) == 0) {
+        if (side == CONN_UPSTREAM)
+            c->bytes_up += len;
+        else
+            c->bytes_down += len;
         return true;
+    }
     conn_close(c);
     return false;
 }

@@ -605,7 +605,8 @@ static void test_no_rule_warning(void **state)
         config_load_string("t.conf", "listen mixed 127.0.0.1:1080\n", NULL, &cfg, &diags), 0);
     assert_non_null(cfg);
     assert_int_equal(diags.errors, 0);
-    assert_diags(&diags, "W t.conf: no rule: every connection will be blocked (fail closed)\n");
+    assert_diags(&diags,
+                 "W t.conf: warning: no rule: every connection will be blocked (fail closed)\n");
     assert_int_equal(cfg->n_rules, 0);
     config_free(cfg);
 }

@@ -240,7 +240,7 @@ static void test_empty_file_warns(void **state)
     write_users_text(f, "# nobody yet\n");
     db = load_ok(f, &diags);
     assert_int_equal(userdb_count(db), 0);
-    assert_diags_at(&diags, f->path, ": no users: every login will fail");
+    assert_diags_at(&diags, f->path, ": warning: no users: every login will fail");
     assert_false(userdb_verify(db, "alice", 5, "pw", 2));
     userdb_free(db);
 }
