@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "policy/policy.h"
@@ -47,7 +48,7 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
     struct server *s = sig->data;
     if (s->stopping) {
         log_msg(LOG_WARN, "second %s: exiting without waiting", strsignal(signum));
-        exit(1);
+        _exit(1); /* no atexit handlers while worker threads still run */
     }
     s->stopping = true;
     log_msg(LOG_INFO, "%s: no longer accepting; finishing the connections in flight",

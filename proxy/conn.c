@@ -33,9 +33,9 @@ static const struct config *conn_config(const struct conn *c)
     return policy_snapshot_config(c->snap);
 }
 
-static uv_stream_t *conn_stream(struct conn *c, enum conn_side side)
+uv_stream_t *conn_side_stream(struct conn *c, enum conn_side side)
 {
-    return side == CONN_CLIENT ? (uv_stream_t *)&c->client : (uv_stream_t *)&c->upstream;
+    return side == CONN_CLIENT ? (uv_stream_t *)&c->client : (uv_stream_t *)c->upstream;
 }
 
 static bool conn_side_open(const struct conn *c, enum conn_side side)
@@ -72,6 +72,26 @@ static void conn_close_handle(struct conn *c, uv_handle_t *handle)
     uv_close(handle, on_handle_closed);
 }
 
+/* The upstream handle was allocated by proxy/outbound.c and is ours to free. */
+static void on_upstream_closed(uv_handle_t *handle)
+{
+    struct conn *c = handle->data;
+    free(handle);
+    c->pending_closes--;
+    conn_maybe_free(c);
+}
+
+/* Closes the upstream handle, if any, with 'closed' (which frees it). */
+static void conn_close_upstream(struct conn *c, uv_close_cb closed)
+{
+    if (!(c->flags & CONN_F_UPSTREAM_OPEN))
+        return;
+    c->flags &= ~CONN_F_UPSTREAM_OPEN;
+    c->pending_closes++;
+    uv_close((uv_handle_t *)c->upstream, closed);
+    c->upstream = NULL;
+}
+
 void conn_close_because(struct conn *c, const char *reason)
 {
     if (c->end_reason == NULL)
@@ -94,10 +114,7 @@ void conn_close(struct conn *c)
         c->flags &= ~CONN_F_CLIENT_OPEN;
         conn_close_handle(c, (uv_handle_t *)&c->client);
     }
-    if (c->flags & CONN_F_UPSTREAM_OPEN) {
-        c->flags &= ~CONN_F_UPSTREAM_OPEN;
-        conn_close_handle(c, (uv_handle_t *)&c->upstream);
-    }
+    conn_close_upstream(c, on_upstream_closed);
     if (c->flags & CONN_F_TIMER_OPEN) {
         c->flags &= ~CONN_F_TIMER_OPEN;
         conn_close_handle(c, (uv_handle_t *)&c->timer);
@@ -110,10 +127,13 @@ void conn_ref(struct conn *c)
     c->refs++;
 }
 
-void conn_unref(struct conn *c)
+bool conn_request_done(struct conn *c)
 {
     c->refs--;
+    if (!conn_is_closing(c))
+        return true;
     conn_maybe_free(c);
+    return false;
 }
 
 bool conn_is_closing(const struct conn *c)
@@ -212,6 +232,8 @@ size_t conn_hs_append(struct conn *c, const void *data, size_t len)
 {
     size_t room = c->hs_cap - c->hs_len;
     size_t n = len < room ? len : room;
+    if (n == 0)
+        return 0;
     memcpy(c->hs + c->hs_len, data, n);
     c->hs_len += n;
     return n;
@@ -257,7 +279,8 @@ void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_nam
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        log_msg(LOG_ERROR, "out of memory accepting a connection on %s", listener_name);
+        log_msg(LOG_ERROR, "out of memory: refusing a connection on %s", listener_name);
+        worker_reject_connection(w, server);
         return;
     }
     c->worker = w;
@@ -268,6 +291,7 @@ void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_nam
     worker_add_conn(w, c);
 
     uv_tcp_init(&w->loop, &c->client);
+    c->client.data = c;
     c->flags |= CONN_F_CLIENT_OPEN;
     uv_timer_init(&w->loop, &c->timer);
     c->flags |= CONN_F_TIMER_OPEN;
@@ -359,30 +383,20 @@ static void on_timer(uv_timer_t *timer)
 
 /* ---- policy decision and outbound connect ----------------------------------------------- */
 
-static void on_outbound_done(void *arg, enum outbound_status status, uv_os_sock_t fd,
+static void on_outbound_done(void *arg, enum outbound_status status, uv_tcp_t *tcp,
                              const struct sockaddr *peer)
 {
     struct conn *c = arg;
     c->connecting = NULL;
     if (status == OUTBOUND_OK) {
-        int err = uv_tcp_init(&c->worker->loop, &c->upstream);
-        if (err == 0) {
-            err = uv_tcp_open(&c->upstream, fd);
-            c->flags |= CONN_F_UPSTREAM_OPEN; /* the handle exists either way: close it */
-        }
-        if (err != 0) {
-            if (!(c->flags & CONN_F_UPSTREAM_OPEN))
-                close(fd);
-            log_msg(LOG_WARN, "conn %llu: cannot adopt the upstream socket: %s",
-                    (unsigned long long)c->id, uv_strerror(err));
-            status = OUTBOUND_FAILED;
-        } else {
-            socklen_t plen = peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                         : sizeof(struct sockaddr_in);
-            memcpy(&c->upstream_peer, peer, plen);
-            int len = sizeof(c->upstream_local);
-            uv_tcp_getsockname(&c->upstream, (struct sockaddr *)&c->upstream_local, &len);
-        }
+        c->upstream = tcp;
+        tcp->data = c;
+        c->flags |= CONN_F_UPSTREAM_OPEN;
+        socklen_t plen =
+            peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+        memcpy(&c->upstream_peer, peer, plen);
+        int len = sizeof(c->upstream_local);
+        uv_tcp_getsockname(tcp, (struct sockaddr *)&c->upstream_local, &len);
     }
     c->outbound = status;
     conn_deliver_connect_result(c);
@@ -397,6 +411,8 @@ static void conn_defer_result(struct conn *c, enum outbound_status status)
 
 void conn_connect(struct conn *c)
 {
+    if (conn_is_closing(c) || c->upstream_reset_done != NULL || c->connecting != NULL)
+        return; /* a protocol bug: the connection is not in a state to connect */
     conn_read_stop(c, CONN_CLIENT);
     c->phase = CONN_PHASE_CONNECTING;
 
@@ -441,12 +457,24 @@ static void auth_work_run(uv_work_t *req)
         userdb_verify(a->c->listener->users, a->user, a->user_len, a->password, a->password_len);
 }
 
+/* Reports a verification to the protocol, then resumes the handshake unless the protocol moved
+ * on, closed, or started another verification. 'deliver_buffered': run on_data for bytes that
+ * arrived with the credentials (not when called from inside on_data). */
+static void conn_auth_finish(struct conn *c, bool ok, bool deliver_buffered)
+{
+    c->proto->on_auth_done(c, ok);
+    if (conn_is_closing(c) || c->phase != CONN_PHASE_HANDSHAKE ||
+        (c->flags & (CONN_F_LINGERING | CONN_F_AUTHING)))
+        return;
+    conn_hs_read_start(c);
+    if (deliver_buffered && c->hs_len > 0)
+        c->proto->on_data(c);
+}
+
 static void auth_work_done(uv_work_t *req, int status)
 {
     struct auth_work *a = container_of(req, struct auth_work, req);
     struct conn *c = a->c;
-    c->refs--;
-    c->flags &= ~CONN_F_AUTHING;
     bool ok = status == 0 && a->ok;
     if (ok) {
         memcpy(c->user, a->user, a->user_len);
@@ -454,16 +482,9 @@ static void auth_work_done(uv_work_t *req, int status)
     }
     explicit_bzero(a->password, sizeof(a->password));
     free(a);
-    if (conn_is_closing(c)) {
-        conn_maybe_free(c);
-        return;
-    }
-    c->proto->on_auth_done(c, ok);
-    if (conn_is_closing(c) || c->phase != CONN_PHASE_HANDSHAKE || (c->flags & CONN_F_LINGERING))
-        return;
-    conn_hs_read_start(c);
-    if (c->hs_len > 0)
-        c->proto->on_data(c); /* bytes that arrived with the credentials */
+    c->flags &= ~CONN_F_AUTHING;
+    if (conn_request_done(c))
+        conn_auth_finish(c, ok, true);
 }
 
 void conn_verify_user(struct conn *c, const char *user, size_t user_len, const char *password,
@@ -473,24 +494,21 @@ void conn_verify_user(struct conn *c, const char *user, size_t user_len, const c
     struct auth_work *a = calloc(1, sizeof(*a));
     bool usable = c->listener->users != NULL && user_len <= USERDB_NAME_MAX &&
                   password_len <= USERDB_PASSWORD_MAX;
-    if (a == NULL || !usable) {
-        free(a);
-        c->proto->on_auth_done(c, false);
-        return;
-    }
-    a->c = c;
-    memcpy(a->user, user, user_len);
-    a->user_len = user_len;
-    memcpy(a->password, password, password_len);
-    a->password_len = password_len;
-    if (uv_queue_work(&c->worker->loop, &a->req, auth_work_run, auth_work_done) != 0) {
+    if (a != NULL && usable) {
+        a->c = c;
+        memcpy(a->user, user, user_len);
+        a->user_len = user_len;
+        memcpy(a->password, password, password_len);
+        a->password_len = password_len;
+        if (uv_queue_work(&c->worker->loop, &a->req, auth_work_run, auth_work_done) == 0) {
+            c->refs++;
+            c->flags |= CONN_F_AUTHING;
+            return;
+        }
         explicit_bzero(a->password, sizeof(a->password));
-        free(a);
-        c->proto->on_auth_done(c, false);
-        return;
     }
-    c->refs++;
-    c->flags |= CONN_F_AUTHING;
+    free(a);
+    conn_auth_finish(c, false, false);
 }
 
 /* ---- writes ------------------------------------------------------------------------------ */
@@ -499,6 +517,7 @@ struct send_req {
     uv_write_t req;
     struct conn *c;
     conn_sent_fn sent;
+    enum conn_side side;
     char data[];
 };
 
@@ -509,21 +528,22 @@ static void on_send_done(uv_write_t *req, int status)
     struct send_req *s = container_of(req, struct send_req, req);
     struct conn *c = s->c;
     conn_sent_fn sent = s->sent;
+    enum conn_side side = s->side;
     free(s);
-    c->refs--;
-    c->sends_in_flight--;
-    if (conn_is_closing(c)) {
-        conn_maybe_free(c);
+    c->sends_in_flight[side]--;
+    if (!conn_request_done(c))
         return;
-    }
+    if (status == UV_ECANCELED)
+        return; /* the upstream was reset on purpose (HTTP forwarding, lingering close) */
     if (status < 0) {
-        conn_close_because(c, "write-error");
+        conn_close_because(c, side == CONN_CLIENT ? "client-write-error" : "upstream-write-error");
         return;
     }
     conn_touch(c);
     if (sent != NULL)
         sent(c, 0);
-    if (!conn_is_closing(c) && (c->flags & CONN_F_LINGERING) && c->sends_in_flight == 0)
+    if (!conn_is_closing(c) && (c->flags & CONN_F_LINGERING) && side == CONN_CLIENT &&
+        c->sends_in_flight[CONN_CLIENT] == 0)
         conn_linger_start(c);
 }
 
@@ -531,6 +551,24 @@ int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len,
 {
     if (conn_is_closing(c) || !conn_side_open(c, side))
         return UV_ECANCELED;
+    uv_stream_t *stream = conn_side_stream(c, side);
+    if (sent == NULL && uv_stream_get_write_queue_size(stream) == 0) {
+        /* Most replies fit in the socket buffer: write them now, without a request. */
+        uv_buf_t now = uv_buf_init((char *)data, (unsigned)len);
+        int written = uv_try_write(stream, &now, 1);
+        if (written == (int)len) {
+            conn_touch(c);
+            return 0;
+        }
+        if (written < 0 && written != UV_EAGAIN) {
+            conn_close_because(c, "write-error");
+            return written;
+        }
+        if (written > 0) {
+            data = (const char *)data + written;
+            len -= (size_t)written;
+        }
+    }
     struct send_req *s = malloc(sizeof(*s) + len);
     if (s == NULL) {
         conn_close_because(c, "out-of-memory");
@@ -538,16 +576,17 @@ int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len,
     }
     s->c = c;
     s->sent = sent;
+    s->side = side;
     memcpy(s->data, data, len);
     uv_buf_t buf = uv_buf_init(s->data, (unsigned)len);
-    int err = uv_write(&s->req, conn_stream(c, side), &buf, 1, on_send_done);
+    int err = uv_write(&s->req, stream, &buf, 1, on_send_done);
     if (err != 0) {
         free(s);
         conn_close_because(c, "write-error");
         return err;
     }
     c->refs++;
-    c->sends_in_flight++;
+    c->sends_in_flight[side]++;
     return 0;
 }
 
@@ -555,20 +594,15 @@ size_t conn_send_queue_size(const struct conn *c, enum conn_side side)
 {
     if (!conn_side_open(c, side))
         return 0;
-    return side == CONN_CLIENT ? c->client.write_queue_size : c->upstream.write_queue_size;
+    return side == CONN_CLIENT ? c->client.write_queue_size : c->upstream->write_queue_size;
 }
 
 /* ---- closing after an error reply (lingering close) -------------------------------------- */
 
-static void on_linger_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-    static char discard[4096]; /* contents are never looked at */
-    *buf = uv_buf_init(discard, sizeof(discard));
-}
-
 static void on_linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    struct conn *c = container_of(stream, struct conn, client);
+    struct conn *c = stream->data;
+    bufpool_put(&c->worker->relay_bufs, buf->base); /* what the client still sends is dropped */
     if (nread < 0)
         conn_close_because(c, "error-reply-sent");
 }
@@ -577,12 +611,9 @@ static void on_linger_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
     free(req);
-    c->refs--;
-    if (conn_is_closing(c)) {
-        conn_maybe_free(c);
+    if (!conn_request_done(c))
         return;
-    }
-    if (status < 0 || uv_read_start((uv_stream_t *)&c->client, on_linger_alloc, on_linger_read))
+    if (status < 0 || uv_read_start((uv_stream_t *)&c->client, conn_alloc_buffer, on_linger_read))
         conn_close_because(c, "error-reply-sent");
 }
 
@@ -612,15 +643,14 @@ void conn_close_after_send(struct conn *c)
     c->flags |= CONN_F_LINGERING;
     if (c->flags & CONN_F_CLIENT_OPEN)
         uv_read_stop((uv_stream_t *)&c->client);
-    if (c->flags & CONN_F_UPSTREAM_OPEN)
-        uv_read_stop((uv_stream_t *)&c->upstream);
     if (c->connecting != NULL) {
         outbound_cancel(c->connecting);
         c->connecting = NULL;
     }
+    conn_close_upstream(c, on_upstream_closed); /* only the reply to the client matters now */
     c->linger_until_ms = uv_now(&c->worker->loop) + LINGER_MS;
     conn_arm_deadline(c);
-    if (c->sends_in_flight == 0)
+    if (c->sends_in_flight[CONN_CLIENT] == 0)
         conn_linger_start(c);
 }
 
@@ -641,7 +671,7 @@ void conn_relay_start(struct conn *c)
     c->hs_len = c->hs_cap = 0;
 }
 
-static void on_side_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+void conn_alloc_buffer(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = handle->data;
     char *mem = bufpool_get(&c->worker->relay_bufs);
@@ -657,21 +687,18 @@ static void conn_side_read(struct conn *c, enum conn_side side, ssize_t nread, c
     bufpool_put(&c->worker->relay_bufs, buf->base);
 }
 
-static void on_client_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void on_side_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    conn_side_read(container_of(stream, struct conn, client), CONN_CLIENT, nread, buf);
-}
-
-static void on_upstream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    conn_side_read(container_of(stream, struct conn, upstream), CONN_UPSTREAM, nread, buf);
+    struct conn *c = stream->data;
+    conn_side_read(c, stream == (uv_stream_t *)&c->client ? CONN_CLIENT : CONN_UPSTREAM, nread,
+                   buf);
 }
 
 int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn)
 {
     if (conn_is_closing(c) || !conn_side_open(c, side))
         return UV_ECANCELED;
-    uv_stream_t *stream = conn_stream(c, side);
+    uv_stream_t *stream = conn_side_stream(c, side);
     stream->data = c;
     c->readers[side] = fn;
     if (c->phase != CONN_PHASE_FORWARD) {
@@ -679,8 +706,7 @@ int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn)
         conn_arm_deadline(c);
     }
     uv_read_stop(stream);
-    int err = uv_read_start(stream, on_side_alloc,
-                            side == CONN_CLIENT ? on_client_read : on_upstream_read);
+    int err = uv_read_start(stream, conn_alloc_buffer, on_side_read);
     if (err != 0)
         conn_close_because(c, "read-error");
     return err;
@@ -689,12 +715,13 @@ int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn)
 void conn_read_stop(struct conn *c, enum conn_side side)
 {
     if (conn_side_open(c, side))
-        uv_read_stop(conn_stream(c, side));
+        uv_read_stop(conn_side_stream(c, side));
 }
 
 static void on_upstream_reset_closed(uv_handle_t *handle)
 {
-    struct conn *c = container_of(handle, struct conn, upstream);
+    struct conn *c = handle->data;
+    free(handle);
     c->pending_closes--;
     if (conn_is_closing(c)) {
         conn_maybe_free(c);
@@ -715,8 +742,6 @@ void conn_upstream_reset(struct conn *c, void (*done)(struct conn *c))
         done(c);
         return;
     }
-    c->flags &= ~CONN_F_UPSTREAM_OPEN;
     c->upstream_reset_done = done;
-    c->pending_closes++;
-    uv_close((uv_handle_t *)&c->upstream, on_upstream_reset_closed);
+    conn_close_upstream(c, on_upstream_reset_closed);
 }

@@ -67,12 +67,12 @@ struct conn {
     uint64_t id; /* unique within the process, for logs */
 
     uv_tcp_t client;
-    uv_tcp_t upstream;
-    uv_timer_t timer; /* handshake and idle deadlines */
-    unsigned flags;   /* CONN_F_* in conn.c */
+    uv_tcp_t *upstream; /* connected handle from proxy/outbound.c, owned; NULL when none */
+    uv_timer_t timer;   /* handshake and idle deadlines */
+    unsigned flags;     /* CONN_F_* in conn.c */
     int pending_closes;
-    int refs;                 /* in-flight requests that point at the conn (writes, auth work) */
-    unsigned sends_in_flight; /* conn_send() writes not yet completed */
+    int refs; /* in-flight requests that point at the conn (writes, shutdowns, auth work) */
+    unsigned sends_in_flight[2]; /* conn_send() writes not yet completed, per side */
     enum conn_phase phase;
     uint64_t accepted_ms;
     uint64_t last_activity_ms;
@@ -166,9 +166,18 @@ void conn_close_because(struct conn *c, const char *reason);
 
 bool conn_is_closing(const struct conn *c);
 
+/* A libuv allocation callback handing out the worker's pool buffers (handle->data is the
+ * connection); the read callback must give the buffer back with bufpool_put(). */
+void conn_alloc_buffer(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+
+/* The stream of a side (the upstream one exists only once connected). */
+uv_stream_t *conn_side_stream(struct conn *c, enum conn_side side);
+
 /* Requests in flight that point at the connection (writes, shutdowns, work) hold a reference;
- * the memory is freed once the connection is closed and the last reference is dropped. */
+ * the memory is freed once the connection is closed and the last reference is dropped.
+ * conn_request_done() drops it and returns false when the connection is closing: the caller
+ * must not touch it any more (it may be gone). */
 void conn_ref(struct conn *c);
-void conn_unref(struct conn *c);
+bool conn_request_done(struct conn *c);
 
 #endif

@@ -1,8 +1,11 @@
 #include "proxy/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,17 +35,23 @@ int log_parse_format(const char *name, enum log_format *out)
     return -1;
 }
 
-/* A bounded line builder: appends never overflow; a line that does not fit is cut short. */
+/* A bounded line builder: appends never overflow; what does not fit is cut and 'cut' says so.
+ * The last two bytes are kept for the closing "}" of JSON and the newline. */
 struct line {
     char buf[LOG_LINE_MAX];
     size_t len;
+    bool cut;
 };
+
+#define LINE_LIMIT (LOG_LINE_MAX - 2)
 
 static void line_append(struct line *l, const char *s, size_t n)
 {
-    size_t room = sizeof(l->buf) - 1 - l->len; /* keep one byte for the newline */
-    if (n > room)
+    size_t room = LINE_LIMIT - l->len;
+    if (n > room) {
         n = room;
+        l->cut = true;
+    }
     memcpy(l->buf + l->len, s, n);
     l->len += n;
 }
@@ -56,29 +65,51 @@ static void line_printf(struct line *l, const char *fmt, ...) __attribute__((for
 
 static void line_printf(struct line *l, const char *fmt, ...)
 {
-    size_t room = sizeof(l->buf) - 1 - l->len;
+    size_t room = LINE_LIMIT - l->len;
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(l->buf + l->len, room + 1, fmt, ap);
     va_end(ap);
+    if (n > 0 && (size_t)n > room)
+        l->cut = true;
     if (n > 0)
         l->len += (size_t)n > room ? room : (size_t)n;
 }
 
-/* Appends s as the inside of a JSON string: quotes, backslashes and control bytes escaped. */
-static void line_json_string(struct line *l, const char *s)
+/* Appends s as the inside of a JSON string: quotes, backslashes and control bytes escaped.
+ * A string longer than max_out bytes (or than the line has room for) is shortened between
+ * escapes, leaving room for its closing quote, so the line stays valid JSON. */
+static void line_json_string_max(struct line *l, const char *s, size_t max_out)
 {
+    size_t limit = l->len + max_out < LINE_LIMIT ? l->len + max_out : LINE_LIMIT;
+    static const char hex[] = "0123456789abcdef";
     for (; *s != '\0'; s++) {
         unsigned char ch = (unsigned char)*s;
+        char esc[6];
+        size_t n = 0;
         if (ch == '"' || ch == '\\') {
-            char esc[2] = {'\\', (char)ch};
-            line_append(l, esc, 2);
+            esc[n++] = '\\';
+            esc[n++] = (char)ch;
         } else if (ch < 0x20) {
-            line_printf(l, "\\u%04x", ch);
+            memcpy(esc, "\\u00", 4);
+            n = 4;
+            esc[n++] = hex[ch >> 4];
+            esc[n++] = hex[ch & 0xf];
         } else {
-            line_append(l, (const char *)&ch, 1);
+            esc[n++] = (char)ch;
         }
+        if (l->len + n + 1 > limit)
+            return;
+        line_append(l, esc, n);
     }
+}
+
+/* A field value takes at most a quarter of the line, so the fields after it still fit. */
+#define LOG_VALUE_MAX (LOG_LINE_MAX / 4)
+
+static void line_json_string(struct line *l, const char *s)
+{
+    line_json_string_max(l, s, LOG_VALUE_MAX);
 }
 
 /* Appends a text-format value, quoted when it holds a blank, a quote or a control byte. */
@@ -111,6 +142,7 @@ static void line_timestamp(struct line *l)
 static void line_begin(struct line *l, enum log_severity sev)
 {
     l->len = 0;
+    l->cut = false;
     if (log_format_in_use == LOG_FORMAT_JSON) {
         line_puts(l, "{\"ts\":\"");
         line_timestamp(l);
@@ -125,6 +157,8 @@ static void line_field(struct line *l, const struct log_field *f)
 {
     if (!f->is_num && f->str == NULL)
         return;
+    size_t mark = l->len;
+    l->cut = false;
     if (log_format_in_use == LOG_FORMAT_JSON) {
         line_puts(l, ",\"");
         line_json_string(l, f->key);
@@ -136,6 +170,8 @@ static void line_field(struct line *l, const struct log_field *f)
             line_json_string(l, f->str);
             line_puts(l, "\"");
         }
+        if (l->cut) /* a field that does not fit is left out whole */
+            l->len = mark;
         return;
     }
     line_puts(l, " ");
@@ -147,16 +183,8 @@ static void line_field(struct line *l, const struct log_field *f)
         line_text_value(l, f->str);
 }
 
-static void line_end_and_write(struct line *l)
+static void write_all(const char *p, size_t left)
 {
-    if (log_format_in_use == LOG_FORMAT_JSON) {
-        if (l->len > sizeof(l->buf) - 3) /* cut JSON: still close it */
-            l->len = sizeof(l->buf) - 3;
-        line_puts(l, "}");
-    }
-    l->buf[l->len++] = '\n';
-    const char *p = l->buf;
-    size_t left = l->len;
     while (left > 0) {
         ssize_t n = write(STDERR_FILENO, p, left);
         if (n <= 0)
@@ -164,6 +192,65 @@ static void line_end_and_write(struct line *l)
         p += n;
         left -= (size_t)n;
     }
+}
+
+struct batch {
+    bool enabled;
+    size_t len;
+    char buf[LOG_BATCH_BYTES];
+};
+
+static _Thread_local struct batch *thread_batch;
+
+void log_buffer_thread(void)
+{
+    if (thread_batch == NULL)
+        thread_batch = calloc(1, sizeof(*thread_batch)); /* NULL: lines go out one by one */
+}
+
+/* Writes whole lines in pieces of at most PIPE_BUF bytes: a pipe keeps such writes atomic, so
+ * batches from several threads never cut into each other's lines. */
+void log_flush(void)
+{
+    struct batch *b = thread_batch;
+    if (b == NULL)
+        return;
+    size_t start = 0;
+    while (start < b->len) {
+        size_t end = b->len - start <= PIPE_BUF ? b->len : start + PIPE_BUF;
+        if (end < b->len) {
+            while (end > start && b->buf[end - 1] != '\n')
+                end--;
+            if (end == start) /* a line longer than PIPE_BUF: it goes out as it is */
+                end = start + PIPE_BUF;
+        }
+        write_all(b->buf + start, end - start);
+        start = end;
+    }
+    b->len = 0;
+}
+
+void log_release_thread(void)
+{
+    log_flush();
+    free(thread_batch);
+    thread_batch = NULL;
+}
+
+static void line_end_and_write(struct line *l)
+{
+    if (log_format_in_use == LOG_FORMAT_JSON)
+        l->buf[l->len++] = '}'; /* LINE_LIMIT kept room for it and the newline */
+    l->buf[l->len++] = '\n';
+    struct batch *b = thread_batch;
+    if (b == NULL) {
+        write_all(l->buf, l->len);
+        return;
+    }
+    if (b->len + l->len > sizeof(b->buf))
+        log_flush();
+    memcpy(b->buf + b->len, l->buf, l->len);
+    b->len += l->len;
 }
 
 void log_msg(enum log_severity sev, const char *fmt, ...)
@@ -180,7 +267,7 @@ void log_msg(enum log_severity sev, const char *fmt, ...)
     line_begin(&l, sev);
     if (log_format_in_use == LOG_FORMAT_JSON) {
         line_puts(&l, ",\"msg\":\"");
-        line_json_string(&l, msg);
+        line_json_string_max(&l, msg, LINE_LIMIT);
         line_puts(&l, "\"");
     } else {
         line_puts(&l, msg);

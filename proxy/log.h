@@ -1,6 +1,6 @@
 /* Logging to stderr: readable text by default ("2026-11-27T20:59:47.123Z info  message"), or
- * one JSON object per line (--log-format json). Each line is a single write(2), so lines from
- * several worker threads never interleave. */
+ * one JSON object per line (--log-format json). Lines are written whole by single write(2)
+ * calls, so lines from several worker threads never interleave. */
 #ifndef GEOPROXY_PROXY_LOG_H
 #define GEOPROXY_PROXY_LOG_H
 
@@ -29,6 +29,16 @@ struct log_field {
 
 #define LOG_FIELD_STR(k, v) ((struct log_field){.key = (k), .str = (v)})
 #define LOG_FIELD_NUM(k, v) ((struct log_field){.key = (k), .num = (int64_t)(v), .is_num = 1})
+
+/* Worker threads batch their lines: log_buffer_thread() makes the calling thread keep lines in a
+ * thread-local buffer (at most LOG_BATCH_BYTES) that log_flush() writes in one write(2), called
+ * by the worker before its loop waits for I/O. Other threads write each line at once. */
+#define LOG_BATCH_BYTES (32 * 1024)
+void log_buffer_thread(void);
+void log_flush(void);
+
+/* Flushes and frees the calling thread's buffer (at thread exit). */
+void log_release_thread(void);
 
 /* Sets the format and the lowest severity written. Call before starting threads. */
 void log_configure(enum log_format format, enum log_severity min_severity);

@@ -1,22 +1,19 @@
 /* Direct outbound connections, Happy Eyeballs (RFC 8305 §5).
  *
- * Each attempt is a non-blocking socket of our own whose connect() is in progress, watched by
- * a uv_poll_t for writability; SO_ERROR then tells the outcome. The 'step' timer starts the
- * next address OUTBOUND_ATTEMPT_DELAY_MS after the previous one (at once when an attempt
- * fails) and also delivers results decided before outbound_connect returned, so the callback
- * never runs under the caller. The 'deadline' timer bounds the whole request.
+ * Each attempt is a uv_tcp_t of its own (malloc'd, so the winner can outlive the request) with
+ * a uv_tcp_connect in progress. The 'step' timer starts the next address
+ * OUTBOUND_ATTEMPT_DELAY_MS after the previous one (at once when an attempt fails) and also
+ * delivers results decided before outbound_connect returned, so the callback never runs under
+ * the caller. The 'deadline' timer bounds the whole request.
  *
- * The winner's poll handle is stopped and closed before its fd is handed over, so the caller can
- * uv_tcp_open() it at once (libuv allows one watcher per fd). Everything else closes; the
- * request is freed in the last close callback. */
+ * The winner is detached from the request and handed over as it is; every other handle closes
+ * (a connect in progress then completes with UV_ECANCELED before its close callback). Attempt
+ * handles are freed in their close callbacks, and the request in the last close callback of all,
+ * which may come after the callback ran. */
 #include "proxy/outbound.h"
 
-#include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "proxy/container_of.h"
 
@@ -28,9 +25,8 @@
 #define OUTBOUND_SEEN_OTHER (1u << 4)
 
 struct outbound_attempt {
-    uv_poll_t poll;
-    uv_os_sock_t fd; /* -1: none, or handed to the caller */
-    bool poll_open;  /* initialised and not yet closed */
+    uv_connect_t connect; /* data: the request */
+    uv_tcp_t *tcp;        /* NULL: not started, closing, or handed over */
 };
 
 struct outbound_req {
@@ -42,10 +38,10 @@ struct outbound_req {
     uv_timer_t step;              /* next attempt, or a result decided early */
     struct resolver_answer addrs; /* ports set */
     struct outbound_attempt attempts[RESOLVER_MAX_ADDRS];
-    size_t next;   /* index of the next address to try */
-    size_t active; /* attempts in progress */
-    int pending_closes;
-    unsigned seen; /* OUTBOUND_SEEN_* */
+    size_t next;        /* index of the next address to try */
+    size_t active;      /* attempts in progress */
+    int pending_closes; /* timers and attempt handles not yet closed */
+    unsigned seen;      /* OUTBOUND_SEEN_* */
     enum outbound_status early_status;
     bool has_early_status;
     bool resolving;
@@ -55,28 +51,41 @@ struct outbound_req {
 
 static void outbound_on_step(uv_timer_t *t);
 
-static void outbound_on_close(uv_handle_t *h)
+static void outbound_release(struct outbound_req *req)
 {
-    struct outbound_req *req = h->data;
     if (--req->pending_closes == 0 && req->done)
         free(req);
 }
 
-static void outbound_attempt_close(struct outbound_req *req, struct outbound_attempt *a)
+static void outbound_on_timer_close(uv_handle_t *h)
 {
-    if (!a->poll_open)
-        return;
-    a->poll_open = false;
-    req->active--;
-    req->pending_closes++;
-    uv_close((uv_handle_t *)&a->poll, outbound_on_close); /* stops watching the fd */
-    if (a->fd >= 0) {
-        close(a->fd);
-        a->fd = -1;
-    }
+    outbound_release(h->data);
 }
 
-/* Marks the request done and releases everything but a handed-over fd. */
+static void outbound_on_tcp_close(uv_handle_t *h)
+{
+    struct outbound_req *req = h->data;
+    free(h);
+    outbound_release(req);
+}
+
+/* Closes an initialised attempt handle; it is freed in its close callback. */
+static void outbound_tcp_close(struct outbound_req *req, uv_tcp_t *tcp)
+{
+    req->pending_closes++;
+    uv_close((uv_handle_t *)tcp, outbound_on_tcp_close);
+}
+
+static void outbound_attempt_close(struct outbound_req *req, struct outbound_attempt *a)
+{
+    if (a->tcp == NULL)
+        return;
+    outbound_tcp_close(req, a->tcp);
+    a->tcp = NULL;
+    req->active--;
+}
+
+/* Marks the request done and releases everything but a handed-over handle. */
 static void outbound_teardown(struct outbound_req *req)
 {
     req->done = true;
@@ -87,36 +96,37 @@ static void outbound_teardown(struct outbound_req *req)
     for (size_t i = 0; i < RESOLVER_MAX_ADDRS; i++)
         outbound_attempt_close(req, &req->attempts[i]);
     req->pending_closes += 2;
-    uv_close((uv_handle_t *)&req->deadline, outbound_on_close);
-    uv_close((uv_handle_t *)&req->step, outbound_on_close);
+    uv_close((uv_handle_t *)&req->deadline, outbound_on_timer_close);
+    uv_close((uv_handle_t *)&req->step, outbound_on_timer_close);
 }
 
-static void outbound_finish(struct outbound_req *req, enum outbound_status status, uv_os_sock_t fd,
+static void outbound_finish(struct outbound_req *req, enum outbound_status status, uv_tcp_t *tcp,
                             const struct sockaddr *peer)
 {
     outbound_teardown(req);
     /* 'peer' points into req, which stays allocated until the close callbacks. */
-    req->cb(req->arg, status, fd, peer);
+    req->cb(req->arg, status, tcp, peer);
 }
 
+/* 'err' is a libuv error (negative). */
 static void outbound_note_error(struct outbound_req *req, int err)
 {
     switch (err) {
-    case ECONNREFUSED:
+    case UV_ECONNREFUSED:
         req->seen |= OUTBOUND_SEEN_REFUSED;
         break;
-    case ETIMEDOUT:
+    case UV_ETIMEDOUT:
         req->seen |= OUTBOUND_SEEN_TIMEDOUT;
         break;
-    case EHOSTUNREACH:
-    case EADDRNOTAVAIL:
-    case EAFNOSUPPORT:
+    case UV_EHOSTUNREACH:
+    case UV_EADDRNOTAVAIL:
+    case UV_EAFNOSUPPORT:
         req->seen |= OUTBOUND_SEEN_HOST_UNREACH;
         break;
-    case ENETUNREACH:
+    case UV_ENETUNREACH:
         req->seen |= OUTBOUND_SEEN_NET_UNREACH;
         break;
-    default: /* EMFILE, ENFILE, ENOBUFS, EPERM, ... */
+    default: /* EMFILE, ENFILE, ENOBUFS, ENOMEM, EPERM, ... */
         req->seen |= OUTBOUND_SEEN_OTHER;
         break;
     }
@@ -139,106 +149,96 @@ static enum outbound_status outbound_status_from_errors(unsigned seen)
     return OUTBOUND_HOST_UNREACH;
 }
 
-static void outbound_win(struct outbound_req *req, size_t i, uv_os_sock_t fd)
+/* Hands the attempt's handle to the caller; the request no longer owns it. */
+static void outbound_win(struct outbound_req *req, struct outbound_attempt *a)
 {
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    outbound_finish(req, OUTBOUND_OK, fd, (const struct sockaddr *)&req->addrs.addrs[i]);
+    uv_tcp_t *tcp = a->tcp;
+    const struct sockaddr *peer = (const struct sockaddr *)&req->addrs.addrs[a - req->attempts];
+    a->tcp = NULL;
+    req->active--;
+    tcp->data = NULL;
+    outbound_finish(req, OUTBOUND_OK, tcp, peer);
 }
 
 static void outbound_attempt_next(struct outbound_req *req);
 
-static void outbound_on_writable(uv_poll_t *h, int status, int events)
+static void outbound_on_connect(uv_connect_t *c, int status)
 {
-    struct outbound_attempt *a = container_of(h, struct outbound_attempt, poll);
-    struct outbound_req *req = h->data;
-    int err = 0;
-
-    /* libuv reports POLLERR as UV_EBADF: the socket's own error says what happened. */
-    socklen_t len = sizeof(err);
-    if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    if (err == 0 && status < 0)
-        err = -status;
-    /* A hang-up without an error (reset right after the handshake) is no connection either. */
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
-    if (err == 0 && getpeername(a->fd, (struct sockaddr *)&ss, &sslen) != 0)
-        err = errno;
-    if (err == 0) {
-        uv_os_sock_t fd = a->fd;
-        uv_poll_stop(&a->poll);
-        a->fd = -1; /* handed over: outbound_attempt_close leaves it open */
-        outbound_win(req, (size_t)(a - req->attempts), fd);
+    /* Only after uv_close(): the attempt lost, or the request is being torn down. */
+    if (status == UV_ECANCELED)
+        return;
+    struct outbound_attempt *a = container_of(c, struct outbound_attempt, connect);
+    struct outbound_req *req = c->data;
+    if (status == 0) {
+        outbound_win(req, a);
         return;
     }
-    outbound_note_error(req, err);
+    outbound_note_error(req, status);
     outbound_attempt_close(req, a);
     uv_timer_stop(&req->step);
     outbound_attempt_next(req); /* RFC 8305 §5: a failure starts the next attempt at once */
 }
 
-/* Starts connecting to address i. Returns 0 when the attempt is in progress, 1 when it
- * connected at once (the request is then finished), -1 when it failed (error noted). */
+/* Starts connecting to address i. Returns 0 when the attempt is in progress, -1 when it failed
+ * at once (error noted). The outcome always comes later, from outbound_on_connect. */
 static int outbound_attempt_start(struct outbound_req *req, size_t i)
 {
     const struct sockaddr *sa = (const struct sockaddr *)&req->addrs.addrs[i];
     struct outbound_attempt *a = &req->attempts[i];
-    socklen_t len;
+    uv_tcp_t *tcp = NULL;
+    int err = UV_EAFNOSUPPORT;
 
-    if (sa->sa_family == AF_INET) {
-        len = sizeof(struct sockaddr_in);
-    } else if (sa->sa_family == AF_INET6) {
-        len = sizeof(struct sockaddr_in6);
-    } else {
-        outbound_note_error(req, EAFNOSUPPORT);
-        return -1;
-    }
-    uv_os_sock_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        outbound_note_error(req, errno);
-        return -1;
-    }
-    if (connect(fd, sa, len) == 0) {
-        outbound_win(req, i, fd);
-        return 1;
-    }
-    /* EINTR: the connection goes on in the background, like EINPROGRESS. */
-    int err = errno;
-    if (err == EINPROGRESS || err == EINTR)
-        err = -uv_poll_init_socket(req->loop, &a->poll, fd); /* libuv errors are -errno */
-    if (err != 0) {
-        close(fd);
-        outbound_note_error(req, err);
-        return -1;
-    }
-    a->poll.data = req;
-    a->fd = fd;
-    a->poll_open = true;
+    if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+        goto fail;
+    err = UV_ENOMEM;
+    tcp = malloc(sizeof(*tcp));
+    if (tcp == NULL)
+        goto fail;
+    /* Creates the socket now (EMFILE shows here), so TCP_NODELAY below is set at once. */
+    err = uv_tcp_init_ex(req->loop, tcp, sa->sa_family);
+    if (err != 0)
+        goto fail_free; /* a failed init leaves nothing on the loop to close */
+    tcp->data = req;
+    err = uv_tcp_nodelay(tcp, 1);
+    if (err != 0)
+        goto fail_close;
+    a->connect.data = req;
+    err = uv_tcp_connect(&a->connect, tcp, sa, outbound_on_connect);
+    if (err != 0)
+        goto fail_close;
+    a->tcp = tcp;
     req->active++;
-    uv_poll_start(&a->poll, UV_WRITABLE, outbound_on_writable);
     return 0;
+
+fail_close:
+    outbound_tcp_close(req, tcp); /* freed in its close callback */
+    tcp = NULL;
+fail_free:
+    free(tcp);
+fail:
+    outbound_note_error(req, err);
+    return -1;
 }
 
 /* Starts the next address that does not fail at once, or reports when nothing is left. */
 static void outbound_attempt_next(struct outbound_req *req)
 {
     while (req->next < req->addrs.n_addrs) {
-        int rc = outbound_attempt_start(req, req->next++);
-        if (rc == 0 && req->next < req->addrs.n_addrs)
-            uv_timer_start(&req->step, outbound_on_step, OUTBOUND_ATTEMPT_DELAY_MS, 0);
-        if (rc >= 0)
+        if (outbound_attempt_start(req, req->next++) == 0) {
+            if (req->next < req->addrs.n_addrs)
+                uv_timer_start(&req->step, outbound_on_step, OUTBOUND_ATTEMPT_DELAY_MS, 0);
             return;
+        }
     }
     if (req->active == 0)
-        outbound_finish(req, outbound_status_from_errors(req->seen), -1, NULL);
+        outbound_finish(req, outbound_status_from_errors(req->seen), NULL, NULL);
 }
 
 static void outbound_on_step(uv_timer_t *t)
 {
     struct outbound_req *req = container_of(t, struct outbound_req, step);
     if (req->has_early_status)
-        outbound_finish(req, req->early_status, -1, NULL);
+        outbound_finish(req, req->early_status, NULL, NULL);
     else
         outbound_attempt_next(req);
 }
@@ -247,9 +247,9 @@ static void outbound_on_deadline(uv_timer_t *t)
 {
     struct outbound_req *req = container_of(t, struct outbound_req, deadline);
     if (req->has_early_status)
-        outbound_finish(req, req->early_status, -1, NULL);
+        outbound_finish(req, req->early_status, NULL, NULL);
     else
-        outbound_finish(req, req->resolving ? OUTBOUND_DNS_TIMEOUT : OUTBOUND_TIMEOUT, -1, NULL);
+        outbound_finish(req, req->resolving ? OUTBOUND_DNS_TIMEOUT : OUTBOUND_TIMEOUT, NULL, NULL);
 }
 
 /* Connects to req->addrs, or reports 'status', from the next loop iteration. */
@@ -285,8 +285,6 @@ static struct outbound_req *outbound_req_new(uv_loop_t *loop, uint32_t timeout_m
     req->loop = loop;
     req->cb = cb;
     req->arg = arg;
-    for (size_t i = 0; i < RESOLVER_MAX_ADDRS; i++)
-        req->attempts[i].fd = -1;
     uv_timer_init(loop, &req->deadline);
     uv_timer_init(loop, &req->step);
     req->deadline.data = req;

@@ -1,7 +1,7 @@
 /* Direct outbound connections: resolve a target (proxy/resolver.h) and connect to its addresses
  * Happy-Eyeballs style (RFC 8305): attempts start 250 ms apart, alternating families, the first
  * to connect wins and the others are abandoned; one deadline bounds the whole thing. The result
- * is a connected non-blocking socket the caller adopts with uv_tcp_open(). */
+ * is a connected uv_tcp_t that the caller takes over. */
 #ifndef GEOPROXY_PROXY_OUTBOUND_H
 #define GEOPROXY_PROXY_OUTBOUND_H
 
@@ -16,10 +16,12 @@
 
 struct outbound_req;
 
-/* Called exactly once per request unless it was cancelled first. On OUTBOUND_OK, 'fd' is a
- * connected non-blocking TCP socket now owned by the callee, and 'peer' its remote address;
- * otherwise fd is -1 and peer NULL. Never called before outbound_connect returns. */
-typedef void (*outbound_cb)(void *arg, enum outbound_status status, uv_os_sock_t fd,
+/* Called exactly once per request unless it was cancelled first. On OUTBOUND_OK, 'tcp' is a
+ * connected handle on the loop, allocated with malloc(), TCP_NODELAY set, not reading; the
+ * callee owns it from then on: it must uv_close() it and free() it in its close callback.
+ * 'peer' is its remote address. Otherwise tcp and peer are NULL. Never called before
+ * outbound_connect returns. */
+typedef void (*outbound_cb)(void *arg, enum outbound_status status, uv_tcp_t *tcp,
                             const struct sockaddr *peer);
 
 /* Resolves t (when it is a name) with 'resolver' and connects to it within timeout_ms.
@@ -33,7 +35,7 @@ struct outbound_req *outbound_connect_addrs(uv_loop_t *loop, const struct resolv
                                             uint16_t port, uint32_t timeout_ms, outbound_cb cb,
                                             void *arg);
 
-/* Abandons a request: sockets in progress are closed, the callback is not called. Safe to call
+/* Abandons a request: connects in progress are closed, the callback is not called. Safe to call
  * from inside any other callback; the memory is released once libuv has closed its handles. */
 void outbound_cancel(struct outbound_req *req);
 

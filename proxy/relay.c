@@ -1,16 +1,13 @@
 #include "proxy/relay.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "proxy/bufpool.h"
 #include "proxy/conn.h"
 #include "proxy/container_of.h"
 #include "proxy/worker.h"
-
-static uv_stream_t *side_stream(struct conn *c, enum conn_side side)
-{
-    return side == CONN_CLIENT ? (uv_stream_t *)&c->client : (uv_stream_t *)&c->upstream;
-}
 
 static enum conn_side other_side(enum conn_side side)
 {
@@ -24,30 +21,45 @@ static struct bufpool *conn_pool(struct conn *c)
 
 static void relay_read_start(struct conn *c, enum conn_side side);
 
-static void on_shutdown_done(uv_shutdown_t *req, int status)
+static void relay_dir_finished(struct conn *c, struct relay_dir *dir)
 {
-    struct relay_dir *dir = container_of(req, struct relay_dir, shutdown_req);
-    struct conn *c = req->data;
-    if (conn_is_closing(c)) {
-        conn_unref(c);
-        return;
-    }
-    c->refs--;
-    if (status < 0) {
-        conn_close_because(c, "shutdown-error");
-        return;
-    }
     dir->done = true;
     if (c->relay.dirs[CONN_CLIENT].done && c->relay.dirs[CONN_UPSTREAM].done)
         conn_close_because(c, "done");
 }
 
-/* The reading side sent EOF and everything it sent was written: pass the EOF on. */
+static void on_shutdown_done(uv_shutdown_t *req, int status)
+{
+    struct relay_dir *dir = container_of(req, struct relay_dir, shutdown_req);
+    struct conn *c = req->data;
+    if (!conn_request_done(c))
+        return;
+    if (status < 0) {
+        conn_close_because(c, "shutdown-error");
+        return;
+    }
+    relay_dir_finished(c, dir);
+}
+
+/* The reading side sent EOF and everything it sent was written: pass the EOF on. With nothing
+ * queued on the other side, shutdown(2) at once; otherwise libuv shuts down after the queue. */
 static void relay_forward_eof(struct conn *c, enum conn_side from)
 {
     struct relay_dir *dir = &c->relay.dirs[from];
+    uv_stream_t *to = conn_side_stream(c, other_side(from));
+    uv_os_fd_t fd;
+    if (uv_stream_get_write_queue_size(to) == 0 && c->sends_in_flight[other_side(from)] == 0 &&
+        uv_fileno((uv_handle_t *)to, &fd) == 0) {
+        if (shutdown(fd, SHUT_WR) != 0 && errno != ENOTCONN) {
+            conn_close_because(c, "shutdown-error");
+            return;
+        }
+        relay_dir_finished(c, dir);
+        return;
+    }
     dir->shutdown_req.data = c;
-    if (uv_shutdown(&dir->shutdown_req, side_stream(c, other_side(from)), on_shutdown_done) != 0) {
+    if (uv_shutdown(&dir->shutdown_req, conn_side_stream(c, other_side(from)), on_shutdown_done) !=
+        0) {
         conn_close_because(c, "shutdown-error");
         return;
     }
@@ -62,15 +74,13 @@ static void on_write_done(uv_write_t *req, int status)
     bufpool_put(conn_pool(c), dir->buf);
     dir->buf = NULL;
     dir->pending = 0;
-    if (conn_is_closing(c)) {
-        conn_unref(c);
+    if (!conn_request_done(c))
         return;
-    }
-    c->refs--;
     if (status < 0) {
         conn_close_because(c, from == CONN_CLIENT ? "upstream-write-error" : "client-write-error");
         return;
     }
+    conn_touch(c); /* a slow reader that keeps reading is not idle */
     if (dir->eof)
         relay_forward_eof(c, from);
     else
@@ -81,7 +91,7 @@ static void on_write_done(uv_write_t *req, int status)
  * the reading side pauses until it is written (backpressure). */
 static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t len)
 {
-    uv_stream_t *to = side_stream(c, other_side(from));
+    uv_stream_t *to = conn_side_stream(c, other_side(from));
     uv_buf_t chunk = uv_buf_init(buf, (unsigned)len);
     int written = uv_try_write(to, &chunk, 1);
     if (written == (int)len) {
@@ -99,7 +109,7 @@ static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t l
     dir->pending = len - done;
     dir->write_req.data = c;
     chunk = uv_buf_init(buf + done, (unsigned)dir->pending);
-    uv_read_stop(side_stream(c, from));
+    uv_read_stop(conn_side_stream(c, from));
     if (uv_write(&dir->write_req, to, &chunk, 1, on_write_done) != 0) {
         bufpool_put(conn_pool(c), buf);
         dir->buf = NULL;
@@ -128,35 +138,23 @@ static void relay_on_read(struct conn *c, enum conn_side from, ssize_t nread, co
         return;
     }
     struct relay_dir *dir = &c->relay.dirs[from];
-    uv_read_stop(side_stream(c, from));
+    uv_read_stop(conn_side_stream(c, from));
     dir->eof = true;
     if (dir->buf == NULL)
         relay_forward_eof(c, from);
 }
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    struct conn *c = handle->data;
-    char *mem = bufpool_get(conn_pool(c));
-    *buf = uv_buf_init(mem, mem != NULL ? (unsigned)conn_pool(c)->buf_size : 0);
-}
-
-static void on_client_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    relay_on_read(container_of(stream, struct conn, client), CONN_CLIENT, nread, buf);
-}
-
-static void on_upstream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    relay_on_read(container_of(stream, struct conn, upstream), CONN_UPSTREAM, nread, buf);
+    struct conn *c = stream->data;
+    relay_on_read(c, stream == (uv_stream_t *)&c->client ? CONN_CLIENT : CONN_UPSTREAM, nread, buf);
 }
 
 static void relay_read_start(struct conn *c, enum conn_side side)
 {
-    uv_stream_t *stream = side_stream(c, side);
+    uv_stream_t *stream = conn_side_stream(c, side);
     stream->data = c;
-    int err =
-        uv_read_start(stream, on_alloc, side == CONN_CLIENT ? on_client_read : on_upstream_read);
+    int err = uv_read_start(stream, conn_alloc_buffer, on_read);
     if (err != 0)
         conn_close_because(c, side == CONN_CLIENT ? "client-error" : "upstream-error");
 }

@@ -477,6 +477,26 @@ static bool resolver_parse_literal(const char *host, struct resolver_answer *ans
     return false;
 }
 
+/* RFC 6761 §6.3: "localhost" and names under it are loopback, answered here and never sent to
+ * a DNS server (some systems have no /etc/hosts entry for them). 'name' is normalized. */
+static bool resolver_answer_localhost(const char *name, struct resolver_answer *answer)
+{
+    static const char suffix[] = ".localhost";
+    size_t len = strlen(name);
+    size_t slen = sizeof(suffix) - 1;
+    if (strcmp(name, "localhost") != 0 && !(len > slen && strcmp(name + len - slen, suffix) == 0))
+        return false;
+    memset(answer->addrs, 0, 2 * sizeof(answer->addrs[0]));
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&answer->addrs[0];
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_addr = in6addr_loopback;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&answer->addrs[1];
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    answer->n_addrs = 2;
+    return true;
+}
+
 static int resolver_set_servers(struct resolver *r, const struct resolver_options *opts)
 {
     struct ares_addr_port_node *nodes = calloc(opts->n_servers, sizeof(*nodes));
@@ -661,6 +681,10 @@ struct resolver_query *resolver_resolve(struct resolver *r, const char *host, re
     int len = resolver_name_normalize(host, name, sizeof(name));
     if (len < 0 || r->closing) {
         cb(arg, len < 0 ? OUTBOUND_DNS_NOT_FOUND : OUTBOUND_DNS_FAILED, &answer);
+        return NULL;
+    }
+    if (resolver_answer_localhost(name, &answer)) {
+        cb(arg, OUTBOUND_OK, &answer);
         return NULL;
     }
     if (r->cache != NULL && resolver_cache_get(r->cache, name, uv_now(r->loop), &status, &answer)) {

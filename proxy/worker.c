@@ -98,6 +98,8 @@ int worker_init(struct worker *w, struct runtime *rt, unsigned id, const struct 
     err = uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     if (err == 0)
         err = uv_timer_init(&w->loop, &w->drain_timer);
+    if (err == 0)
+        err = uv_prepare_init(&w->loop, &w->log_flusher);
     if (err != 0)
         goto fail;
 
@@ -127,10 +129,19 @@ fail:
     return err;
 }
 
+static void on_log_flush(uv_prepare_t *prepare)
+{
+    log_flush();
+}
+
 static void worker_thread_main(void *arg)
 {
     struct worker *w = arg;
+    log_buffer_thread();
+    uv_prepare_start(&w->log_flusher, on_log_flush);
+    uv_unref((uv_handle_t *)&w->log_flusher); /* flushing alone keeps no loop alive */
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    log_release_thread();
     atomic_store(&w->finished, true);
 }
 
@@ -154,6 +165,7 @@ static void worker_finish_if_drained(struct worker *w)
         return;
     close_handle_if_open((uv_handle_t *)&w->wakeup);
     close_handle_if_open((uv_handle_t *)&w->drain_timer);
+    close_handle_if_open((uv_handle_t *)&w->log_flusher);
     resolver_free(w->resolver);
     w->resolver = NULL;
 }
@@ -196,6 +208,21 @@ static void on_drain_timeout(uv_timer_t *timer)
     }
 }
 
+static void on_reject_closed(uv_handle_t *handle)
+{
+    struct worker *w = container_of(handle, struct worker, reject);
+    w->reject_busy = false;
+}
+
+void worker_reject_connection(struct worker *w, uv_stream_t *server)
+{
+    if (w->reject_busy || uv_tcp_init(&w->loop, &w->reject) != 0)
+        return;
+    w->reject_busy = true;
+    uv_accept(server, (uv_stream_t *)&w->reject);
+    uv_close((uv_handle_t *)&w->reject, on_reject_closed);
+}
+
 void worker_add_conn(struct worker *w, struct conn *c)
 {
     c->prev = NULL;
@@ -231,6 +258,8 @@ void worker_join(struct worker *w)
         close_handle_if_open((uv_handle_t *)&w->wakeup);
     if (w->drain_timer.loop != NULL)
         close_handle_if_open((uv_handle_t *)&w->drain_timer);
+    if (w->log_flusher.loop != NULL)
+        close_handle_if_open((uv_handle_t *)&w->log_flusher);
     resolver_free(w->resolver);
     w->resolver = NULL;
     uv_run(&w->loop, UV_RUN_DEFAULT);

@@ -29,10 +29,13 @@ struct worker {
     uv_loop_t loop;
     uv_thread_t thread;
     bool thread_started;
-    uv_async_t wakeup;      /* another thread asked for something (stop) */
-    uv_timer_t drain_timer; /* forced close at the end of the drain time */
+    uv_async_t wakeup;        /* another thread asked for something (stop) */
+    uv_timer_t drain_timer;   /* forced close at the end of the drain time */
+    uv_prepare_t log_flusher; /* writes the thread's batched log lines before each wait */
     struct worker_listener listeners[CONFIG_MAX_LISTENERS];
     size_t n_listeners;
+    uv_tcp_t reject;  /* takes a connection there is no memory for, to close it */
+    bool reject_busy; /* 'reject' is still closing */
     struct bufpool relay_bufs;
     struct resolver *resolver;
     struct conn *conns; /* live connections, for draining */
@@ -55,6 +58,10 @@ void worker_request_stop(struct worker *w);
 
 /* Waits for the thread to end, then releases what worker_init made. */
 void worker_join(struct worker *w);
+
+/* Accepts the pending connection on 'server' and closes it at once: libuv stops watching a
+ * listening socket until its pending connection is accepted. For when memory ran out. */
+void worker_reject_connection(struct worker *w, uv_stream_t *server);
 
 /* Bookkeeping of live connections, called by conn.c. */
 void worker_add_conn(struct worker *w, struct conn *c);

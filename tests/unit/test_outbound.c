@@ -11,9 +11,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -199,13 +201,52 @@ struct outcome {
     enum outbound_status status;
     struct sockaddr_storage peer;
     uv_loop_t *loop;
-    uv_tcp_t upstream; /* the fd adopted in the callback */
-    bool adopted;
+    uv_tcp_t *upstream; /* handed over in the callback; the test closes and frees it */
     uv_write_t write;
     int write_status;
     bool written;
     struct outbound_req *req; /* cancelled from inside the callback: must be harmless */
+    bool close_at_once;       /* close the handle inside the callback instead of writing */
 };
+
+static void on_upstream_close(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void outcome_close_upstream(struct outcome *o)
+{
+    if (o->upstream == NULL)
+        return;
+    uv_close((uv_handle_t *)o->upstream, on_upstream_close);
+    o->upstream = NULL;
+}
+
+static socklen_t sockaddr_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* What the contract promises of a handed-over handle: on our loop, connected to 'peer', not
+ * reading, TCP_NODELAY set. */
+static void assert_handed_over(struct outcome *o, uv_tcp_t *tcp, const struct sockaddr *peer)
+{
+    assert_int_equal(tcp->type, UV_TCP);
+    assert_ptr_equal(tcp->loop, o->loop);
+    assert_false(uv_is_active((uv_handle_t *)tcp)); /* not reading */
+    assert_false(uv_is_closing((uv_handle_t *)tcp));
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    assert_int_equal(uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len), 0);
+    assert_int_equal(len, sockaddr_len(peer));
+    assert_memory_equal(&ss, peer, sockaddr_len(peer));
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno((uv_handle_t *)tcp, &fd), 0);
+    int on = 0;
+    socklen_t on_len = sizeof(on);
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &on_len), 0);
+    assert_int_not_equal(on, 0);
+}
 
 static void on_write(uv_write_t *w, int status)
 {
@@ -214,7 +255,7 @@ static void on_write(uv_write_t *w, int status)
     o->written = true;
 }
 
-static void on_outbound(void *arg, enum outbound_status status, uv_os_sock_t fd,
+static void on_outbound(void *arg, enum outbound_status status, uv_tcp_t *tcp,
                         const struct sockaddr *peer)
 {
     struct outcome *o = arg;
@@ -223,20 +264,23 @@ static void on_outbound(void *arg, enum outbound_status status, uv_os_sock_t fd,
     if (o->req != NULL)
         outbound_cancel(o->req);
     if (status != OUTBOUND_OK) {
-        assert_int_equal(fd, -1);
+        assert_null(tcp);
         assert_null(peer);
         return;
     }
-    memcpy(&o->peer, peer,
-           peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-    /* the fd is ours now, and no libuv handle watches it any more */
-    assert_int_equal(uv_tcp_init(o->loop, &o->upstream), 0);
-    assert_int_equal(uv_tcp_open(&o->upstream, fd), 0);
-    o->adopted = true;
+    assert_non_null(tcp);
+    assert_non_null(peer);
+    memcpy(&o->peer, peer, sockaddr_len(peer));
+    assert_handed_over(o, tcp, peer);
+    o->upstream = tcp; /* ours now */
+    if (o->close_at_once) {
+        outcome_close_upstream(o);
+        return;
+    }
     static char ping[] = "ping";
     uv_buf_t buf = uv_buf_init(ping, 4);
     o->write.data = o;
-    assert_int_equal(uv_write(&o->write, (uv_stream_t *)&o->upstream, &buf, 1, on_write), 0);
+    assert_int_equal(uv_write(&o->write, (uv_stream_t *)tcp, &buf, 1, on_write), 0);
 }
 
 static bool guard_fired;
@@ -277,8 +321,8 @@ static bool ping_arrived(void *arg)
 
 static void finish_loop(uv_loop_t *loop, struct outcome *o)
 {
-    if (o != NULL && o->adopted)
-        uv_close((uv_handle_t *)&o->upstream, NULL);
+    if (o != NULL)
+        outcome_close_upstream(o);
     uv_run(loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(loop), 0);
 }
@@ -304,7 +348,7 @@ static struct resolver_answer answer_of(const char *const *ips)
 
 /* ---- tests ---- */
 
-static void test_connects_and_hands_over_a_usable_fd(void **state)
+static void test_connects_and_hands_over_a_usable_handle(void **state)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -488,6 +532,54 @@ static void test_cancel_inside_callback_is_harmless(void **state)
     close(fd);
 }
 
+/* The winner's callback cancels the request and closes the handle before returning. */
+static void test_close_inside_callback_is_harmless(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct server s;
+    server_start(&loop, &s, "127.0.0.1", 0);
+    struct outcome o = {.loop = &loop, .close_at_once = true};
+    struct resolver_answer a = answer_of((const char *[]){"127.0.0.1", NULL});
+    o.req = outbound_connect_addrs(&loop, &a, s.port, 2000, on_outbound, &o);
+    run_until(&loop, outcome_called, &o, 3000);
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(o.status, OUTBOUND_OK);
+    assert_null(o.upstream);
+    run_until(&loop, NULL, NULL, 50);
+    assert_int_equal(o.calls, 1);
+    server_close(&s);
+    finish_loop(&loop, &o);
+}
+
+/* No socket can be created (EMFILE): the attempt fails at once, the request reports FAILED
+ * from the loop, not from under outbound_connect_addrs. */
+static void test_no_socket_left_fails(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct outcome o = {.loop = &loop};
+    struct resolver_answer a = answer_of((const char *[]){"127.0.0.1", "::1", NULL});
+    struct rlimit saved;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    int lowest = dup(0); /* every descriptor below the lowest free one is in use */
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit tight = {.rlim_cur = (rlim_t)lowest, .rlim_max = saved.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    /* no assertion until the limit is restored: a failure would leave it in place */
+    struct outbound_req *req = outbound_connect_addrs(&loop, &a, 9, 2000, on_outbound, &o);
+    int early_calls = o.calls;
+    run_until(&loop, outcome_called, &o, 2000);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+    assert_non_null(req);
+    assert_int_equal(early_calls, 0);
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(o.status, OUTBOUND_FAILED);
+    finish_loop(&loop, &o);
+}
+
 /* ---- through the resolver (no DNS server needed: literals and /etc/hosts) ---- */
 
 static struct resolver *make_resolver(uv_loop_t *loop, uint16_t dns_port, uint32_t timeout_ms)
@@ -535,7 +627,7 @@ static void test_connect_to_targets(void **state)
     assert_int_equal(o.status, OUTBOUND_OK);
     assert_peer(&o.peer, "127.0.0.1", s.port);
     assert_memory_equal(s.got, "ping", 4);
-    uv_close((uv_handle_t *)&o.upstream, NULL);
+    outcome_close_upstream(&o);
     uv_close((uv_handle_t *)&s.peer, NULL);
     s.has_peer = false;
     s.n_got = 0;
@@ -551,7 +643,7 @@ static void test_connect_to_targets(void **state)
     run_until(&loop, ping_arrived, &w, 3000);
     assert_int_equal(o2.status, OUTBOUND_OK);
     assert_memory_equal(s.got, "ping", 4);
-    uv_close((uv_handle_t *)&o2.upstream, NULL);
+    outcome_close_upstream(&o2);
 
     /* a name the DNS server never answers: the resolver's status comes straight through */
     struct target lost = {.host = "nowhere.test", .port = 80};
@@ -596,7 +688,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_target_format),
-        cmocka_unit_test(test_connects_and_hands_over_a_usable_fd),
+        cmocka_unit_test(test_connects_and_hands_over_a_usable_handle),
         cmocka_unit_test(test_closed_port_is_refused),
         cmocka_unit_test(test_falls_back_after_a_refusal),
         cmocka_unit_test(test_next_attempt_starts_after_the_delay),
@@ -604,6 +696,8 @@ int main(void)
         cmocka_unit_test(test_no_usable_address),
         cmocka_unit_test(test_cancel_right_after_start),
         cmocka_unit_test(test_cancel_inside_callback_is_harmless),
+        cmocka_unit_test(test_close_inside_callback_is_harmless),
+        cmocka_unit_test(test_no_socket_left_fails),
         cmocka_unit_test(test_connect_to_targets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -528,7 +528,7 @@ static void test_invalid_names_are_not_found(void **state)
     finish(&loop, r);
 }
 
-static void test_localhost_from_hosts_file(void **state)
+static void test_localhost_is_loopback_without_dns(void **state)
 {
     REQUIRE_DNSMASQ(); /* any stray query goes to our dnsmasq, never to resolv.conf's server */
     uv_loop_t loop;
@@ -549,6 +549,15 @@ static void test_localhost_from_hosts_file(void **state)
     }
     assert_true(has_loopback);
     assert_int_equal(dns_queries_for("localhost"), 0);
+
+    /* RFC 6761: names under .localhost are loopback too, with no DNS query */
+    resolve_wait(&loop, r, "App.LOCALHOST.", &res);
+    assert_int_equal(res.status, OUTBOUND_OK);
+    assert_int_equal(res.answer.n_addrs, 2);
+    assert_int_equal(res.answer.addrs[0].ss_family, AF_INET6);
+    assert_int_equal(res.answer.addrs[1].ss_family, AF_INET);
+    assert_int_equal(dns_queries_for("app.localhost"), 0);
+    assert_int_equal(dns_queries_for("App.LOCALHOST"), 0);
     finish(&loop, r);
 }
 
@@ -849,7 +858,7 @@ int main(void)
         cmocka_unit_test(test_closed_server_port_is_dns_failed),
         cmocka_unit_test(test_free_with_queries_in_flight),
         cmocka_unit_test(test_cancel_then_timeout_passes),
-        cmocka_unit_test(test_localhost_from_hosts_file),
+        cmocka_unit_test(test_localhost_is_loopback_without_dns),
         cmocka_unit_test(test_resolves_a_record),
         cmocka_unit_test(test_dual_stack_gives_ipv6_first),
         cmocka_unit_test(test_nxdomain_is_not_found_and_cached),
