@@ -26,38 +26,16 @@ struct listen_options {
 static int listen_parse_options(struct config_parser *p, const struct config_line *w,
                                 struct listen_options *o)
 {
-    size_t i = 3;
-
-    memset(o, 0, sizeof *o);
-    while (i < w->count) {
-        const struct config_token *opt = &w->tokens[i];
-        const struct config_token **slot_opt;
-        const struct config_token **slot_value;
-
-        if (config_word_is(opt, "name")) {
-            slot_opt = &o->name_opt;
-            slot_value = &o->name;
-        } else if (config_word_is(opt, "users")) {
-            slot_opt = &o->users_opt;
-            slot_value = &o->users;
-        } else {
-            config_error_unknown_word(p, opt, "option", " for 'listen'", listen_option_names,
-                                      "expected name or users");
-            return -1;
-        }
-        if (*slot_opt != NULL) {
-            config_parser_error(p, opt->col, "option '%s' given twice", opt->text);
-            return -1;
-        }
-        if (i + 1 >= w->count) {
-            config_parser_error(p, opt->end_col, "missing value after '%s'", opt->text);
-            return -1;
-        }
-        *slot_opt = opt;
-        *slot_value = &w->tokens[i + 1];
-        i += 2;
-    }
-    return 0;
+    static const struct config_option_spec spec = {
+        .context = " for 'listen'",
+        .names = listen_option_names,
+        .expected = "expected name or users",
+    };
+    const struct config_option_slot slots[] = {
+        {"name", &o->name_opt, &o->name},
+        {"users", &o->users_opt, &o->users},
+    };
+    return config_parse_option_pairs(p, w, 3, &spec, slots, sizeof(slots) / sizeof(slots[0]));
 }
 
 /* Refuses a listener whose name or address another listener already has. */

@@ -132,3 +132,44 @@ void config_error_unknown_word(struct config_parser *p, const struct config_toke
                             context, expected);
     }
 }
+
+static const struct config_option_slot *option_slot_find(const struct config_token *t,
+                                                         const struct config_option_slot *slots,
+                                                         size_t n_slots)
+{
+    for (size_t k = 0; k < n_slots; k++)
+        if (config_word_is(t, slots[k].name))
+            return &slots[k];
+    return NULL;
+}
+
+int config_parse_option_pairs(struct config_parser *p, const struct config_line *w, size_t first,
+                              const struct config_option_spec *spec,
+                              const struct config_option_slot *slots, size_t n_slots)
+{
+    for (size_t k = 0; k < n_slots; k++)
+        *slots[k].option = *slots[k].value = NULL;
+    for (size_t i = first; i < w->count; i += 2) {
+        const struct config_token *opt = &w->tokens[i];
+        if (spec->planned != NULL && config_word_index(opt, spec->planned) >= 0) {
+            config_parser_error(p, opt->col, "'%s' " CONFIG_NOT_YET, opt->text);
+            return -1;
+        }
+        const struct config_option_slot *slot = option_slot_find(opt, slots, n_slots);
+        if (slot == NULL) {
+            config_error_unknown_word(p, opt, "option", spec->context, spec->names, spec->expected);
+            return -1;
+        }
+        if (*slot->option != NULL) {
+            config_parser_error(p, opt->col, "option '%s' given twice", opt->text);
+            return -1;
+        }
+        if (i + 1 >= w->count) {
+            config_parser_error(p, opt->end_col, "missing value after '%s'", opt->text);
+            return -1;
+        }
+        *slot->option = opt;
+        *slot->value = &w->tokens[i + 1];
+    }
+    return 0;
+}

@@ -111,6 +111,28 @@ void config_error_unknown_word(struct config_parser *p, const struct config_toke
                                const char *what, const char *context, const char *const *candidates,
                                const char *expected);
 
+/* One "NAME VALUE" option of a directive: where its option word and its value go. */
+struct config_option_slot {
+    const char *name;
+    const struct config_token **option;
+    const struct config_token **value;
+};
+
+/* What a directive accepts after its fixed words, for messages. */
+struct config_option_spec {
+    const char *context;        /* " for 'listen'" */
+    const char *const *names;   /* every option word, for "did you mean", NULL-terminated */
+    const char *const *planned; /* words refused as not available yet, or NULL */
+    const char *expected;       /* "expected name or users" */
+};
+
+/* Reads "NAME VALUE" pairs from word 'first' to the end of the line into the slots (cleared
+ * first). A planned word, an unknown word, an option given twice and an option without a value
+ * are errors. Returns 0, or -1 after reporting the error. */
+int config_parse_option_pairs(struct config_parser *p, const struct config_line *w, size_t first,
+                              const struct config_option_spec *spec,
+                              const struct config_option_slot *slots, size_t n_slots);
+
 /* Directive parsers: each gets one line whose first word is its directive, reports at most one
  * error, and changes the configuration only when the whole line is good. */
 void config_parse_workers(struct config_parser *p, const struct config_line *w);

@@ -26,42 +26,17 @@ struct rule_options {
 static int rule_parse_options(struct config_parser *p, const struct config_line *w,
                               struct rule_options *o)
 {
-    size_t i = 3;
-
-    memset(o, 0, sizeof *o);
-    while (i < w->count) {
-        const struct config_token *opt = &w->tokens[i];
-        const struct config_token **slot_opt;
-        const struct config_token **slot_value;
-
-        if (config_word_index(opt, rule_matchers) >= 0) {
-            config_parser_error(p, opt->col, "'%s' " CONFIG_NOT_YET, opt->text);
-            return -1;
-        }
-        if (config_word_is(opt, "log")) {
-            slot_opt = &o->log_opt;
-            slot_value = &o->log;
-        } else if (config_word_is(opt, "reason")) {
-            slot_opt = &o->reason_opt;
-            slot_value = &o->reason;
-        } else {
-            config_error_unknown_word(p, opt, "option", " for 'rule'", rule_option_names,
-                                      "expected log or reason");
-            return -1;
-        }
-        if (*slot_opt != NULL) {
-            config_parser_error(p, opt->col, "option '%s' given twice", opt->text);
-            return -1;
-        }
-        if (i + 1 >= w->count) {
-            config_parser_error(p, opt->end_col, "missing value after '%s'", opt->text);
-            return -1;
-        }
-        *slot_opt = opt;
-        *slot_value = &w->tokens[i + 1];
-        i += 2;
-    }
-    return 0;
+    static const struct config_option_spec spec = {
+        .context = " for 'rule'",
+        .names = rule_option_names,
+        .planned = rule_matchers,
+        .expected = "expected log or reason",
+    };
+    const struct config_option_slot slots[] = {
+        {"log", &o->log_opt, &o->log},
+        {"reason", &o->reason_opt, &o->reason},
+    };
+    return config_parse_option_pairs(p, w, 3, &spec, slots, sizeof(slots) / sizeof(slots[0]));
 }
 
 static int rule_check_options(struct config_parser *p, enum rule_action action,

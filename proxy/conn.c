@@ -636,10 +636,12 @@ static void conn_linger_start(struct conn *c)
     c->refs++;
 }
 
-void conn_close_after_send(struct conn *c)
+void conn_close_after_send(struct conn *c, const char *reason)
 {
     if (conn_is_closing(c) || (c->flags & CONN_F_LINGERING))
         return;
+    if (c->end_reason == NULL)
+        c->end_reason = reason;
     c->flags |= CONN_F_LINGERING;
     if (c->flags & CONN_F_CLIENT_OPEN)
         uv_read_stop((uv_stream_t *)&c->client);

@@ -154,8 +154,9 @@ void conn_upstream_reset(struct conn *c, void (*done)(struct conn *c));
 void conn_touch(struct conn *c);
 
 /* Stops reading, lets queued writes reach the kernel, then closes (bounded by a short timer).
- * For error replies. */
-void conn_close_after_send(struct conn *c);
+ * For error replies. 'reason' (a string constant, or NULL) is recorded as by
+ * conn_close_because(). */
+void conn_close_after_send(struct conn *c, const char *reason);
 
 /* Closes everything now. Idempotent; memory is freed once every handle is closed. */
 void conn_close(struct conn *c);

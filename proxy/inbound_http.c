@@ -64,7 +64,7 @@ void http_finish(struct conn *c)
 {
     struct http_state *s = c->proto_state;
     s->phase = HTTP_PH_DONE;
-    conn_close_after_send(c);
+    conn_close_after_send(c, NULL);
 }
 
 static void http_send_reply(struct conn *c, const struct http_reply *r)
@@ -82,7 +82,7 @@ static void http_send_reply(struct conn *c, const struct http_reply *r)
         return;
     if (!r->keep_alive) {
         s->phase = HTTP_PH_DONE;
-        conn_close_after_send(c);
+        conn_close_after_send(c, NULL);
     }
 }
 

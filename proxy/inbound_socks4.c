@@ -26,12 +26,9 @@ static void socks4_finish_error(struct conn *c, uint8_t cd, const char *reason)
         conn_close_because(c, reason);
         return;
     }
-    if (c->end_reason == NULL) { /* recorded as conn_close_because() would, for the later close */
-        c->end_reason = reason;
-    }
     n = socks4_build_reply(msg, sizeof(msg), cd, NULL);
     if (conn_send(c, CONN_CLIENT, msg, n, NULL) == 0) {
-        conn_close_after_send(c);
+        conn_close_after_send(c, reason);
     }
 }
 

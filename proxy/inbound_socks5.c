@@ -21,15 +21,6 @@ enum socks5_step {
     SOCKS5_STEP_DONE,         /* replied: relaying, or closing */
 };
 
-/* Records why the connection ends, as conn_close_because() does, for a close that happens
- * later (after an error reply has been flushed). */
-static void socks5_note_end(struct conn *c, const char *reason)
-{
-    if (c->end_reason == NULL) {
-        c->end_reason = reason;
-    }
-}
-
 /* Ends the handshake: nothing more is parsed and unparsed bytes are dropped. With a message, it
  * is sent and the connection closes once it is out; without one, it closes now. */
 static void socks5_finish_error(struct conn *c, const uint8_t *msg, size_t len, const char *reason)
@@ -40,9 +31,8 @@ static void socks5_finish_error(struct conn *c, const uint8_t *msg, size_t len, 
         conn_close_because(c, reason);
         return;
     }
-    socks5_note_end(c, reason);
     if (conn_send(c, CONN_CLIENT, msg, len, NULL) == 0) {
-        conn_close_after_send(c);
+        conn_close_after_send(c, reason);
     }
 }
 
