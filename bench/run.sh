@@ -398,6 +398,12 @@ if want_peer geoproxy; then
         2>/dev/null | wc -l)"
     echo "geoproxy commit: $(git -C "$repo" log -1 --format=%h 2>/dev/null || echo unknown)" \
         "(uncommitted source files: $dirty)  binary: $geoproxy_bin"
+    # With --no-build or --geoproxy the binary may predate the checkout: say so, with its date.
+    if [ "$build_geoproxy" = 0 ] || [ "$geoproxy_bin" != "$repo/build-bench/geoproxy" ]; then
+        echo "warning: this run did not build geoproxy; the commit above is the checkout's, not" \
+            "necessarily the binary's (binary modified $(date -u -r "$geoproxy_bin" \
+            '+%Y-%m-%d %H:%M UTC' 2>/dev/null || echo '?'))"
+    fi
 fi
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
