@@ -146,11 +146,11 @@ def recv_until_eof(sock, limit=64 * MIB):
     return bytes(buf)
 
 
-def wait_closed(sock, timeout=5.0):
-    """Reads (and returns) whatever arrives until the peer closes the connection.
+def wait_end(sock, timeout=5.0):
+    """Reads (and returns) whatever arrives until the connection ends.
 
-    Returns (closed, data): closed is False when the connection was still open at the bound.
-    A reset counts as closed."""
+    Returns (end, data): end is "eof" for an orderly close, "reset" for a reset, "open" when
+    the connection was still open at the bound."""
     deadline = time.monotonic() + timeout
     data = bytearray()
     old = sock.gettimeout()
@@ -158,20 +158,48 @@ def wait_closed(sock, timeout=5.0):
         for _ in range(10000):
             left = deadline - time.monotonic()
             if left <= 0:
-                return False, bytes(data)
+                return "open", bytes(data)
             sock.settimeout(left)
             try:
                 chunk = sock.recv(65536)
             except socket.timeout:
-                return False, bytes(data)
+                return "open", bytes(data)
             except (ConnectionResetError, BrokenPipeError):
-                return True, bytes(data)
+                return "reset", bytes(data)
             if not chunk:
-                return True, bytes(data)
+                return "eof", bytes(data)
             data += chunk
-        return False, bytes(data)
+        return "open", bytes(data)
     finally:
         sock.settimeout(old)
+
+
+def wait_closed(sock, timeout=5.0):
+    """Reads (and returns) whatever arrives until the peer closes the connection.
+
+    Returns (closed, data): closed is False when the connection was still open at the bound.
+    A reset counts as closed."""
+    end, data = wait_end(sock, timeout)
+    return end != "open", data
+
+
+def tcp_queues(local_port, remote_port):
+    """(send queue, receive queue) in bytes of the established loopback TCP socket with these
+    ports, whichever process owns it (Linux /proc/net/tcp{,6}); None when there is none. The
+    send queue counts bytes written and not yet acknowledged, the receive queue bytes received
+    and not yet read."""
+    want = (f"{local_port:04X}", f"{remote_port:04X}")
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] != "01":  # TCP_ESTABLISHED
+                    continue
+                ports = (fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1])
+                if ports == want:
+                    tx, rx = fields[4].split(":")
+                    return int(tx, 16), int(rx, 16)
+    return None
 
 
 def send_ignoring_reset(sock, data):

@@ -12,12 +12,18 @@ Names served by the test DNS server (start_dns):
     dual.test                 -> 127.0.0.1 and ::1
     anything else under .test -> NXDOMAIN
 
+Sanitizer builds (GEOPROXY_SANITIZE): every geoproxy process a test starts writes its ASan, LSan
+and UBSan reports to files in SANITIZER_DIR, whatever its exit status, and the test fails with
+their text. Exit statuses alone would miss them where a test expects a failure: ASan's status is
+1, the same as "configuration not valid".
+
 Helpers live in three modules; tests import everything from this one:
     clients.py  socket helpers, raw SOCKS and HTTP clients
     servers.py  in-process servers (echo, data, HTTP origin, blackhole)
     harness.py  dnsmasq and geoproxy processes, and ProxyTestCase
 """
 
+import atexit
 import os
 import re
 import shutil
@@ -37,6 +43,28 @@ from servers import *  # noqa: F401,F403 (re-exported for the tests)
 from servers import Blackhole, DataServer, EchoServer, HttpOrigin
 
 DNSMASQ = "/usr/sbin/dnsmasq"
+
+# ---------------------------------------------------------------------------------------------
+# Sanitizer reports
+
+SANITIZER_DIR = tempfile.mkdtemp(prefix="geoproxy-e2e-sanitizer-")
+atexit.register(shutil.rmtree, SANITIZER_DIR, True)
+for _var in ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"):
+    _current = os.environ.get(_var, "")
+    if "log_path=" not in _current:  # else the caller chose; exit statuses catch most
+        os.environ[_var] = ":".join(filter(None, [_current, f"log_path={SANITIZER_DIR}/report"]))
+
+
+def take_sanitizer_reports():
+    """The sanitizer reports written since the last call, as text (the files are removed)."""
+    reports = []
+    for name in sorted(os.listdir(SANITIZER_DIR)):
+        path = os.path.join(SANITIZER_DIR, name)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            reports.append(f"--- {name}\n{f.read()}")
+        os.unlink(path)
+    return reports
+
 
 # ---------------------------------------------------------------------------------------------
 # Processes: dnsmasq and geoproxy
@@ -228,6 +256,16 @@ class ProxyTestCase(unittest.TestCase):
     """Base class: creates fixtures and registers their cleanup."""
 
     maxDiff = 4000
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The first cleanup runs last: after every process the test started has ended.
+        self.addCleanup(self._check_sanitizer_reports)
+
+    def _check_sanitizer_reports(self):
+        reports = take_sanitizer_reports()
+        if reports:
+            self.fail("geoproxy wrote sanitizer reports:\n" + "\n".join(r[:8000] for r in reports))
 
     def workdir(self):
         if not hasattr(self, "_workdir"):

@@ -127,10 +127,28 @@ class _DataHandler(_Handler):
             elif mode == "send_then_close":
                 s.sendall(owner.payload)
                 s.shutdown(socket.SHUT_WR)
+            elif mode == "http_early_reply":
+                self._early_reply()
             else:
                 raise ValueError(mode)
         except OSError as e:
             owner.results.put(e)
+
+    def _early_reply(self):
+        owner = self.server.owner
+        s = self.request
+        data = bytearray()
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError("EOF inside the request head")
+            data += chunk
+        body_read = len(data) - data.index(b"\r\n\r\n") - 4
+        owner.results.put((body_read, s.getsockname()[1], s.getpeername()[1]))
+        if not owner.gate.wait(timeout=30):
+            return
+        s.sendall(owner.payload)
+        owner.stopping.wait(timeout=60)  # keep the connection open, the rest of the body unread
 
     def _send_then_shut(self):
         try:
@@ -158,15 +176,22 @@ class DataServer(_ServerBase):
       gated            sends half the payload, puts "first-half-sent" in results, waits for
                        gate.set(), sends the rest and EOF
       send_then_close  sends payload and EOF
+      http_early_reply an HTTP origin that answers without reading the request body: reads
+                       the request head; results gets (body bytes read with it, its own port,
+                       the proxy's port); waits for gate.set(), sends payload (a whole
+                       response) and keeps the connection open, reading nothing more, until
+                       the server stops
     """
 
     def __init__(self, mode, data, family=socket.AF_INET):
         self.mode = mode
         self.payload = data
         self.gate = threading.Event()
+        self.stopping = threading.Event()
         super().__init__(_DataHandler, family)
 
     def stop(self):
+        self.stopping.set()
         self.gate.set()
         super().stop()
 

@@ -2,16 +2,42 @@
 request bodies, persistent client connections, and proxy-generated errors with Proxy-Status
 (RFC 9209)."""
 
+import concurrent.futures
 import http.client
 import json
 import socket
+import time
 import unittest
 import urllib.error
 import urllib.request
 
 from harness import (MIB, ProxyTestCase, connect, header_values, http_connect_open,
                      http_response, payload, read_http_head, read_response, recv_exact, recv_until_eof, run,
-                     sha256)
+                     send_ignoring_reset, sha256, tcp_queues, wait_end, wait_until)
+
+
+def _proxy_has_read(client_port, proxy_port):
+    """True when every byte the client sent has been read by the proxy: nothing unacknowledged
+    in the client's socket, nothing unread in the proxy's."""
+    mine, its = tcp_queues(client_port, proxy_port), tcp_queues(proxy_port, client_port)
+    return mine is not None and its is not None and mine[0] == 0 and its[1] == 0
+
+
+def send_then_shut_down(test, sock, data):
+    """Sends data on a thread, then shuts down the write side, while the test reads. Returns a
+    Future: result() is None when everything was sent, else the error."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    test.addCleanup(pool.shutdown)
+
+    def send():
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            return e
+        return None
+    return pool.submit(send)
+
 
 def echoed_headers(doc):
     """{lower-case name: [values]} from the origin's /echo document."""
@@ -215,6 +241,88 @@ class HttpProxy(ProxyTestCase):
                 self.assertEqual(body, payload(20000), url)
             self.assertIs(conn.sock, first_sock, f"the proxy closed the connection after {url}")
 
+    # -- an origin that answers before it has read the request body
+
+    def start_chunked_upload(self, sock, origin):
+        """Sends the head of a chunked POST through the proxy to origin (an "http_early_reply"
+        DataServer, which reads nothing after it). Returns send(data): sends body bytes, waits
+        until the proxy has read them, and returns how many body bytes the proxy then holds in
+        its own write queue: neither in its socket towards the origin nor in the origin's
+        (tcp_queues sees both)."""
+        sock.sendall((f"POST http://127.0.0.1:{origin.port}/upload HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1:{origin.port}\r\nTransfer-Encoding: chunked\r\n\r\n")
+                     .encode())
+        head_extra, origin_port, proxy_port = origin.results.get(timeout=10)
+        self.assertEqual(head_extra, 0, "body bytes reached the origin with the head")
+        me, sent = sock.getsockname()[1], [0]
+
+        def send(data):
+            sock.sendall(data)
+            sent[0] += len(data)
+            wait_until(lambda: _proxy_has_read(me, self.proxy.port), timeout=10,
+                       interval=0.002, what="the proxy to read what the client sent")
+            towards = tcp_queues(proxy_port, origin_port)
+            at_origin = tcp_queues(origin_port, proxy_port)
+            self.assertTrue(towards and at_origin, "the connection to the origin was closed")
+            return sent[0] - at_origin[1] - towards[0]
+        return send
+
+    def fill_write_queue(self, send):
+        """Sends 64 KiB chunks until the proxy keeps some of them in its write queue."""
+        chunk = b"10000\r\n" + payload(65536, seed=44) + b"\r\n"
+        for i in range(1, 32 * MIB // len(chunk)):
+            if send(chunk) > 0:
+                time.sleep(0.1)  # the kernel may still grow the proxy's send buffer
+                if send(b"") > 0:
+                    return
+        self.fail(f"precondition: {i} chunks sent and none waits in the proxy's write queue")
+
+    def test_early_response_with_close_keeps_client_connection(self):
+        # The origin answers "Connection: close" while the end of the request body is still
+        # queued in the proxy for it. The proxy drops that upstream connection and the writes
+        # queued for it; the client must get the whole response, and its persistent connection
+        # must carry the next request.
+        answer = payload(100000, seed=45)
+        origin = self.start_data("http_early_reply", (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(answer)}\r\nConnection: close\r\n\r\n").encode() + answer)
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        send = self.start_chunked_upload(sock, origin)
+        self.fill_write_queue(send)
+        self.assertGreater(send(b"0\r\n\r\n"), 0, "precondition: the end of the body is queued")
+        origin.gate.set()
+        f = self.track(sock.makefile("rb"))
+        status, headers, got = read_response(f)
+        self.assertEqual((status, len(got), sha256(got)), (200, len(answer), sha256(answer)))
+        sock.sendall(f"GET http://origin.test:{self.origin.port}/bytes/1000 HTTP/1.1\r\n"
+                     f"Host: origin.test:{self.origin.port}\r\n\r\n".encode())
+        try:
+            status, _, got = read_response(f)
+        except (AssertionError, OSError) as e:
+            self.fail(f"no answer to the next request on the same connection: {e!r}")
+        self.assertEqual((status, got), (200, payload(1000)))
+
+    def test_early_error_response_then_clean_close(self):
+        # The origin refuses an upload before reading its body (413, Connection: close) while
+        # part of the body is queued in the proxy for it. The proxy passes the response on,
+        # drops the upstream connection and what was queued for it, and ends the client
+        # connection the lingering way: it reads and drops what the client still sends, so
+        # the client sees an orderly end of file after the response, not a reset.
+        answer = b"geoproxy test origin: request too large\n"
+        origin = self.start_data("http_early_reply", (
+            "HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(answer)}\r\nConnection: close\r\n\r\n").encode() + answer)
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        self.fill_write_queue(self.start_chunked_upload(sock, origin))
+        origin.gate.set()
+        status, headers, got = read_response(self.track(sock.makefile("rb")))
+        self.assertEqual((status, got), (413, answer))
+        # The client had not seen the response before sending more: the rest of its body.
+        sent = send_ignoring_reset(sock, b"10000\r\n" + payload(65536) + b"\r\n0\r\n\r\n")
+        self.assertTrue(sent, "the connection was reset while the client sent its body")
+        sock.shutdown(socket.SHUT_WR)
+        self.assertEqual(wait_end(sock, 10)[0], "eof", "the connection did not end cleanly")
+
     def test_body_delimited_by_origin_close(self):
         r = self.curl("-x", self.proxy_url, f"http://origin.test:{self.origin.port}/eof/300000")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -331,6 +439,26 @@ class HttpPolicy(ProxyTestCase):
         self.assertEqual(status, 403)
         self.assertProxyStatus(headers, "http_request_denied")
         self.assertTrue(self.origin.peers.empty(), "a blocked CONNECT reached the origin")
+
+    def test_403_complete_while_request_body_unread(self):
+        # The request head and a 1 MiB body in one go: the proxy refuses after reading the head,
+        # with most of the body still unread. It must close the lingering way (read and drop
+        # the rest, then close), not with a reset that can destroy the reply.
+        body = payload(MIB, seed=43)
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        sending = send_then_shut_down(self, sock, (
+            f"POST http://127.0.0.1:{self.origin.port}/echo HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{self.origin.port}\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+        status, headers, reply = read_response(self.track(sock.makefile("rb")))
+        self.assertEqual(status, 403)
+        self.assertProxyStatus(headers, "http_request_denied")
+        self.assertIn(b"embargo-zone", reply)
+        self.assertEqual(int(header_values(headers, "Content-Length")[0]), len(reply))
+        self.assertEqual(sending.result(timeout=30), None,
+                         "the client could not send its whole request")
+        self.assertEqual(wait_end(sock, 10)[0], "eof", "the connection did not end cleanly")
+        self.assertTrue(self.origin.peers.empty(), "a blocked request reached the origin")
 
     def test_curl_reports_403(self):
         r = self.curl("-o", "/dev/null", "-w", "%{http_code}", "-x",

@@ -194,6 +194,32 @@ class IdleTimeout(ProxyTestCase):
         self.assertTrue(closed, "an idle relay was still open 6 s after a 1 s idle timeout")
         self.assertEqual(got, b"")
 
+    # Fails on 8dc177c and later: write progress counts only when a write request completes,
+    # and with Linux's send buffer autotuning (4 MiB here) the proxy's pending write completes
+    # only after a third of that buffer drained, over 4 s at this reader's pace, so the relay
+    # is cut after 1 s. Remove the decorator once the idle timer sees that progress.
+    @unittest.expectedFailure
+    def test_slow_reader_is_not_idle(self):
+        # A client that reads a download slowly but steadily keeps the relay busy: the proxy
+        # keeps writing to it. 64 KiB every 0.3 s for 3 s (three idle timeouts), then the rest
+        # at full speed: every byte must arrive.
+        data = payload(8 * MIB, seed=62)
+        server = self.start_data("send_then_close", data)
+        proxy = self.start_proxy(extra=["timeout idle 1s"])
+        sock, reply = socks5_open(proxy.port, "127.0.0.1", server.port)
+        self.track(sock)
+        self.assertSocks5Reply(reply, 0)
+        got = bytearray()
+        for _ in range(10):
+            time.sleep(0.3)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        got += recv_until_eof(sock)
+        self.assertEqual((len(got), sha256(got)), (len(data), sha256(data)),
+                         f"the download was cut after {len(got)} of {len(data)} bytes")
+
 
 class AbandonedHandshakes(ProxyTestCase):
     def test_thousand_abandoned_handshakes_leak_nothing(self):

@@ -21,6 +21,7 @@ Reply codes and how they are produced on loopback:
 """
 
 import errno
+import json
 import os
 import resource
 import socket
@@ -77,6 +78,22 @@ class Socks5Clients(ProxyTestCase):
                          "bytes server -> client through the proxy")
         self.assertEqual(server.results.get(timeout=10), (MIB, sha256(up)),
                          "bytes client -> server through the proxy")
+
+    def test_curl_socks5_hostname_localhost_answered_without_dns(self):
+        # RFC 6761 §6.3: "localhost" and names under it are loopback; the proxy answers them
+        # itself and never asks the DNS server (which does not know them here).
+        r = self.curl("--socks5-hostname", f"127.0.0.1:{self.proxy.port}",
+                      f"http://app.localhost:{self.origin.port}/echo")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        doc = json.loads(r.stdout)
+        self.assertEqual((doc["origin"], doc["target"]), ("A", "/echo"))
+        # A name the DNS server does know, asked afterwards: once it is in the query log, the
+        # log is complete up to it, so a localhost query would be there too.
+        r = self.curl("--socks5-hostname", f"127.0.0.1:{self.proxy.port}",
+                      f"http://origin.test:{self.origin.port}/bytes/10")
+        self.assertEqual((r.returncode, r.stdout), (0, payload(10)), r.stderr)
+        wait_until(lambda: "origin.test" in self.dns.queries(), what="origin.test in the DNS log")
+        self.assertNotIn("localhost", self.dns.queries(), "a localhost name was sent to DNS")
 
 
 class Socks5Raw(ProxyTestCase):
