@@ -373,6 +373,12 @@ static void on_timer(uv_timer_t *timer)
         conn_arm_deadline(c); /* there was activity since the timer was set */
         return;
     }
+    if (c->phase == CONN_PHASE_RELAY && !(c->flags & CONN_F_LINGERING) &&
+        relay_write_progressed(c)) {
+        conn_touch(c); /* a slow reader is draining what we wrote */
+        conn_arm_deadline(c);
+        return;
+    }
     if (c->flags & CONN_F_LINGERING)
         conn_close_because(c, "error-reply-sent");
     else if (c->phase == CONN_PHASE_HANDSHAKE)

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "proxy/bufpool.h"
@@ -89,6 +91,31 @@ static void on_write_done(uv_write_t *req, int status)
 
 /* Writes what was read; what the kernel does not take at once is queued without copying, and
  * the reading side pauses until it is written (backpressure). */
+/* Bytes the kernel holds in a socket's send queue, or -1 when that cannot be known. */
+static int stream_unsent_bytes(uv_stream_t *stream)
+{
+    uv_os_fd_t fd;
+    int unsent;
+    if (uv_fileno((uv_handle_t *)stream, &fd) != 0 || ioctl(fd, SIOCOUTQ, &unsent) != 0)
+        return -1;
+    return unsent;
+}
+
+bool relay_write_progressed(struct conn *c)
+{
+    bool progressed = false;
+    for (int side = CONN_CLIENT; side <= CONN_UPSTREAM; side++) {
+        struct relay_dir *dir = &c->relay.dirs[side];
+        if (dir->buf == NULL)
+            continue;
+        int unsent = stream_unsent_bytes(conn_side_stream(c, other_side(side)));
+        if (unsent != dir->unsent)
+            progressed = true;
+        dir->unsent = unsent;
+    }
+    return progressed;
+}
+
 static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t len)
 {
     uv_stream_t *to = conn_side_stream(c, other_side(from));
@@ -107,6 +134,7 @@ static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t l
     struct relay_dir *dir = &c->relay.dirs[from];
     dir->buf = buf;
     dir->pending = len - done;
+    dir->unsent = stream_unsent_bytes(to);
     dir->write_req.data = c;
     chunk = uv_buf_init(buf + done, (unsigned)dir->pending);
     uv_read_stop(conn_side_stream(c, from));

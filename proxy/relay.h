@@ -18,6 +18,7 @@ struct relay_dir {
     size_t pending; /* bytes of buf still to write */
     bool eof;       /* the reading side sent EOF */
     bool done;      /* EOF forwarded (shutdown completed) */
+    int unsent;     /* the writing socket's send queue (SIOCOUTQ) when last looked at */
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
 };
@@ -29,6 +30,12 @@ struct relay {
 /* Starts pumping. 'initial' (may be empty) are client bytes read during the handshake that
  * must go upstream first; they are copied. Called by conn_relay_start(). */
 void relay_start(struct conn *c, const void *initial, size_t initial_len);
+
+/* True when a write that is waiting for the peer has moved since the last call: the kernel's
+ * send queue of its socket changed (the peer is reading, slowly). The idle deadline uses it, as
+ * a large socket buffer can take longer than the idle time to drain enough for libuv to
+ * complete the write. */
+bool relay_write_progressed(struct conn *c);
 
 /* Releases the buffers the relay holds; called when the connection closes. */
 void relay_release(struct conn *c);

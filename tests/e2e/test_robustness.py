@@ -194,11 +194,9 @@ class IdleTimeout(ProxyTestCase):
         self.assertTrue(closed, "an idle relay was still open 6 s after a 1 s idle timeout")
         self.assertEqual(got, b"")
 
-    # Fails on 8dc177c and later: write progress counts only when a write request completes,
-    # and with Linux's send buffer autotuning (4 MiB here) the proxy's pending write completes
-    # only after a third of that buffer drained, over 4 s at this reader's pace, so the relay
-    # is cut after 1 s. Remove the decorator once the idle timer sees that progress.
-    @unittest.expectedFailure
+    # With send buffer autotuning (4 MiB here) a pending write completes only after much of
+    # the buffer drained, which at this pace takes longer than the idle time: the idle timer
+    # must see the kernel's send queue move.
     def test_slow_reader_is_not_idle(self):
         # A client that reads a download slowly but steadily keeps the relay busy: the proxy
         # keeps writing to it. 64 KiB every 0.3 s for 3 s (three idle timeouts), then the rest
@@ -219,6 +217,18 @@ class IdleTimeout(ProxyTestCase):
         got += recv_until_eof(sock)
         self.assertEqual((len(got), sha256(got)), (len(data), sha256(data)),
                          f"the download was cut after {len(got)} of {len(data)} bytes")
+
+
+    def test_stalled_reader_is_idle(self):
+        # The counterpart of the slow reader: a client that stops reading while the proxy still
+        # has data for it makes no progress, and the idle timeout ends the relay.
+        data = payload(32 * MIB, seed=63)
+        server = self.start_data("send_then_close", data)
+        proxy = self.start_proxy(extra=["timeout idle 1s"])
+        sock, reply = socks5_open(proxy.port, "127.0.0.1", server.port)
+        self.track(sock)
+        self.assertSocks5Reply(reply, 0)
+        proxy.wait_log(r"close .*end=idle-timeout", timeout=15.0)
 
 
 class AbandonedHandshakes(ProxyTestCase):
