@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define HS_BUF_SIZE 512
 #define OUT_BUF_SIZE 512
 #define BULK_BUF_SIZE (256 * 1024)
@@ -1071,19 +1073,6 @@ static int parse_addr(const char *s, struct sockaddr_in *out)
     return inet_pton(AF_INET, host, &out->sin_addr) == 1 ? 0 : -1;
 }
 
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end = NULL;
-    unsigned long v;
-
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
-}
-
 static int parse_secs(const char *s, double min, double max, double *out)
 {
     char *end = NULL;
@@ -1188,11 +1177,11 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->label = optarg;
             break;
         case 'p':
-            bad |= parse_uint(optarg, 1, 1u << 30, &pid) != 0;
+            bad |= parse_u32(optarg, 1, 1u << 30, &pid) != 0;
             o->pid = (pid_t)pid;
             break;
         case 't':
-            bad |= parse_uint(optarg, 1, 1u << 30, &pid) != 0;
+            bad |= parse_u32(optarg, 1, 1u << 30, &pid) != 0;
             o->target_pid = (pid_t)pid;
             break;
         case 'd':
@@ -1205,7 +1194,7 @@ static int parse_options(int argc, char **argv, struct options *o)
             bad |= parse_secs(optarg, 0.1, 600, &o->timeout) != 0;
             break;
         case 'n':
-            bad |= parse_uint(optarg, 1, 1024, &o->streams) != 0;
+            bad |= parse_u32(optarg, 1, 1024, &o->streams) != 0;
             break;
         case 'D':
             if (strcmp(optarg, "up") == 0)
@@ -1214,16 +1203,16 @@ static int parse_options(int argc, char **argv, struct options *o)
                 bad = 1;
             break;
         case 'c':
-            bad |= parse_uint(optarg, 1, 10000, &o->clients) != 0;
+            bad |= parse_u32(optarg, 1, 10000, &o->clients) != 0;
             break;
         case 'b':
-            bad |= parse_uint(optarg, 2, PAYLOAD_MAX, &o->payload) != 0;
+            bad |= parse_u32(optarg, 2, PAYLOAD_MAX, &o->payload) != 0;
             break;
         case 'C':
-            bad |= parse_uint(optarg, 1, 60000, &o->conns) != 0;
+            bad |= parse_u32(optarg, 1, 60000, &o->conns) != 0;
             break;
         case 'k':
-            bad |= parse_uint(optarg, 1, 10000, &o->concurrency) != 0;
+            bad |= parse_u32(optarg, 1, 10000, &o->concurrency) != 0;
             break;
         case 'S':
             bad |= parse_secs(optarg, 0, 600, &o->settle) != 0;
@@ -1245,17 +1234,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 
 static void raise_fd_limit(unsigned need)
 {
-    struct rlimit rl;
+    rlim_t cur = raise_fd_soft_limit();
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur < (rlim_t)need + 64)
+    if (cur != 0 && cur < (rlim_t)need + 64)
         fprintf(stderr, "loadgen: descriptor limit %llu is below the %u connections asked for\n",
-                (unsigned long long)rl.rlim_cur, need);
+                (unsigned long long)cur, need);
 }
 
 int main(int argc, char **argv)

@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define TARGET_MODES 4
 #define ECHO_BUF_SIZE (16 * 1024)
 #define BULK_BUF_SIZE (256 * 1024)
@@ -72,19 +74,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
-}
-
-static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
-{
-    char *end = NULL;
-    unsigned long v;
-
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
 }
 
 static int epoll_set(struct target *t, struct tconn *c, int op, uint32_t events)
@@ -220,6 +209,22 @@ static int echo_flush(struct tconn *c)
     return 1;
 }
 
+/* One recv() on a non-blocking socket, retried on EINTR. Returns the bytes read (> 0), 0 when
+ * there is nothing to read for now, or -1 when the connection is done (EOF or an error). */
+static ssize_t recv_ready(int fd, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, 0);
+
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return -1;
+        if (errno != EINTR)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    }
+}
+
 /* Returns false when the connection must be closed. */
 static bool on_echo(struct target *t, struct tconn *c, uint32_t events)
 {
@@ -238,15 +243,10 @@ static bool on_echo(struct target *t, struct tconn *c, uint32_t events)
     }
     /* Bounded: a few buffers per wake-up, so one fast peer cannot starve the others. */
     for (int i = 0; i < 8; i++) {
-        ssize_t n = recv(c->fd, c->buf, ECHO_BUF_SIZE, 0);
+        ssize_t n = recv_ready(c->fd, c->buf, ECHO_BUF_SIZE);
 
-        if (n == 0)
-            return false;
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno == EAGAIN || errno == EWOULDBLOCK;
-        }
+        if (n <= 0)
+            return n == 0;
         c->len = (size_t)n;
         c->off = 0;
         r = echo_flush(c);
@@ -280,15 +280,10 @@ static bool on_source(struct target *t, struct tconn *c, uint32_t events)
 static bool on_sink(struct target *t, struct tconn *c)
 {
     for (int i = 0; i < 8; i++) {
-        ssize_t n = recv(c->fd, t->bulk, BULK_BUF_SIZE, 0);
+        ssize_t n = recv_ready(c->fd, t->bulk, BULK_BUF_SIZE);
 
-        if (n == 0)
-            return false;
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno == EAGAIN || errno == EWOULDBLOCK;
-        }
+        if (n <= 0)
+            return n == 0;
     }
     return true;
 }
@@ -316,17 +311,6 @@ static void on_event(struct target *t, struct tconn *c, uint32_t events)
     }
     if (!keep)
         tconn_free(t, c);
-}
-
-/* Five thousand idle connections need more descriptors than the usual soft limit of 1024. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
 }
 
 static void usage(void)
@@ -378,7 +362,8 @@ int main(int argc, char **argv)
         }
     }
 
-    raise_fd_limit();
+    /* Five thousand idle connections need more descriptors than the usual soft limit of 1024. */
+    (void)raise_fd_soft_limit();
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);

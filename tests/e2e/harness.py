@@ -399,6 +399,19 @@ class ProxyTestCase(unittest.TestCase):
         self.assertRegex(joined, rf'(^|;)\s*error="?{re.escape(error)}"?\s*(;|,|$)',
                          f"Proxy-Status {joined!r} does not name error={error}")
 
+    def assertNetcatRelaysMibEachWay(self, nc_proxy_type, host, seeds):
+        """netcat (-X nc_proxy_type) through self.proxy to a send_and_hash server at host: one MiB
+        each way arrives intact (seeds picks the two payloads: server's, then client's)."""
+        down, up = payload(MIB, seed=seeds[0]), payload(MIB, seed=seeds[1])
+        server = self.start_data("send_and_hash", down)
+        r = run(["nc", "-N", "-w", "20", "-X", nc_proxy_type, "-x", f"127.0.0.1:{self.proxy.port}",
+                 host, str(server.port)], input=up)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual((len(r.stdout), sha256(r.stdout)), (MIB, sha256(down)),
+                         "bytes server -> client through the proxy")
+        self.assertEqual(server.results.get(timeout=10), (MIB, sha256(up)),
+                         "bytes client -> server through the proxy")
+
     def curl(self, *args, timeout=CMD_TIMEOUT):
         """Runs curl (silent, errors shown, bounded) and returns the CompletedProcess."""
         return run(["curl", "-sS", "--max-time", "30", *args], timeout=timeout)

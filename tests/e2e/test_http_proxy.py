@@ -111,13 +111,7 @@ class HttpProxy(ProxyTestCase):
         ctx.exception.close()
 
     def test_netcat_connect_one_mib_each_way(self):
-        down, up = payload(MIB, seed=31), payload(MIB, seed=32)
-        server = self.start_data("send_and_hash", down)
-        r = run(["nc", "-N", "-w", "20", "-X", "connect", "-x", f"127.0.0.1:{self.proxy.port}",
-                 "origin.test", str(server.port)], input=up)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual((len(r.stdout), sha256(r.stdout)), (MIB, sha256(down)))
-        self.assertEqual(server.results.get(timeout=10), (MIB, sha256(up)))
+        self.assertNetcatRelaysMibEachWay("connect", "origin.test", seeds=(31, 32))
 
     # -- CONNECT on a raw socket
 

@@ -194,6 +194,16 @@ class IdleTimeout(ProxyTestCase):
         self.assertTrue(closed, "an idle relay was still open 6 s after a 1 s idle timeout")
         self.assertEqual(got, b"")
 
+    def open_download(self, data):
+        """A send_then_close server with data, a proxy with a 1 s idle timeout, and a SOCKS5
+        connection to the server through it; returns (proxy, sock)."""
+        server = self.start_data("send_then_close", data)
+        proxy = self.start_proxy(extra=["timeout idle 1s"])
+        sock, reply = socks5_open(proxy.port, "127.0.0.1", server.port)
+        self.track(sock)
+        self.assertSocks5Reply(reply, 0)
+        return proxy, sock
+
     # With send buffer autotuning (4 MiB here) a pending write completes only after much of
     # the buffer drained, which at this pace takes longer than the idle time: the idle timer
     # must see the kernel's send queue move.
@@ -202,11 +212,7 @@ class IdleTimeout(ProxyTestCase):
         # keeps writing to it. 64 KiB every 0.3 s for 3 s (three idle timeouts), then the rest
         # at full speed: every byte must arrive.
         data = payload(8 * MIB, seed=62)
-        server = self.start_data("send_then_close", data)
-        proxy = self.start_proxy(extra=["timeout idle 1s"])
-        sock, reply = socks5_open(proxy.port, "127.0.0.1", server.port)
-        self.track(sock)
-        self.assertSocks5Reply(reply, 0)
+        _, sock = self.open_download(data)
         got = bytearray()
         for _ in range(10):
             time.sleep(0.3)
@@ -223,11 +229,7 @@ class IdleTimeout(ProxyTestCase):
         # The counterpart of the slow reader: a client that stops reading while the proxy still
         # has data for it makes no progress, and the idle timeout ends the relay.
         data = payload(32 * MIB, seed=63)
-        server = self.start_data("send_then_close", data)
-        proxy = self.start_proxy(extra=["timeout idle 1s"])
-        sock, reply = socks5_open(proxy.port, "127.0.0.1", server.port)
-        self.track(sock)
-        self.assertSocks5Reply(reply, 0)
+        proxy, sock = self.open_download(data)
         proxy.wait_log(r"close .*end=idle-timeout", timeout=15.0)
 
 

@@ -2,7 +2,7 @@
 
 import unittest
 
-from harness import (MIB, ProxyTestCase, connect, payload, recv_exact, run, sha256,
+from harness import (ProxyTestCase, connect, payload, recv_exact, sha256,
                      socks4_open, socks4_read_reply, socks4_request_bytes, wait_closed)
 
 GRANTED, REJECTED = 0x5A, 0x5B
@@ -40,13 +40,7 @@ class Socks4(ProxyTestCase):
         self.assertEqual(r.stdout, payload(90000))
 
     def test_netcat_one_mib_each_way(self):
-        down, up = payload(MIB, seed=21), payload(MIB, seed=22)
-        server = self.start_data("send_and_hash", down)
-        r = run(["nc", "-N", "-w", "20", "-X", "4", "-x", f"127.0.0.1:{self.proxy.port}",
-                 "127.0.0.1", str(server.port)], input=up)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual((len(r.stdout), sha256(r.stdout)), (MIB, sha256(down)))
-        self.assertEqual(server.results.get(timeout=10), (MIB, sha256(up)))
+        self.assertNetcatRelaysMibEachWay("4", "127.0.0.1", seeds=(21, 22))
 
     def test_granted_and_relays(self):
         echo = self.start_echo()

@@ -28,7 +28,7 @@ import socket
 import time
 import unittest
 
-from harness import (MIB, ProxyTestCase, SOCKS5_ATYP_IPV4, SOCKS5_BIND, SOCKS5_UDP, connect,
+from harness import (ProxyTestCase, SOCKS5_ATYP_IPV4, SOCKS5_BIND, SOCKS5_UDP, connect,
                      free_port, payload, recv_exact, run, sha256, socks5_open,
                      socks5_read_reply, socks5_request_bytes, socks5_roundtrip, wait_until)
 
@@ -68,16 +68,7 @@ class Socks5Clients(ProxyTestCase):
         self.assertIn(f'"body_sha256": "{sha256(body)}"', r.stdout.decode())
 
     def test_netcat_one_mib_each_way(self):
-        down = payload(MIB, seed=11)
-        up = payload(MIB, seed=12)
-        server = self.start_data("send_and_hash", down)
-        r = run(["nc", "-N", "-w", "20", "-X", "5", "-x", f"127.0.0.1:{self.proxy.port}",
-                 "origin.test", str(server.port)], input=up)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual((len(r.stdout), sha256(r.stdout)), (MIB, sha256(down)),
-                         "bytes server -> client through the proxy")
-        self.assertEqual(server.results.get(timeout=10), (MIB, sha256(up)),
-                         "bytes client -> server through the proxy")
+        self.assertNetcatRelaysMibEachWay("5", "origin.test", seeds=(11, 12))
 
     def test_curl_socks5_hostname_localhost_answered_without_dns(self):
         # RFC 6761 §6.3: "localhost" and names under it are loopback; the proxy answers them

@@ -18,24 +18,10 @@
 #include <netinet/in.h>
 
 #include "proxy/http_parse.h"
+#include "test_support.h"
 
-#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 #define HEAD_MAX 16384
-#define DESC_MAX 2048
 #define OUT_MAX 4096
-
-static void desc_append(char *desc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void desc_append(char *desc, const char *fmt, ...)
-{
-    size_t used = strlen(desc);
-    va_list ap;
-
-    va_start(ap, fmt);
-    int n = vsnprintf(desc + used, DESC_MAX - used, fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0 && (size_t)n < DESC_MAX - used);
-}
 
 static void desc_append_target(char *desc, const struct target *t)
 {

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 
 #include "proxy/socks_parse.h"
+#include "test_support.h"
 
 enum msg_kind {
     MSG_GREETING,
@@ -25,9 +26,7 @@ enum msg_kind {
 };
 
 #define BYTES(...) (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})
-#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
-#define DESC_MAX 2048
 #define MSG_MAX 1024
 
 /* What a parser said, with what it parsed written out as text so tables can state it. */
@@ -37,19 +36,6 @@ struct outcome {
     uint8_t reply; /* INVALID reply code (SOCKS5 request, SOCKS4 request), else 0 */
     char desc[DESC_MAX];
 };
-
-static void desc_append(char *desc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void desc_append(char *desc, const char *fmt, ...)
-{
-    size_t used = strlen(desc);
-    va_list ap;
-
-    va_start(ap, fmt);
-    int n = vsnprintf(desc + used, DESC_MAX - used, fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0 && (size_t)n < DESC_MAX - used);
-}
 
 /* Appends bytes, printable ASCII as is and anything else as \xNN. */
 static void desc_append_bytes(char *desc, const char *bytes, size_t len)
@@ -198,37 +184,51 @@ static uint8_t *dup_exact(const uint8_t *bytes, size_t n)
 /* Bytes a client might pipeline behind a message. */
 static const uint8_t trailer[] = {0x05, 0x01, 0x00, 0x03, 0x00, 'G', 'E', 'T', ' ', 0xFF};
 
+/* Parses a heap copy of exactly the first n bytes, so that a read past the end shows under ASan. */
+static struct outcome parse_exact(enum msg_kind kind, const uint8_t *bytes, size_t n)
+{
+    uint8_t *copy = dup_exact(bytes, n);
+    struct outcome o = parse_any(kind, copy, n);
+
+    free(copy);
+    return o;
+}
+
+/* Parses the len bytes with the trailer pipelined behind them. */
+static struct outcome parse_pipelined(enum msg_kind kind, const uint8_t *bytes, size_t len)
+{
+    static uint8_t with_trailer[MSG_MAX + sizeof(trailer)];
+
+    assert_true(len <= MSG_MAX);
+    memcpy(with_trailer, bytes, len);
+    memcpy(with_trailer + len, trailer, sizeof(trailer));
+    return parse_any(kind, with_trailer, len + sizeof(trailer));
+}
+
 /* A valid message: DONE consuming all of it, NEED_MORE for every shorter prefix, and the same
  * parse with pipelined bytes after it, which are not consumed. Each input is a heap block of
  * exactly its length. */
 static void check_valid(const char *name, enum msg_kind kind, const uint8_t *bytes, size_t len,
                         const char *expect_desc)
 {
-    static uint8_t with_trailer[MSG_MAX + sizeof(trailer)];
     struct outcome o;
 
     assert_true(len <= MSG_MAX);
-    uint8_t *exact = dup_exact(bytes, len);
-    o = parse_any(kind, exact, len);
-    free(exact);
+    o = parse_exact(kind, bytes, len);
     if (o.res != PARSE_DONE || o.consumed != len || strcmp(o.desc, expect_desc) != 0) {
         fail_msg("%s: res=%d consumed=%zu/%zu desc '%s', want '%s'", name, (int)o.res, o.consumed,
                  len, o.desc, expect_desc);
     }
 
     for (size_t n = 0; n < len; n++) {
-        uint8_t *prefix = dup_exact(bytes, n);
-        o = parse_any(kind, prefix, n);
-        free(prefix);
+        o = parse_exact(kind, bytes, n);
         if (o.res != PARSE_NEED_MORE) {
             fail_msg("%s: prefix of %zu/%zu bytes gave %d, want NEED_MORE", name, n, len,
                      (int)o.res);
         }
     }
 
-    memcpy(with_trailer, bytes, len);
-    memcpy(with_trailer + len, trailer, sizeof(trailer));
-    o = parse_any(kind, with_trailer, len + sizeof(trailer));
+    o = parse_pipelined(kind, bytes, len);
     if (o.res != PARSE_DONE || o.consumed != len || strcmp(o.desc, expect_desc) != 0) {
         fail_msg("%s: pipelined: res=%d consumed=%zu/%zu desc '%s'", name, (int)o.res, o.consumed,
                  len, o.desc);
@@ -240,27 +240,20 @@ static void check_valid(const char *name, enum msg_kind kind, const uint8_t *byt
 static void check_invalid(const char *name, enum msg_kind kind, const uint8_t *bytes, size_t len,
                           uint8_t reply)
 {
-    static uint8_t with_trailer[MSG_MAX + sizeof(trailer)];
     struct outcome o;
 
     assert_true(len <= MSG_MAX);
-    uint8_t *exact = dup_exact(bytes, len);
-    o = parse_any(kind, exact, len);
-    free(exact);
+    o = parse_exact(kind, bytes, len);
     if (o.res != PARSE_INVALID || o.reply != reply) {
         fail_msg("%s: res=%d reply=0x%02x, want INVALID 0x%02x", name, (int)o.res, o.reply, reply);
     }
-    memcpy(with_trailer, bytes, len);
-    memcpy(with_trailer + len, trailer, sizeof(trailer));
-    o = parse_any(kind, with_trailer, len + sizeof(trailer));
+    o = parse_pipelined(kind, bytes, len);
     if (o.res != PARSE_INVALID || o.reply != reply) {
         fail_msg("%s: with more bytes: res=%d reply=0x%02x, want INVALID 0x%02x", name, (int)o.res,
                  o.reply, reply);
     }
     for (size_t n = 0; n < len; n++) {
-        uint8_t *prefix = dup_exact(bytes, n);
-        o = parse_any(kind, prefix, n);
-        free(prefix);
+        o = parse_exact(kind, bytes, n);
         if (o.res == PARSE_DONE || (o.res == PARSE_INVALID && o.reply != reply)) {
             fail_msg("%s: prefix of %zu bytes gave res=%d reply=0x%02x", name, n, (int)o.res,
                      o.reply);
@@ -602,9 +595,7 @@ static void test_garbage(void **state)
     memset(noise, 0xFF, sizeof(noise));
     for (size_t k = 0; k < N_ELEMS(kinds); k++) {
         for (size_t n = 1; n <= sizeof(noise); n += 37) {
-            uint8_t *buf = dup_exact(noise, n);
-            enum parse_result res = parse_any(kinds[k], buf, n).res;
-            free(buf);
+            enum parse_result res = parse_exact(kinds[k], noise, n).res;
             assert_int_equal(res, PARSE_INVALID);
         }
         /* no bytes at all, even with a NULL buffer */
