@@ -1,0 +1,314 @@
+/* GeoIP classification over libmaxminddb: local ranges, country and ASN lookups. */
+#include "geo/geo.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <maxminddb.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+
+struct geo_db {
+    MMDB_s mmdb;
+};
+
+/* One local range: the first `bits` bits of addr (4 bytes for IPv4, 16 for IPv6). */
+struct geo_prefix {
+    sa_family_t family;
+    uint8_t bits;
+    uint8_t addr[16];
+};
+
+static const struct geo_prefix geo_local_prefixes[] = {
+    {AF_INET, 32, {0, 0, 0, 0}},  /* unspecified */
+    {AF_INET, 8, {10}},           /* RFC 1918 */
+    {AF_INET, 10, {100, 64}},     /* CGNAT, RFC 6598 */
+    {AF_INET, 8, {127}},          /* loopback */
+    {AF_INET, 16, {169, 254}},    /* link-local, RFC 3927 */
+    {AF_INET, 12, {172, 16}},     /* RFC 1918 */
+    {AF_INET, 16, {192, 168}},    /* RFC 1918 */
+    {AF_INET6, 128, {0}},         /* unspecified :: */
+    {AF_INET6, 128, {[15] = 1}},  /* loopback ::1 */
+    {AF_INET6, 7, {0xfc}},        /* unique local, RFC 4193 */
+    {AF_INET6, 10, {0xfe, 0x80}}, /* link-local */
+};
+
+static bool geo_prefix_matches(const struct geo_prefix *p, const uint8_t *addr)
+{
+    unsigned full = p->bits / 8u, rest = p->bits % 8u;
+
+    if (memcmp(p->addr, addr, full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xffu << (8u - rest));
+    return (addr[full] & mask) == (p->addr[full] & mask);
+}
+
+/* True if the raw address (4 or 16 bytes of the given family) is in a local range. */
+static bool geo_range_is_local(sa_family_t family, const uint8_t *addr)
+{
+    for (size_t i = 0; i < sizeof geo_local_prefixes / sizeof geo_local_prefixes[0]; i++) {
+        if (geo_local_prefixes[i].family == family &&
+            geo_prefix_matches(&geo_local_prefixes[i], addr))
+            return true;
+    }
+    return false;
+}
+
+/* Copies addr into *norm, turning an IPv4-mapped IPv6 address into plain IPv4. Returns false
+ * for NULL or a family other than AF_INET / AF_INET6. */
+static bool geo_addr_normalize(const struct sockaddr *addr, struct sockaddr_storage *norm)
+{
+    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (addr == NULL)
+        return false;
+    memset(norm, 0, sizeof *norm);
+    if (addr->sa_family == AF_INET) {
+        memcpy(norm, addr, sizeof(struct sockaddr_in));
+        return true;
+    }
+    if (addr->sa_family != AF_INET6)
+        return false;
+
+    struct sockaddr_in6 in6;
+    memcpy(&in6, addr, sizeof in6);
+    if (memcmp(in6.sin6_addr.s6_addr, v4mapped, sizeof v4mapped) == 0) {
+        struct sockaddr_in in4;
+        memset(&in4, 0, sizeof in4);
+        in4.sin_family = AF_INET;
+        in4.sin_port = in6.sin6_port;
+        memcpy(&in4.sin_addr, in6.sin6_addr.s6_addr + 12, 4);
+        memcpy(norm, &in4, sizeof in4);
+    } else {
+        memcpy(norm, &in6, sizeof in6);
+    }
+    return true;
+}
+
+/* geo_is_local on an already normalized address. */
+static bool geo_norm_is_local(const struct sockaddr_storage *norm)
+{
+    if (norm->ss_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)norm;
+        return geo_range_is_local(AF_INET, (const uint8_t *)&in4->sin_addr);
+    }
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)norm;
+    return geo_range_is_local(AF_INET6, in6->sin6_addr.s6_addr);
+}
+
+bool geo_is_local(const struct sockaddr *addr)
+{
+    struct sockaddr_storage norm;
+
+    if (!geo_addr_normalize(addr, &norm))
+        return false;
+    return geo_norm_is_local(&norm);
+}
+
+int geo_db_open(const char *path, struct geo_db **out, char *err, size_t err_len)
+{
+    int ret = -ENOMEM;
+    struct geo_db *db = NULL;
+
+    *out = NULL;
+    if (err_len > 0)
+        err[0] = '\0';
+    if (path == NULL || path[0] == '\0') {
+        snprintf(err, err_len, "no GeoIP database file given");
+        return -EINVAL;
+    }
+    db = calloc(1, sizeof *db);
+    if (db == NULL) {
+        snprintf(err, err_len, "%s: cannot open GeoIP database: out of memory", path);
+        goto out;
+    }
+
+    errno = 0;
+    int status = MMDB_open(path, MMDB_MODE_MMAP, &db->mmdb);
+    if (status != MMDB_SUCCESS) {
+        int saved_errno = errno;
+        struct stat st;
+        switch (status) {
+        case MMDB_FILE_OPEN_ERROR:
+            ret = saved_errno > 0 ? -saved_errno : -ENOENT;
+            snprintf(err, err_len, "%s: cannot open GeoIP database: %s (%s)", path,
+                     MMDB_strerror(status), strerror(-ret));
+            break;
+        case MMDB_IO_ERROR:
+            /* libmaxminddb cannot mmap an empty file; say what is really wrong. */
+            if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) {
+                ret = -EINVAL;
+                snprintf(err, err_len, "%s: not a valid MaxMind DB file: the file is empty", path);
+                break;
+            }
+            ret = -EIO;
+            snprintf(err, err_len, "%s: cannot read GeoIP database: %s", path,
+                     MMDB_strerror(status));
+            break;
+        case MMDB_OUT_OF_MEMORY_ERROR:
+            ret = -ENOMEM;
+            snprintf(err, err_len, "%s: cannot open GeoIP database: %s", path,
+                     MMDB_strerror(status));
+            break;
+        default:
+            ret = -EINVAL;
+            snprintf(err, err_len, "%s: not a valid MaxMind DB file: %s", path,
+                     MMDB_strerror(status));
+            break;
+        }
+        goto free_db; /* MMDB_open cleans up after itself on failure */
+    }
+
+    *out = db;
+    return 0;
+
+free_db:
+    free(db);
+out:
+    return ret;
+}
+
+void geo_db_free(struct geo_db *db)
+{
+    if (db == NULL)
+        return;
+    MMDB_close(&db->mmdb);
+    free(db);
+}
+
+const char *geo_db_type(const struct geo_db *db)
+{
+    const char *type = db->mmdb.metadata.database_type;
+    return type != NULL ? type : "";
+}
+
+uint64_t geo_db_build_epoch(const struct geo_db *db)
+{
+    return db->mmdb.metadata.build_epoch;
+}
+
+unsigned geo_db_ip_version(const struct geo_db *db)
+{
+    return db->mmdb.metadata.ip_version;
+}
+
+/* Looks norm up in db; false when the address has no record or the lookup failed. */
+static bool geo_db_lookup(const struct geo_db *db, const struct sockaddr_storage *norm,
+                          MMDB_entry_s *entry)
+{
+    int mmdb_error = MMDB_SUCCESS;
+    /* MMDB_lookup_sockaddr takes a non-const MMDB_s but only reads it. */
+    MMDB_lookup_result_s res =
+        MMDB_lookup_sockaddr((MMDB_s *)&db->mmdb, (const struct sockaddr *)norm, &mmdb_error);
+    if (mmdb_error != MMDB_SUCCESS || !res.found_entry)
+        return false;
+    *entry = res.entry;
+    return true;
+}
+
+static bool geo_is_ascii_letter(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static char geo_ascii_upper(char c)
+{
+    return (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+}
+
+/* Reads the country code of entry into cc. Returns false if no field is present or the first
+ * present one is not exactly two ASCII letters. */
+static bool geo_entry_country(MMDB_entry_s *entry, char cc[3])
+{
+    static const char *const paths[][3] = {
+        {"country", "iso_code", NULL},
+        {"registered_country", "iso_code", NULL},
+        {"country_code", NULL, NULL},
+    };
+
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        MMDB_entry_data_s data;
+        if (MMDB_aget_value(entry, &data, paths[i]) != MMDB_SUCCESS || !data.has_data)
+            continue;
+        if (data.type != MMDB_DATA_TYPE_UTF8_STRING || data.data_size != 2 ||
+            !geo_is_ascii_letter(data.utf8_string[0]) || !geo_is_ascii_letter(data.utf8_string[1]))
+            return false;
+        cc[0] = geo_ascii_upper(data.utf8_string[0]);
+        cc[1] = geo_ascii_upper(data.utf8_string[1]);
+        cc[2] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/* Copies an organisation name of len bytes into out (GEO_AS_ORG_MAX), cutting on a UTF-8
+ * character boundary and replacing control bytes so the name is safe in a log line. */
+static void geo_copy_org(const char *src, size_t len, char *out)
+{
+    if (len > GEO_AS_ORG_MAX - 1) {
+        len = GEO_AS_ORG_MAX - 1;
+        while (len > 0 && ((unsigned char)src[len] & 0xc0u) == 0x80u)
+            len--;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        out[i] = (c < 0x20u || c == 0x7fu) ? '?' : (char)c;
+    }
+    out[len] = '\0';
+}
+
+static void geo_entry_asn(MMDB_entry_s *entry, struct geo_result *out)
+{
+    MMDB_entry_data_s data;
+
+    if (MMDB_get_value(entry, &data, "autonomous_system_number", NULL) == MMDB_SUCCESS &&
+        data.has_data) {
+        if (data.type == MMDB_DATA_TYPE_UINT32)
+            out->asn = data.uint32;
+        else if (data.type == MMDB_DATA_TYPE_UINT16)
+            out->asn = data.uint16;
+    }
+    if (MMDB_get_value(entry, &data, "autonomous_system_organization", NULL) == MMDB_SUCCESS &&
+        data.has_data && data.type == MMDB_DATA_TYPE_UTF8_STRING)
+        geo_copy_org(data.utf8_string, data.data_size, out->as_org);
+}
+
+void geo_classify(const struct geo_db *country_db, const struct geo_db *asn_db,
+                  const struct sockaddr *addr, struct geo_result *out)
+{
+    struct sockaddr_storage norm;
+    MMDB_entry_s entry;
+
+    memset(out, 0, sizeof *out);
+    out->cls = GEO_CLASS_UNKNOWN;
+    if (!geo_addr_normalize(addr, &norm))
+        return;
+    if (geo_norm_is_local(&norm)) {
+        out->cls = GEO_CLASS_LOCAL;
+        return;
+    }
+    if (country_db != NULL && geo_db_lookup(country_db, &norm, &entry) &&
+        geo_entry_country(&entry, out->country))
+        out->cls = GEO_CLASS_COUNTRY;
+    else
+        out->country[0] = '\0';
+    if (asn_db != NULL && geo_db_lookup(asn_db, &norm, &entry))
+        geo_entry_asn(&entry, out);
+}
+
+const char *geo_class_name(enum geo_class cls)
+{
+    switch (cls) {
+    case GEO_CLASS_LOCAL:
+        return "local";
+    case GEO_CLASS_UNKNOWN:
+        return "unknown";
+    case GEO_CLASS_COUNTRY:
+        return "country";
+    }
+    return "invalid";
+}
