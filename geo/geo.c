@@ -300,6 +300,20 @@ void geo_classify(const struct geo_db *country_db, const struct geo_db *asn_db,
         geo_entry_asn(&entry, out);
 }
 
+bool geo_lookup_country(const struct geo_db *db, const struct sockaddr *addr, char cc[3])
+{
+    struct sockaddr_storage norm;
+    MMDB_entry_s entry;
+
+    cc[0] = '\0';
+    if (db == NULL || !geo_addr_normalize(addr, &norm))
+        return false;
+    if (geo_db_lookup(db, &norm, &entry) && geo_entry_country(&entry, cc))
+        return true;
+    cc[0] = '\0';
+    return false;
+}
+
 const char *geo_class_name(enum geo_class cls)
 {
     switch (cls) {

@@ -67,6 +67,13 @@ bool geo_is_local(const struct sockaddr *addr);
 void geo_classify(const struct geo_db *country_db, const struct geo_db *asn_db,
                   const struct sockaddr *addr, struct geo_result *out);
 
+/* Looks addr up in db whatever its class, local ranges included (for fixtures that map
+ * 127.0.N.0/24 to countries, and for `geoproxy geodb lookup`). Returns true and fills cc with
+ * the upper-case code when the database has a valid country for addr (same fields as
+ * geo_classify), false otherwise (cc is then ""). IPv4-mapped IPv6 addresses are looked up as
+ * IPv4. */
+bool geo_lookup_country(const struct geo_db *db, const struct sockaddr *addr, char cc[3]);
+
 /* "local", "unknown" or "country"; "invalid" for a value outside the enum. */
 const char *geo_class_name(enum geo_class cls);
 

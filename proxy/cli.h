@@ -14,4 +14,8 @@ int cli_run(struct config *cfg);
 /* `geoproxy passwd USER`: reads a password from standard input and prints a users-file line. */
 int cli_passwd(const char *user);
 
+/* `geoproxy geodb build|lookup ...`: argv[0] is the sub-command ("build" or "lookup").
+ * Returns the process exit code: 0 done, 1 bad input or failure, 2 usage error. */
+int cli_geodb(int argc, char **argv);
+
 #endif

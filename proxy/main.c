@@ -1,4 +1,4 @@
-/* geoproxy's command line: run, check, passwd, default-config, --help, --version. */
+/* geoproxy's command line: run, check, passwd, default-config, geodb, --help, --version. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +19,9 @@ static const char usage_text[] =
     "  check -c FILE        validate a configuration; exit 0 when it can be used, 1 if not\n"
     "  passwd USER          read a password on standard input, print a users-file line\n"
     "  default-config       print the embedded default configuration\n"
+    "  geodb build|lookup   geodb build -o OUT.mmdb INPUT...: a country database from Tor,\n"
+    "                       CSV and CIDR files; geodb lookup [--db FILE] [--asn FILE] IP...:\n"
+    "                       what geoproxy thinks of addresses (geodb --help for more)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE    configuration file (see docs/CONFIG.md)\n"
@@ -128,6 +131,8 @@ int main(int argc, char **argv)
         printf("geoproxy %s\n", GEOPROXY_VERSION);
         return 0;
     }
+    if (strcmp(command, "geodb") == 0) /* has its own options */
+        return cli_geodb(argc - 2, argv + 2);
     struct options opts = {.log_format = LOG_FORMAT_TEXT, .log_level = LOG_INFO};
     int rc = parse_options(argc - 1, argv + 1, &opts);
     if (rc != 0)
