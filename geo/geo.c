@@ -47,15 +47,16 @@ static bool geo_prefix_matches(const struct geo_prefix *p, const uint8_t *addr)
     return (addr[full] & mask) == (p->addr[full] & mask);
 }
 
-/* True if the raw address (4 or 16 bytes of the given family) is in a local range. */
-static bool geo_range_is_local(sa_family_t family, const uint8_t *addr)
+/* The prefix length of the local range holding the raw address (4 or 16 bytes of the given
+ * family), or -1 when it is in none. */
+static int geo_range_local_bits(sa_family_t family, const uint8_t *addr)
 {
     for (size_t i = 0; i < sizeof geo_local_prefixes / sizeof geo_local_prefixes[0]; i++) {
         if (geo_local_prefixes[i].family == family &&
             geo_prefix_matches(&geo_local_prefixes[i], addr))
-            return true;
+            return geo_local_prefixes[i].bits;
     }
-    return false;
+    return -1;
 }
 
 /* Copies addr into *norm, turning an IPv4-mapped IPv6 address into plain IPv4. Returns false
@@ -89,15 +90,15 @@ static bool geo_addr_normalize(const struct sockaddr *addr, struct sockaddr_stor
     return true;
 }
 
-/* geo_is_local on an already normalized address. */
-static bool geo_norm_is_local(const struct sockaddr_storage *norm)
+/* geo_range_local_bits on an already normalized address. */
+static int geo_norm_local_bits(const struct sockaddr_storage *norm)
 {
     if (norm->ss_family == AF_INET) {
         const struct sockaddr_in *in4 = (const struct sockaddr_in *)norm;
-        return geo_range_is_local(AF_INET, (const uint8_t *)&in4->sin_addr);
+        return geo_range_local_bits(AF_INET, (const uint8_t *)&in4->sin_addr);
     }
     const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)norm;
-    return geo_range_is_local(AF_INET6, in6->sin6_addr.s6_addr);
+    return geo_range_local_bits(AF_INET6, in6->sin6_addr.s6_addr);
 }
 
 bool geo_is_local(const struct sockaddr *addr)
@@ -106,7 +107,7 @@ bool geo_is_local(const struct sockaddr *addr)
 
     if (!geo_addr_normalize(addr, &norm))
         return false;
-    return geo_norm_is_local(&norm);
+    return geo_norm_local_bits(&norm) >= 0;
 }
 
 int geo_db_open(const char *path, struct geo_db **out, char *err, size_t err_len)
@@ -196,9 +197,11 @@ unsigned geo_db_ip_version(const struct geo_db *db)
     return db->mmdb.metadata.ip_version;
 }
 
-/* Looks norm up in db; false when the address has no record or the lookup failed. */
+/* Looks norm up in db; false when the address has no record or the lookup failed, and false
+ * too when the record's network is shorter than min_bits (a prefix length in the address's own
+ * family): a record for a wider network does not count inside a local range. */
 static bool geo_db_lookup(const struct geo_db *db, const struct sockaddr_storage *norm,
-                          MMDB_entry_s *entry)
+                          int min_bits, MMDB_entry_s *entry)
 {
     int mmdb_error = MMDB_SUCCESS;
     /* MMDB_lookup_sockaddr takes a non-const MMDB_s but only reads it. */
@@ -206,6 +209,14 @@ static bool geo_db_lookup(const struct geo_db *db, const struct sockaddr_storage
         MMDB_lookup_sockaddr((MMDB_s *)&db->mmdb, (const struct sockaddr *)norm, &mmdb_error);
     if (mmdb_error != MMDB_SUCCESS || !res.found_entry)
         return false;
+    if (min_bits > 0) {
+        /* An IPv4 address found in an IPv6 tree has its netmask counted in IPv6 bits. */
+        int bits = res.netmask;
+        if (norm->ss_family == AF_INET && db->mmdb.metadata.ip_version == 6)
+            bits -= 96;
+        if (bits < min_bits)
+            return false;
+    }
     *entry = res.entry;
     return true;
 }
@@ -287,16 +298,16 @@ void geo_classify(const struct geo_db *country_db, const struct geo_db *asn_db,
     out->cls = GEO_CLASS_UNKNOWN;
     if (!geo_addr_normalize(addr, &norm))
         return;
-    if (geo_norm_is_local(&norm)) {
-        out->cls = GEO_CLASS_LOCAL;
-        return;
-    }
-    if (country_db != NULL && geo_db_lookup(country_db, &norm, &entry) &&
+    int local_bits = geo_norm_local_bits(&norm);
+    out->local = local_bits >= 0;
+    if (country_db != NULL && geo_db_lookup(country_db, &norm, local_bits, &entry) &&
         geo_entry_country(&entry, out->country))
         out->cls = GEO_CLASS_COUNTRY;
     else
         out->country[0] = '\0';
-    if (asn_db != NULL && geo_db_lookup(asn_db, &norm, &entry))
+    if (out->cls != GEO_CLASS_COUNTRY && out->local)
+        out->cls = GEO_CLASS_LOCAL;
+    if (asn_db != NULL && geo_db_lookup(asn_db, &norm, local_bits, &entry))
         geo_entry_asn(&entry, out);
 }
 
@@ -308,7 +319,7 @@ bool geo_lookup_country(const struct geo_db *db, const struct sockaddr *addr, ch
     cc[0] = '\0';
     if (db == NULL || !geo_addr_normalize(addr, &norm))
         return false;
-    if (geo_db_lookup(db, &norm, &entry) && geo_entry_country(&entry, cc))
+    if (geo_db_lookup(db, &norm, 0, &entry) && geo_entry_country(&entry, cc))
         return true;
     cc[0] = '\0';
     return false;

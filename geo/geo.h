@@ -17,15 +17,16 @@
 struct geo_db;
 
 enum geo_class {
-    GEO_CLASS_LOCAL,   /* loopback, private, link-local, CGNAT, ULA, unspecified: no lookup */
+    GEO_CLASS_LOCAL,   /* local range (loopback, private, ...) that the database gives no country */
     GEO_CLASS_UNKNOWN, /* public address with no (valid) country in the database, or no database */
-    GEO_CLASS_COUNTRY, /* public address; country holds an upper-case ISO 3166-1 alpha-2 code */
+    GEO_CLASS_COUNTRY, /* the database gives a country: upper-case ISO 3166-1 alpha-2 code */
 };
 
 #define GEO_AS_ORG_MAX 128
 
 struct geo_result {
     enum geo_class cls;
+    bool local;                  /* the address is in a local range (geo_is_local), whatever cls */
     char country[3];             /* "DE" when cls == GEO_CLASS_COUNTRY, "" otherwise */
     uint32_t asn;                /* 0 when unknown (always 0 for GEO_CLASS_LOCAL) */
     char as_org[GEO_AS_ORG_MAX]; /* NUL-terminated, control bytes replaced by '?', "" if unknown */
@@ -56,14 +57,18 @@ unsigned geo_db_ip_version(const struct geo_db *db);
  * (::ffff:a.b.c.d) answers as the IPv4 address. Other families and NULL answer false. */
 bool geo_is_local(const struct sockaddr *addr);
 
-/* Classifies addr. Local addresses (geo_is_local) are GEO_CLASS_LOCAL without any lookup.
- * Otherwise the country comes from country_db (may be NULL): country.iso_code, else
+/* Classifies addr. The country comes from country_db (may be NULL): country.iso_code, else
  * registered_country.iso_code (MaxMind GeoIP2/GeoLite2, DB-IP), else top-level country_code
  * (ip-location-db); the first of these present decides, and it must be exactly two ASCII
- * letters (upper-cased into out->country) or the answer is GEO_CLASS_UNKNOWN. asn_db (may be
- * NULL) fills asn and as_org from autonomous_system_number / autonomous_system_organization
- * for every non-local address. IPv4-mapped IPv6 addresses are looked up as IPv4. Never fails:
- * lookup errors answer GEO_CLASS_UNKNOWN. */
+ * letters (upper-cased into out->country). With a country the class is GEO_CLASS_COUNTRY;
+ * without one it is GEO_CLASS_LOCAL for an address in a local range (geo_is_local) and
+ * GEO_CLASS_UNKNOWN otherwise. Inside a local range only a database record for a network that
+ * lies wholly within that range counts (an overlay such as 127.0.1.0/24 HK, not a wide range
+ * that happens to cover 10/8), so admins can give internal networks and test fixtures a country
+ * while local ranges stay local with ordinary databases; out->local tells either way.
+ * asn_db (may be NULL) fills asn and as_org from autonomous_system_number /
+ * autonomous_system_organization, under the same rule for local ranges. IPv4-mapped IPv6
+ * addresses are looked up as IPv4. Never fails: lookup errors answer without a country. */
 void geo_classify(const struct geo_db *country_db, const struct geo_db *asn_db,
                   const struct sockaddr *addr, struct geo_result *out);
 

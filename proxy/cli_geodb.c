@@ -248,14 +248,13 @@ static void geodb_print_lookup(const char *text, const struct geo_db *db, const 
                                const struct sockaddr *addr)
 {
     struct geo_result res;
-    char cc[3];
     const struct region *regions[32];
 
     geo_classify(db, asn, addr, &res);
-    /* The database's answer even for local addresses: fixtures map 127.0.N.0/24. */
-    bool has_cc = geo_lookup_country(db, addr, cc);
-    printf("%s class=%s country=%s regions=", text, geo_class_name(res.cls), has_cc ? cc : "-");
-    size_t n = has_cc ? region_list_for_country(cc, NULL, 0, regions, 32) : 0;
+    bool has_cc = res.cls == GEO_CLASS_COUNTRY;
+    printf("%s class=%s%s country=%s regions=", text, geo_class_name(res.cls),
+           has_cc && res.local ? " local" : "", has_cc ? res.country : "-");
+    size_t n = has_cc ? region_list_for_country(res.country, NULL, 0, regions, 32) : 0;
     if (n > 32)
         n = 32;
     for (size_t i = 0; i < n; i++)

@@ -14,7 +14,7 @@ from harness import ProxyTestCase, geoproxy_bin, run
 MMDBLOOKUP = shutil.which("mmdblookup")
 TOR_GEOIP = "/usr/share/tor/geoip"
 TOR_GEOIP6 = "/usr/share/tor/geoip6"
-LOOKUP_LINE = re.compile(r"^(\S+) class=(local|unknown|country) country=([A-Z]{2}|-) "
+LOOKUP_LINE = re.compile(r"^(\S+) class=(local|unknown|country(?: local)?) country=([A-Z]{2}|-) "
                          r"regions=(\S+)$")
 BATCH = 200
 CODES = ["AU", "BR", "CH", "DE", "FR", "HK", "JP", "NL", "SE", "US"]
@@ -179,11 +179,12 @@ class Geodb(ProxyTestCase):
         overlay = self.write("o.txt", "127.0.1.0/24 DE\n8.8.8.0/24 US\n")
         r = self.build(out, overlay)
         self.assertEqual(r.returncode, 0, r.stderr)
-        r = run([geoproxy_bin(), "geodb", "lookup", "--db", out, "127.0.1.5", "8.8.8.8",
-                 "2001:db8::1"])
+        r = run([geoproxy_bin(), "geodb", "lookup", "--db", out, "127.0.1.5", "127.0.0.1",
+                 "8.8.8.8", "2001:db8::1"])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.decode().splitlines(), [
-            "127.0.1.5 class=local country=DE regions=EU,EEA,FOURTEEN_EYES",
+            "127.0.1.5 class=country local country=DE regions=EU,EEA,FOURTEEN_EYES",
+            "127.0.0.1 class=local country=- regions=-",
             "8.8.8.8 class=country country=US regions=FIVE_EYES,NINE_EYES,FOURTEEN_EYES",
             "2001:db8::1 class=unknown country=- regions=-",
         ])

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "geo/geo.h"
+#include "geo/mmdb_writer.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 #define TESTDATA(name) GEOPROXY_MAXMIND_TESTDATA "/" name
@@ -419,9 +420,10 @@ static void test_local_ranges(void **state)
     }
 }
 
-/* Local addresses are never looked up: the crafted database maps all of 0.0.0.0/2 (so 10/8 and
- * 127/8 too) to DE and AS 64512, yet they stay local with no ASN. */
-static void test_local_wins_over_database(void **state)
+/* A database record for a network wider than the local range around an address does not
+ * count there: the crafted database maps all of 0.0.0.0/2 (so 10/8 and 127/8 too) to DE and
+ * AS 64512, yet those addresses stay local with no ASN. */
+static void test_local_ignores_wide_records(void **state)
 {
     (void)state;
     char *path = crafted_db_write();
@@ -433,12 +435,84 @@ static void test_local_wins_over_database(void **state)
         struct geo_result r;
         geo_classify(db, db, addr_parse(ips[i], &ss), &r);
         check_result(ips[i], &r, GEO_CLASS_LOCAL, "");
+        assert_true(r.local);
         assert_int_equal(r.asn, 0);
         assert_string_equal(r.as_org, "");
     }
     geo_db_free(db);
     unlink(path);
     free(path);
+}
+
+struct overlay_net {
+    const char *net;
+    unsigned bits;
+    const char *cc;
+};
+
+struct overlay_case {
+    const char *ip;
+    enum geo_class cls;
+    const char *country;
+    bool local;
+};
+
+/* Overlays inside local ranges (internal networks, test fixtures) give those addresses a country
+ * while they stay local; a record as wide as the local range itself (10.0.0.0/8) counts too, one
+ * wider (100.0.0.0/8 around CGNAT's 100.64.0.0/10) does not. */
+static void test_local_overlay_country(void **state)
+{
+    (void)state;
+    static const struct overlay_net nets[] = {
+        {"8.0.0.0", 7, "US"},        {"127.0.1.0", 24, "HK"}, {"127.0.2.0", 24, "CH"},
+        {"10.0.0.0", 8, "DE"},       {"fd00::", 8, "JP"},     {"100.0.0.0", 8, "BR"},
+        {"192.168.7.128", 25, "FR"},
+    };
+    static const struct overlay_case cases[] = {
+        {"127.0.1.5", GEO_CLASS_COUNTRY, "HK", true},
+        {"::ffff:127.0.1.200", GEO_CLASS_COUNTRY, "HK", true},
+        {"127.0.2.9", GEO_CLASS_COUNTRY, "CH", true},
+        {"127.0.3.1", GEO_CLASS_LOCAL, "", true},
+        {"127.0.0.1", GEO_CLASS_LOCAL, "", true},
+        {"10.200.0.1", GEO_CLASS_COUNTRY, "DE", true},
+        {"100.64.0.1", GEO_CLASS_LOCAL, "", true},
+        {"100.1.1.1", GEO_CLASS_COUNTRY, "BR", false},
+        {"192.168.7.200", GEO_CLASS_COUNTRY, "FR", true},
+        {"192.168.7.1", GEO_CLASS_LOCAL, "", true},
+        {"fd12::1", GEO_CLASS_COUNTRY, "JP", true},
+        {"fe80::1", GEO_CLASS_LOCAL, "", true},
+        {"8.8.8.8", GEO_CLASS_COUNTRY, "US", false},
+        {"9.9.9.9", GEO_CLASS_COUNTRY, "US", false},
+        {"200.1.1.1", GEO_CLASS_UNKNOWN, "", false},
+    };
+    char path[] = "/tmp/geoproxy-overlay-XXXXXX";
+    int fd = mkstemp(path);
+    struct mmdb_writer *w = NULL;
+    char err[256];
+
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(mmdb_writer_new(6, "geoproxy-test", "overlay test", 1, &w), 0);
+    for (size_t i = 0; i < N_ELEMS(nets); i++) {
+        struct sockaddr_storage ss;
+        assert_int_equal(mmdb_writer_insert(w, addr_parse(nets[i].net, &ss), nets[i].bits,
+                                            nets[i].cc, err, sizeof err),
+                         0);
+    }
+    assert_int_equal(mmdb_writer_write(w, path, err, sizeof err), 0);
+    mmdb_writer_free(w);
+
+    struct geo_db *db = db_open_ok(path);
+    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+        struct sockaddr_storage ss;
+        struct geo_result r;
+        geo_classify(db, NULL, addr_parse(cases[i].ip, &ss), &r);
+        check_result(cases[i].ip, &r, cases[i].cls, cases[i].country);
+        if (r.local != cases[i].local)
+            fail_msg("%s: local is %d, want %d", cases[i].ip, r.local, cases[i].local);
+    }
+    geo_db_free(db);
+    unlink(path);
 }
 
 /* ---- ASN ---- */
@@ -652,7 +726,8 @@ int main(void)
         cmocka_unit_test(test_lookup_country),
         cmocka_unit_test(test_lookup_v4_mapped),
         cmocka_unit_test(test_local_ranges),
-        cmocka_unit_test(test_local_wins_over_database),
+        cmocka_unit_test(test_local_ignores_wide_records),
+        cmocka_unit_test(test_local_overlay_country),
         cmocka_unit_test(test_asn),
         cmocka_unit_test(test_crafted_schemas),
         cmocka_unit_test(test_open_errors),
