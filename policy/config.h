@@ -14,6 +14,7 @@
 #define CONFIG_MAX_LISTENERS 32
 #define CONFIG_MAX_RESOLVERS 4
 #define CONFIG_MAX_DIAGS 32
+#define CONFIG_MAX_REGIONS 256 /* admin-defined regions */
 #define CONFIG_DIAG_TEXT_MAX 512
 #define CONFIG_INCLUDE_DEPTH_MAX 8
 
@@ -36,6 +37,8 @@ enum log_level {
 };
 
 struct userdb; /* policy/userdb.h */
+struct geo_db; /* geo/geo.h */
+struct region; /* geo/region.h */
 
 struct config_listener {
     char name[CONFIG_NAME_MAX]; /* "name NAME" option, else "KIND-ADDRESS:PORT" */
@@ -52,6 +55,17 @@ struct config_rule {
     enum log_level log;
     char *file; /* where the rule was written, for messages */
     unsigned line;
+};
+
+/* "geoip country FILE" / "geoip asn FILE". Without a country line the default database
+ * (GEOPROXY_DEFAULT_GEOIP_COUNTRY, built from tor-geoipdb with geoproxy) is used when that file
+ * exists. The databases are opened while the configuration loads. */
+struct config_geoip {
+    char *country_path;      /* the file opened, or NULL when there is no country database */
+    char *asn_path;          /* NULL when there is no ASN database */
+    struct geo_db *country;  /* NULL when there is no country database */
+    struct geo_db *asn;      /* NULL when there is no ASN database */
+    bool country_is_default; /* country_path is the built-in default, not a geoip line */
 };
 
 /* Durations are in milliseconds; "10s", "250ms", "5m" and a bare number of seconds parse. */
@@ -80,6 +94,14 @@ struct config {
     size_t n_resolvers;
     struct config_rule *rules; /* in file order; first match wins */
     size_t n_rules;
+    struct config_geoip geoip;
+    struct region *regions; /* "region NAME = CC ..." in file order */
+    size_t n_regions;
+    /* Every file this configuration was read from: the top file, included files, users files
+     * and GeoIP databases, as opened (relative to the working directory or absolute). A reload
+     * is due when any of them changes. */
+    char **sources;
+    size_t n_sources;
 };
 
 enum config_severity { CONFIG_ERROR, CONFIG_WARNING };

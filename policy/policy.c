@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "geo/region.h"
+
 struct policy_snapshot {
     atomic_uint refs;
     uint64_t generation;
@@ -57,8 +59,8 @@ static bool rule_matches(const struct config_rule *rule, const struct policy_req
     return true;
 }
 
-void policy_decide(const struct policy_snapshot *snap, const struct policy_request *req,
-                   struct policy_verdict *out)
+enum policy_outcome policy_decide(const struct policy_snapshot *snap,
+                                  const struct policy_request *req, struct policy_verdict *out)
 {
     const struct config *cfg = snap->cfg;
     for (size_t i = 0; i < cfg->n_rules; i++) {
@@ -69,12 +71,42 @@ void policy_decide(const struct policy_snapshot *snap, const struct policy_reque
         out->rule = rule->name;
         out->reason = rule->reason;
         out->log = rule->log;
-        return;
+        out->file = rule->file;
+        out->line = rule->line;
+        return POLICY_DECIDED;
     }
     out->action = VERDICT_BLOCK;
     out->rule = "(no rule)";
     out->reason = "no rule matched: geoproxy refuses by default";
     out->log = LOG_LEVEL_META;
+    out->file = NULL;
+    out->line = 0;
+    return POLICY_DECIDED;
+}
+
+void policy_classify(const struct policy_snapshot *snap, const struct sockaddr *addr,
+                     struct geo_result *out)
+{
+    const struct config_geoip *g = &snap->cfg->geoip;
+    geo_classify(g->country, g->asn, addr, out);
+}
+
+size_t policy_regions_of(const struct policy_snapshot *snap, const char cc[2], const char **names,
+                         size_t cap)
+{
+    const struct config *cfg = snap->cfg;
+    const struct region *extra[CONFIG_MAX_REGIONS];
+    const struct region *found[CONFIG_MAX_REGIONS + 16];
+    size_t n_extra = cfg->n_regions < CONFIG_MAX_REGIONS ? cfg->n_regions : CONFIG_MAX_REGIONS;
+
+    for (size_t i = 0; i < n_extra; i++)
+        extra[i] = &cfg->regions[i];
+    size_t total =
+        region_list_for_country(cc, extra, n_extra, found, sizeof found / sizeof found[0]);
+    size_t shown = total < sizeof found / sizeof found[0] ? total : sizeof found / sizeof found[0];
+    for (size_t i = 0; i < shown && i < cap; i++)
+        names[i] = found[i]->name;
+    return total;
 }
 
 const char *policy_action_name(enum verdict_action action)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "geo/geo.h"
 #include "policy/config.h"
 
 struct policy_snapshot;
@@ -29,13 +30,17 @@ enum verdict_action {
     VERDICT_BLOCK,
 };
 
-/* What is known about a connection when it is decided. */
+/* What is known about a connection when it is decided. The caller classifies addresses with
+ * policy_classify() (so the snapshot's own databases are used). */
 struct policy_request {
     const struct sockaddr *client; /* the client's address */
+    struct geo_result client_geo;  /* policy_classify(client) */
     const char *listener;          /* the listener's name */
     const char *user;              /* authenticated user, or NULL */
-    const char *host;              /* destination name as the client gave it, or NULL */
-    const struct sockaddr *dest;   /* destination address when known (literal), or NULL */
+    const char *host;              /* destination name as the client gave it; NULL for a literal */
+    const struct sockaddr *dest;   /* destination address: the literal, or one resolved address;
+                                      NULL while a name is not resolved */
+    struct geo_result dest_geo;    /* policy_classify(dest) when dest != NULL */
     uint16_t port;                 /* destination port */
 };
 
@@ -44,12 +49,34 @@ struct policy_verdict {
     const char *rule;   /* the matched rule's name; "(no rule)" when none matched */
     const char *reason; /* block reason for the client, or NULL */
     enum log_level log;
+    const char *file; /* where the rule is written; NULL for "(no rule)" */
+    unsigned line;
 };
 
-/* First matching rule wins; when no rule matches the connection is blocked (fail closed). The
- * strings in the verdict live as long as the snapshot. */
-void policy_decide(const struct policy_snapshot *snap, const struct policy_request *req,
-                   struct policy_verdict *out);
+enum policy_outcome {
+    POLICY_DECIDED,      /* *out holds the verdict */
+    POLICY_NEED_ADDRESS, /* req->dest is NULL and the first rule that may still match needs the
+                            destination's address (a to-matcher on an address, network, country,
+                            region, ASN, local or unknown) and is not no-resolve: resolve the
+                            name, then decide again once per resolved address */
+};
+
+/* First matching rule wins; when no rule matches the connection is blocked (fail closed). A
+ * rule marked no-resolve whose to-matcher needs an address it does not have is skipped (does
+ * not match) instead of asking for one. The strings in the verdict live as long as the
+ * snapshot. Thread-safe; never blocks, never allocates. */
+enum policy_outcome policy_decide(const struct policy_snapshot *snap,
+                                  const struct policy_request *req, struct policy_verdict *out);
+
+/* Classifies addr with the snapshot's GeoIP databases (geo_classify; no database: every public
+ * address is unknown). */
+void policy_classify(const struct policy_snapshot *snap, const struct sockaddr *addr,
+                     struct geo_result *out);
+
+/* The names of every region (built-in ones first, then the configuration's own) that contains
+ * country cc, for logs: stores up to cap of them and returns how many there are in total. */
+size_t policy_regions_of(const struct policy_snapshot *snap, const char cc[2], const char **names,
+                         size_t cap);
 
 const char *policy_action_name(enum verdict_action action);
 
