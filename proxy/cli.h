@@ -8,8 +8,13 @@
  * every diagnostic to stderr. Returns the config, or NULL when it has errors. */
 struct config *cli_load_config(const char *path);
 
-/* `geoproxy run`: serves until SIGTERM/SIGINT; returns the process exit code. */
-int cli_run(struct config *cfg);
+/* Loads the configuration at 'path', or the embedded default when path is NULL, without
+ * printing: as config_load_file(). Blocking file I/O. */
+int cli_config_load(const char *path, struct config **out, struct config_diags *diags);
+
+/* `geoproxy run`: serves until SIGTERM/SIGINT, reloading the policy from config_path (NULL: the
+ * embedded default) on SIGHUP and when its files change; returns the process exit code. */
+int cli_run(struct config *cfg, const char *config_path);
 
 /* `geoproxy passwd USER`: reads a password from standard input and prints a users-file line. */
 int cli_passwd(const char *user);

@@ -1,5 +1,5 @@
-/* `geoproxy run`: the main thread starts the workers, then waits for signals. SIGTERM and
- * SIGINT stop accepting and drain; a second one exits at once. SIGHUP is reserved for reload. */
+/* `geoproxy run`: the main thread starts the workers, then waits for signals and reloads. SIGTERM
+ * and SIGINT stop accepting and drain; a second one exits at once. SIGHUP reloads the policy. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,7 @@
 #include "proxy/cli.h"
 #include "proxy/container_of.h"
 #include "proxy/log.h"
+#include "proxy/reload.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
 
@@ -23,6 +24,7 @@ struct server {
     unsigned n_workers;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t stop_poll;
+    struct reloader reloader;
     bool stopping;
 };
 
@@ -41,6 +43,7 @@ static void on_stop_poll(uv_timer_t *timer)
         if (!atomic_load(&s->workers[i].finished))
             return;
     server_close_handles(s);
+    reloader_close(&s->reloader);
 }
 
 static void on_stop_signal(uv_signal_t *sig, int signum)
@@ -60,7 +63,9 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
 
 static void on_sighup(uv_signal_t *sig, int signum)
 {
-    log_msg(LOG_WARN, "SIGHUP: live reload is not available in this version; ignoring");
+    struct server *s = sig->data;
+    if (!s->stopping)
+        reloader_request(&s->reloader, "SIGHUP");
 }
 
 static unsigned worker_count(const struct config *cfg)
@@ -108,13 +113,13 @@ static void server_watch_signals(struct server *s)
     uv_signal_init(s->loop, &s->sigint);
     uv_signal_init(s->loop, &s->sighup);
     uv_timer_init(s->loop, &s->stop_poll);
-    s->sigterm.data = s->sigint.data = s;
+    s->sigterm.data = s->sigint.data = s->sighup.data = s;
     uv_signal_start(&s->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_stop_signal, SIGINT);
     uv_signal_start(&s->sighup, on_sighup, SIGHUP);
 }
 
-int cli_run(struct config *cfg)
+int cli_run(struct config *cfg, const char *config_path)
 {
     signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error code, not a death */
     struct server s = {.loop = uv_default_loop()};
@@ -137,6 +142,10 @@ int cli_run(struct config *cfg)
         return 1;
     }
     log_listeners(cfg, s.n_workers);
+    if (reloader_start(&s.reloader, s.loop, &s.rt, config_path, cfg) != 0) {
+        log_msg(LOG_ERROR, "out of memory");
+        abort(); /* worker threads are running: there is no clean way back */
+    }
     uv_run(s.loop, UV_RUN_DEFAULT);
 
     for (unsigned i = 0; i < s.n_workers; i++)

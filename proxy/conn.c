@@ -92,6 +92,19 @@ static void conn_close_upstream(struct conn *c, uv_close_cb closed)
     c->upstream = NULL;
 }
 
+/* Abandons a destination lookup or connect in progress: no callback of theirs will run. */
+static void conn_cancel_outbound(struct conn *c)
+{
+    if (c->resolving != NULL) {
+        resolver_cancel(c->resolving);
+        c->resolving = NULL;
+    }
+    if (c->connecting != NULL) {
+        outbound_cancel(c->connecting);
+        c->connecting = NULL;
+    }
+}
+
 void conn_close_because(struct conn *c, const char *reason)
 {
     if (c->end_reason == NULL)
@@ -105,10 +118,7 @@ void conn_close(struct conn *c)
         return;
     c->flags |= CONN_F_CLOSING;
     c->phase = CONN_PHASE_CLOSING;
-    if (c->connecting != NULL) {
-        outbound_cancel(c->connecting);
-        c->connecting = NULL;
-    }
+    conn_cancel_outbound(c);
     conn_log_close(c);
     if (c->flags & CONN_F_CLIENT_OPEN) {
         c->flags &= ~CONN_F_CLIENT_OPEN;
@@ -267,6 +277,8 @@ static const char *conn_setup(struct conn *c, const char *listener_name)
     c->flags |= CONN_F_ADMITTED;
     int len = sizeof(c->client_addr);
     uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->client_addr, &len);
+    policy_classify(c->snap, (const struct sockaddr *)&c->client_addr, &c->client_geo);
+    c->client_classified = true;
     uv_tcp_nodelay(&c->client, 1);
     c->hs_cap = cfg->limits.header_bytes;
     c->hs = malloc(c->hs_cap);
@@ -403,6 +415,10 @@ static void on_outbound_done(void *arg, enum outbound_status status, uv_tcp_t *t
         memcpy(&c->upstream_peer, peer, plen);
         int len = sizeof(c->upstream_local);
         uv_tcp_getsockname(tcp, (struct sockaddr *)&c->upstream_local, &len);
+        if (!c->dest_classified) { /* decided on the name alone: classify for the logs */
+            policy_classify(c->snap, peer, &c->dest_geo);
+            c->dest_classified = true;
+        }
     }
     c->outbound = status;
     conn_deliver_connect_result(c);
@@ -415,22 +431,22 @@ static void conn_defer_result(struct conn *c, enum outbound_status status)
     uv_timer_start(&c->timer, on_timer, 0, 0);
 }
 
-void conn_connect(struct conn *c)
+static void conn_request_init(const struct conn *c, struct policy_request *req)
 {
-    if (conn_is_closing(c) || c->upstream_reset_done != NULL || c->connecting != NULL)
-        return; /* a protocol bug: the connection is not in a state to connect */
-    conn_read_stop(c, CONN_CLIENT);
-    c->phase = CONN_PHASE_CONNECTING;
-
-    struct policy_request req = {
+    *req = (struct policy_request){
         .client = (const struct sockaddr *)&c->client_addr,
+        .client_geo = c->client_geo,
         .listener = c->listener->name,
         .user = c->user[0] != '\0' ? c->user : NULL,
         .host = target_is_literal(&c->target) ? NULL : c->target.host,
-        .dest = target_is_literal(&c->target) ? (const struct sockaddr *)&c->target.addr : NULL,
         .port = c->target.port,
     };
-    policy_decide(c->snap, &req, &c->verdict);
+}
+
+/* Acts on c->verdict: refuses, or connects to the target (resolving it when 'addrs' is NULL) or
+ * to the resolved addresses the verdict holds for. */
+static void conn_apply_verdict(struct conn *c, const struct resolver_answer *addrs)
+{
     conn_log_decision(c);
     if (c->verdict.action != VERDICT_PASS) {
         conn_defer_result(c, OUTBOUND_NOT_ALLOWED);
@@ -438,10 +454,78 @@ void conn_connect(struct conn *c)
     }
     const struct config *cfg = conn_config(c);
     conn_arm_deadline(c);
-    c->connecting = outbound_connect(&c->worker->loop, c->worker->resolver, &c->target,
-                                     cfg->timeouts.connect_ms, on_outbound_done, c);
+    uv_loop_t *loop = &c->worker->loop;
+    c->connecting = addrs != NULL
+                        ? outbound_connect_addrs(loop, addrs, c->target.port,
+                                                 cfg->timeouts.connect_ms, on_outbound_done, c)
+                        : outbound_connect(loop, c->worker->resolver, &c->target,
+                                           cfg->timeouts.connect_ms, on_outbound_done, c);
     if (c->connecting == NULL)
         conn_defer_result(c, OUTBOUND_FAILED);
+}
+
+/* The policy needed the destination's address: decide once per resolved address. The first
+ * address (the one Happy Eyeballs tries first) gives the verdict, and only the addresses the
+ * same rule decides are connected to, so no address another rule would refuse is ever tried. */
+static void on_dest_resolved(void *arg, enum outbound_status status,
+                             const struct resolver_answer *answer)
+{
+    struct conn *c = arg;
+    struct resolver_answer same_rule = {.n_addrs = 0};
+    struct policy_request req;
+
+    c->resolving = NULL;
+    if (status != OUTBOUND_OK) {
+        conn_defer_result(c, status);
+        return;
+    }
+    conn_request_init(c, &req);
+    for (size_t i = 0; i < answer->n_addrs; i++) {
+        struct policy_verdict v;
+        req.dest = (const struct sockaddr *)&answer->addrs[i];
+        policy_classify(c->snap, req.dest, &req.dest_geo);
+        if (policy_decide(c->snap, &req, &v) != POLICY_DECIDED)
+            continue; /* cannot happen with an address; never connect undecided */
+        if (same_rule.n_addrs == 0 && !c->dest_classified) {
+            c->verdict = v;
+            c->dest_geo = req.dest_geo;
+            c->dest_classified = true;
+        }
+        if (v.rule == c->verdict.rule)
+            same_rule.addrs[same_rule.n_addrs++] = answer->addrs[i];
+    }
+    if (!c->dest_classified) {
+        conn_defer_result(c, OUTBOUND_FAILED);
+        return;
+    }
+    conn_apply_verdict(c, &same_rule);
+}
+
+void conn_connect(struct conn *c)
+{
+    if (conn_is_closing(c) || c->upstream_reset_done != NULL || c->connecting != NULL ||
+        c->resolving != NULL)
+        return; /* a protocol bug: the connection is not in a state to connect */
+    conn_read_stop(c, CONN_CLIENT);
+    c->phase = CONN_PHASE_CONNECTING;
+    c->dest_classified = false;
+
+    struct policy_request req;
+    conn_request_init(c, &req);
+    if (target_is_literal(&c->target)) {
+        req.dest = (const struct sockaddr *)&c->target.addr;
+        policy_classify(c->snap, req.dest, &c->dest_geo);
+        c->dest_classified = true;
+        req.dest_geo = c->dest_geo;
+    }
+    if (policy_decide(c->snap, &req, &c->verdict) == POLICY_NEED_ADDRESS) {
+        struct resolver_query *q =
+            resolver_resolve(c->worker->resolver, c->target.host, on_dest_resolved, c);
+        if (q != NULL) /* NULL: answered already (cache, literal) or failed, callback ran */
+            c->resolving = q;
+        return;
+    }
+    conn_apply_verdict(c, NULL);
 }
 
 /* ---- user verification, off the loop ----------------------------------------------------- */
@@ -651,10 +735,7 @@ void conn_close_after_send(struct conn *c, const char *reason)
     c->flags |= CONN_F_LINGERING;
     if (c->flags & CONN_F_CLIENT_OPEN)
         uv_read_stop((uv_stream_t *)&c->client);
-    if (c->connecting != NULL) {
-        outbound_cancel(c->connecting);
-        c->connecting = NULL;
-    }
+    conn_cancel_outbound(c);
     conn_close_upstream(c, on_upstream_closed); /* only the reply to the client matters now */
     c->linger_until_ms = uv_now(&c->worker->loop) + LINGER_MS;
     conn_arm_deadline(c);

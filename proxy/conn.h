@@ -94,6 +94,11 @@ struct conn {
     char user[USERDB_NAME_MAX + 1];         /* authenticated user, "" when none */
     struct target target;                   /* set by the protocol before conn_connect() */
     struct policy_verdict verdict;          /* set by conn_connect() */
+    struct geo_result client_geo;           /* the client's classification, from accept */
+    bool client_classified;                 /* client_geo is set */
+    struct geo_result dest_geo;             /* the destination's, once dest_classified */
+    bool dest_classified;                   /* a destination address has been classified */
+    struct resolver_query *resolving;       /* the policy asked for the destination's address */
     enum outbound_status outbound;          /* how the last conn_connect() ended */
     struct sockaddr_storage upstream_peer;  /* the address we connected to */
     struct sockaddr_storage upstream_local; /* our side of it: SOCKS "bound address" */

@@ -1,10 +1,15 @@
 #include "proxy/conn_log.h"
 
+#include <stdio.h>
+
+#include "geo/region.h"
+
 #include "proxy/conn.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
 
-#define CONN_LOG_FIELDS_MAX 16
+#define CONN_LOG_FIELDS_MAX 24
+#define CONN_LOG_REGIONS_MAX 8 /* region names shown per end */
 
 /* A connection that closed before any decision is logged at the default level, meta. */
 static enum log_level conn_log_level(const struct conn *c)
@@ -17,6 +22,7 @@ struct conn_fields {
     size_t n;
     char client[64];
     char target[TARGET_HOST_MAX + 16];
+    char regions[2][CONN_LOG_REGIONS_MAX * (REGION_NAME_MAX + 1)];
 };
 
 static void fields_add(struct conn_fields *f, struct log_field field)
@@ -34,6 +40,40 @@ static void fields_add_common(struct conn_fields *f, const struct conn *c)
         fields_add(f, LOG_FIELD_STR("action", policy_action_name(c->verdict.action)));
         fields_add(f, LOG_FIELD_STR("rule", c->verdict.rule));
     }
+}
+
+/* "DE", "local" or "unknown", and the regions of a country as "EU,EEA" (omitted when none). */
+static void fields_add_geo(struct conn_fields *f, const struct conn *c, const char *key,
+                           const char *regions_key, const struct geo_result *geo, char *regions,
+                           size_t regions_len)
+{
+    if (geo->cls != GEO_CLASS_COUNTRY) {
+        fields_add(f, LOG_FIELD_STR(key, geo_class_name(geo->cls)));
+        return;
+    }
+    fields_add(f, LOG_FIELD_STR(key, geo->country));
+    const char *names[CONN_LOG_REGIONS_MAX];
+    size_t n = policy_regions_of(c->snap, geo->country, names, CONN_LOG_REGIONS_MAX);
+    if (n == 0)
+        return;
+    size_t used = 0;
+    for (size_t i = 0; i < n && i < CONN_LOG_REGIONS_MAX; i++) {
+        int w = snprintf(regions + used, regions_len - used, "%s%s", i == 0 ? "" : ",", names[i]);
+        if (w < 0 || (size_t)w >= regions_len - used)
+            break;
+        used += (size_t)w;
+    }
+    fields_add(f, LOG_FIELD_STR(regions_key, regions));
+}
+
+/* Where both ends are, at every level but none: the jurisdictions are what the policy is about. */
+static void fields_add_jurisdictions(struct conn_fields *f, const struct conn *c)
+{
+    if (c->client_classified)
+        fields_add_geo(f, c, "from", "from_regions", &c->client_geo, f->regions[0],
+                       sizeof f->regions[0]);
+    if (c->dest_classified)
+        fields_add_geo(f, c, "to", "to_regions", &c->dest_geo, f->regions[1], sizeof f->regions[1]);
 }
 
 static void fields_add_identities(struct conn_fields *f, const struct conn *c)
@@ -57,6 +97,7 @@ void conn_log_decision(const struct conn *c)
     fields_add_common(&f, c);
     if (c->verdict.action == VERDICT_BLOCK && c->verdict.reason != NULL)
         fields_add(&f, LOG_FIELD_STR("reason", c->verdict.reason));
+    fields_add_jurisdictions(&f, c);
     fields_add_identities(&f, c);
     log_event(LOG_INFO, "decision", f.items, f.n);
 }
@@ -73,6 +114,7 @@ void conn_log_close(const struct conn *c)
     fields_add(&f, LOG_FIELD_NUM("bytes_up", c->bytes_up));
     fields_add(&f, LOG_FIELD_NUM("bytes_down", c->bytes_down));
     fields_add(&f, LOG_FIELD_NUM("duration_ms", uv_now(&c->worker->loop) - c->accepted_ms));
+    fields_add_jurisdictions(&f, c);
     fields_add_identities(&f, c);
     log_event(LOG_INFO, "close", f.items, f.n);
 }

@@ -112,7 +112,7 @@ static int command_run(const struct options *opts)
         log_msg(LOG_ERROR, "the configuration has errors; not starting");
         return 1;
     }
-    return cli_run(cfg);
+    return cli_run(cfg, opts->config_path);
 }
 
 int main(int argc, char **argv)

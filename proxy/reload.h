@@ -1,0 +1,62 @@
+/* Live reload of the policy. Three triggers lead to the same path: SIGHUP (cli_run forwards
+ * it), a change to any file the configuration was read from (the top file, included files,
+ * users files, GeoIP databases: their directories are watched, so editors that save by rename
+ * and Kubernetes ConfigMap symlink swaps are seen), and an admin request later.
+ *
+ * A reload parses the configuration, opens its databases and builds a whole new snapshot on the
+ * thread pool, then publishes it on the loop that owns the reloader; connections in flight keep
+ * the snapshot they were accepted with. A failed reload logs every problem as
+ * "file:line:col: message", says which generation stays in force, and is counted: there is
+ * never a moment without a policy. File events are debounced, and a change that arrives while
+ * a reload runs starts another one when it ends. */
+#ifndef GEOPROXY_PROXY_RELOAD_H
+#define GEOPROXY_PROXY_RELOAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "policy/config.h"
+#include "proxy/runtime.h"
+
+#define RELOAD_DEBOUNCE_MS 50
+#define RELOAD_MAX_WATCHED_DIRS 64
+
+struct reload_watch;
+struct reload_stamps;
+struct reload_listener;
+
+struct reloader {
+    uv_loop_t *loop;
+    struct runtime *rt;
+    char *config_path;                 /* NULL: the embedded default configuration */
+    struct reload_listener *listeners; /* what the workers bound: a reload must keep it */
+    size_t n_listeners;
+    unsigned workers; /* the running worker count, to warn when a reload changes it */
+
+    uv_timer_t debounce;
+    struct reload_watch *watches[RELOAD_MAX_WATCHED_DIRS];
+    size_t n_watches;
+    struct reload_stamps *stamps; /* what the current generation's source files looked like */
+
+    bool running;        /* a load is on the thread pool */
+    bool again;          /* a trigger arrived meanwhile: reload once more, forced */
+    bool closing;        /* reloader_close() was called */
+    uint64_t generation; /* of the snapshot in force */
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+};
+
+/* Starts watching the sources of 'running' (the configuration in force, generation 1, loaded
+ * from config_path or, when NULL, from the embedded default). Returns 0 or a libuv error. */
+int reloader_start(struct reloader *r, uv_loop_t *loop, struct runtime *rt, const char *config_path,
+                   const struct config *running);
+
+/* Reloads now, whether or not a file changed; 'trigger' ("SIGHUP", ...) is logged. */
+void reloader_request(struct reloader *r, const char *trigger);
+
+/* Stops watching, closes the handles and frees what the reloader holds; a load in flight is
+ * discarded when it ends. The loop must run until the handles are closed and the load ended. */
+void reloader_close(struct reloader *r);
+
+#endif
