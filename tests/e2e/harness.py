@@ -10,6 +10,7 @@ Names served by the test DNS server (start_dns):
     origin.test, origin2.test -> 127.0.0.1 (no AAAA: NODATA)
     v6.test                   -> ::1       (no A: NODATA)
     dual.test                 -> 127.0.0.1 and ::1
+    <cc>.geo.test, split.geo.test -> loopback addresses "in" countries (geo_fixtures.py)
     anything else under .test -> NXDOMAIN
 
 Sanitizer builds (GEOPROXY_SANITIZE): every geoproxy process a test starts writes its ASan, LSan
@@ -41,6 +42,8 @@ from clients import (CMD_TIMEOUT, WAIT, can_connect, free_port, free_port_tcp_ud
                      wait_closed, wait_until)
 from servers import *  # noqa: F401,F403 (re-exported for the tests)
 from servers import Blackhole, DataServer, EchoServer, HttpOrigin
+
+import geo_fixtures
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 
@@ -89,6 +92,7 @@ class Dnsmasq:
                 "--host-record=origin2.test,127.0.0.1",
                 "--host-record=v6.test,::1",
                 "--host-record=dual.test,127.0.0.1,::1",
+                *(f"--host-record={rec}" for rec in geo_fixtures.dns_host_records()),
                 "--log-queries", f"--log-facility={self.log_path}",
             ]
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
@@ -285,18 +289,18 @@ class ProxyTestCase(unittest.TestCase):
         self.addCleanup(dns.stop)
         return dns
 
-    def start_echo(self, family=socket.AF_INET):
-        srv = EchoServer(family)
+    def start_echo(self, family=socket.AF_INET, host=None):
+        srv = EchoServer(family, host)
         self.addCleanup(srv.stop)
         return srv
 
-    def start_data(self, mode, data, family=socket.AF_INET):
-        srv = DataServer(mode, data, family)
+    def start_data(self, mode, data, family=socket.AF_INET, host=None):
+        srv = DataServer(mode, data, family, host)
         self.addCleanup(srv.stop)
         return srv
 
-    def start_origin(self, name="origin", family=socket.AF_INET):
-        srv = HttpOrigin(name, family)
+    def start_origin(self, name="origin", family=socket.AF_INET, host=None):
+        srv = HttpOrigin(name, family, host)
         self.addCleanup(srv.stop)
         return srv
 
@@ -313,6 +317,11 @@ class ProxyTestCase(unittest.TestCase):
         return free_port()
 
     # -- geoproxy
+
+    def geo_db(self, blocks=None, name="geo.mmdb"):
+        """A country database in the workdir mapping loopback blocks to countries
+        (geo_fixtures.BLOCKS by default); returns its path for a "geoip country" line."""
+        return geo_fixtures.build_geodb(self, os.path.join(self.workdir(), name), blocks)
 
     def users_file(self, users, mode=0o600, name="users"):
         """A users file made with `geoproxy passwd` for {user: password}."""

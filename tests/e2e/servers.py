@@ -22,22 +22,23 @@ class _TCPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, family, handler, owner):
+    def __init__(self, family, handler, owner, host=None):
         self.address_family = family
         self.owner = owner
-        host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+        if host is None:
+            host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
         super().__init__((host, 0), handler)
 
 
 class _ServerBase:
     """A socketserver on a thread; .host, .port; stop() shuts it down and closes live sockets."""
 
-    def __init__(self, handler, family=socket.AF_INET):
+    def __init__(self, handler, family=socket.AF_INET, host=None):
         self.peers = queue.Queue()  # (host, port) of every accepted connection
         self.results = queue.Queue()  # what handlers report (server specific)
         self._live = set()
         self._lock = threading.Lock()
-        self.server = _TCPServer(family, handler, self)
+        self.server = _TCPServer(family, handler, self, host)
         self.host, self.port = self.server.server_address[:2]
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        kwargs={"poll_interval": 0.1}, daemon=True)
@@ -95,8 +96,8 @@ class _EchoHandler(_Handler):
 class EchoServer(_ServerBase):
     """Echoes every byte; on EOF it shuts down its write side (half-close aware)."""
 
-    def __init__(self, family=socket.AF_INET):
-        super().__init__(_EchoHandler, family)
+    def __init__(self, family=socket.AF_INET, host=None):
+        super().__init__(_EchoHandler, family, host)
 
 
 class _DataHandler(_Handler):
@@ -183,12 +184,12 @@ class DataServer(_ServerBase):
                        the server stops
     """
 
-    def __init__(self, mode, data, family=socket.AF_INET):
+    def __init__(self, mode, data, family=socket.AF_INET, host=None):
         self.mode = mode
         self.payload = data
         self.gate = threading.Event()
         self.stopping = threading.Event()
-        super().__init__(_DataHandler, family)
+        super().__init__(_DataHandler, family, host)
 
     def stop(self):
         self.stopping.set()
@@ -304,10 +305,11 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, family, owner):
+    def __init__(self, family, owner, host=None):
         self.address_family = family
         self.owner = owner
-        host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+        if host is None:
+            host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
         super().__init__((host, 0), _OriginHandler)
 
 
@@ -320,13 +322,13 @@ class HttpOrigin(_ServerBase):
       /eof/N       the same bytes with neither: the body ends when the origin closes
     """
 
-    def __init__(self, name="origin", family=socket.AF_INET):
+    def __init__(self, name="origin", family=socket.AF_INET, host=None):
         self.name = name
         self.peers = queue.Queue()
         self.results = queue.Queue()
         self._live = set()
         self._lock = threading.Lock()
-        self.server = _HTTPServer(family, self)
+        self.server = _HTTPServer(family, self, host)
         self.host, self.port = self.server.server_address[:2]
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        kwargs={"poll_interval": 0.1}, daemon=True)
