@@ -77,6 +77,12 @@ struct config_timeouts {
     uint32_t drain_ms;     /* SIGTERM to forced exit, default 30 s */
 };
 
+/* "on-reload keep|reevaluate": what a reload does to connections already open. */
+enum config_on_reload {
+    ON_RELOAD_KEEP,       /* they finish under the policy they were accepted with (default) */
+    ON_RELOAD_REEVALUATE, /* they are decided again; those the new policy blocks are closed */
+};
+
 struct config_limits {
     uint32_t connections;       /* concurrent client connections, all workers, default 10000 */
     uint32_t header_bytes;      /* largest handshake or HTTP request head, default 16384 */
@@ -95,6 +101,7 @@ struct config {
     struct config_rule *rules; /* in file order; first match wins */
     size_t n_rules;
     struct config_geoip geoip;
+    enum config_on_reload on_reload;
     struct region *regions; /* "region NAME = CC ..." in file order */
     size_t n_regions;
     /* Every file this configuration was read from: the top file, included files, users files

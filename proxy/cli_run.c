@@ -68,6 +68,16 @@ static void on_sighup(uv_signal_t *sig, int signum)
         reloader_request(&s->reloader, "SIGHUP");
 }
 
+/* After a reload: with "on-reload reevaluate" every worker decides its connections again. */
+static void on_policy_published(void *arg, const struct config *cfg)
+{
+    struct server *s = arg;
+    if (cfg->on_reload != ON_RELOAD_REEVALUATE || s->stopping)
+        return;
+    for (unsigned i = 0; i < s->n_workers; i++)
+        worker_request_reevaluate(&s->workers[i]);
+}
+
 static unsigned worker_count(const struct config *cfg)
 {
     unsigned n = cfg->workers != 0 ? cfg->workers : uv_available_parallelism();
@@ -142,7 +152,8 @@ int cli_run(struct config *cfg, const char *config_path)
         return 1;
     }
     log_listeners(cfg, s.n_workers);
-    if (reloader_start(&s.reloader, s.loop, &s.rt, config_path, cfg) != 0) {
+    if (reloader_start(&s.reloader, s.loop, &s.rt, config_path, cfg, on_policy_published, &s) !=
+        0) {
         log_msg(LOG_ERROR, "out of memory");
         abort(); /* worker threads are running: there is no clean way back */
     }

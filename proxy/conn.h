@@ -172,6 +172,18 @@ void conn_close_because(struct conn *c, const char *reason);
 
 bool conn_is_closing(const struct conn *c);
 
+enum conn_reevaluate_result {
+    CONN_REEVALUATE_SKIPPED, /* not connected yet, or closing: nothing to decide again */
+    CONN_REEVALUATE_KEPT,    /* the new policy still lets it through */
+    CONN_REEVALUATE_CLOSED,  /* the new policy blocks it: logged and closed */
+};
+
+/* Decides a connected connection again under 'snap' (a newer policy, with its own databases:
+ * both ends are classified again), as it would be decided if it were opened now. A connection
+ * the new policy blocks is logged with the blocking rule and closed ("policy-reload"). The
+ * connection keeps its own snapshot otherwise. Does not free c. */
+enum conn_reevaluate_result conn_reevaluate(struct conn *c, const struct policy_snapshot *snap);
+
 /* A libuv allocation callback handing out the worker's pool buffers (handle->data is the
  * connection); the read callback must give the buffer back with bufpool_put(). */
 void conn_alloc_buffer(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);

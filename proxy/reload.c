@@ -322,7 +322,11 @@ static void reload_publish(struct reloader *r, struct reload_job *job)
     r->reloads_ok++;
     reload_log_policy(published, r->generation, job->trigger);
     reload_watch_sources(r, published->sources, published->n_sources);
+    /* Our reference goes to the runtime, which only this loop replaces: 'published' stays
+     * valid through the callback. */
     runtime_publish_snapshot(r->rt, snap);
+    if (r->published != NULL)
+        r->published(r->published_arg, published);
 }
 
 /* Frees what the reloader holds once nothing uses it any more. */
@@ -404,10 +408,12 @@ static void reload_start_job(struct reloader *r, const char *trigger, bool force
 /* ---- public ------------------------------------------------------------------------------ */
 
 int reloader_start(struct reloader *r, uv_loop_t *loop, struct runtime *rt, const char *config_path,
-                   const struct config *running)
+                   const struct config *running, reload_published_fn published, void *published_arg)
 {
     memset(r, 0, sizeof *r);
     r->loop = loop;
+    r->published = published;
+    r->published_arg = published_arg;
     r->rt = rt;
     r->generation = 1;
     r->workers = running->workers;

@@ -26,8 +26,13 @@ struct reload_watch;
 struct reload_stamps;
 struct reload_listener;
 
+/* Called on the reloader's loop after a new policy was published. */
+typedef void (*reload_published_fn)(void *arg, const struct config *cfg);
+
 struct reloader {
     uv_loop_t *loop;
+    reload_published_fn published;
+    void *published_arg;
     struct runtime *rt;
     char *config_path;                 /* NULL: the embedded default configuration */
     struct reload_listener *listeners; /* what the workers bound: a reload must keep it */
@@ -48,9 +53,11 @@ struct reloader {
 };
 
 /* Starts watching the sources of 'running' (the configuration in force, generation 1, loaded
- * from config_path or, when NULL, from the embedded default). Returns 0 or a libuv error. */
+ * from config_path or, when NULL, from the embedded default). 'published' (may be NULL) runs
+ * after each successful reload. Returns 0 or a libuv error. */
 int reloader_start(struct reloader *r, uv_loop_t *loop, struct runtime *rt, const char *config_path,
-                   const struct config *running);
+                   const struct config *running, reload_published_fn published,
+                   void *published_arg);
 
 /* Reloads now, whether or not a file changed; 'trigger' ("SIGHUP", ...) is logged. */
 void reloader_request(struct reloader *r, const char *trigger);

@@ -90,6 +90,7 @@ int worker_init(struct worker *w, struct runtime *rt, unsigned id, const struct 
     w->rt = rt;
     w->id = id;
     atomic_init(&w->stop_requested, false);
+    atomic_init(&w->reevaluate_requested, false);
     atomic_init(&w->finished, false);
     bufpool_init(&w->relay_bufs, RELAY_BUF_SIZE, RELAY_BUFS_KEPT_IDLE);
     int err = uv_loop_init(&w->loop);
@@ -187,9 +188,37 @@ static void worker_begin_drain(struct worker *w)
     worker_finish_if_drained(w);
 }
 
+void worker_request_reevaluate(struct worker *w)
+{
+    atomic_store(&w->reevaluate_requested, true);
+    uv_async_send(&w->wakeup);
+}
+
+static void worker_reevaluate(struct worker *w)
+{
+    struct policy_snapshot *snap = runtime_acquire_snapshot(w->rt);
+    size_t closed = 0, checked = 0;
+    struct conn *c = w->conns;
+    while (c != NULL) {
+        struct conn *next = c->next; /* conn_reevaluate may close (never frees under us) */
+        if (conn_reevaluate(c, snap) == CONN_REEVALUATE_CLOSED)
+            closed++;
+        checked++;
+        c = next;
+    }
+    if (checked > 0)
+        log_msg(LOG_INFO,
+                "worker %u: policy generation %llu reevaluated %zu connection(s), "
+                "closed %zu now blocked",
+                w->id, (unsigned long long)policy_snapshot_generation(snap), checked, closed);
+    policy_snapshot_release(snap);
+}
+
 static void on_wakeup(uv_async_t *async)
 {
     struct worker *w = container_of(async, struct worker, wakeup);
+    if (atomic_exchange(&w->reevaluate_requested, false) && !w->draining)
+        worker_reevaluate(w);
     if (atomic_load(&w->stop_requested))
         worker_begin_drain(w);
 }

@@ -41,7 +41,8 @@ struct worker {
     struct conn *conns; /* live connections, for draining */
     size_t n_conns;
     atomic_bool stop_requested;
-    atomic_bool finished; /* the thread's loop has ended */
+    atomic_bool reevaluate_requested; /* a reload asks live connections to be decided again */
+    atomic_bool finished;             /* the thread's loop has ended */
     bool draining;
 };
 
@@ -55,6 +56,10 @@ int worker_start(struct worker *w);
 
 /* Asks the worker to stop accepting and drain (thread-safe, async). */
 void worker_request_stop(struct worker *w);
+
+/* Asks the worker to decide its live connections again under the policy now in force and
+ * close those it blocks (on-reload reevaluate; thread-safe, async). */
+void worker_request_reevaluate(struct worker *w);
 
 /* Waits for the thread to end, then releases what worker_init made. */
 void worker_join(struct worker *w);

@@ -165,10 +165,11 @@ class Proxy:
     """A running geoproxy. .port is the first listener's port, .listeners all of them; stderr
     goes to .log_path. stop() sends SIGTERM and returns the exit status."""
 
-    def __init__(self, workdir, config_text, listeners, args=(), drain_s=5.0, tag="geoproxy"):
+    def __init__(self, workdir, config_text, listeners, args=(), drain_s=5.0, tag="geoproxy",
+                 config_path=None):
         self.workdir = workdir
         self.listeners = listeners
-        self.config_path = os.path.join(workdir, f"{tag}.conf")
+        self.config_path = config_path or os.path.join(workdir, f"{tag}.conf")
         self.log_path = os.path.join(workdir, f"{tag}.log")
         self.drain_s = drain_s
         with open(self.config_path, "w", encoding="utf-8") as f:
@@ -337,14 +338,17 @@ class ProxyTestCase(unittest.TestCase):
         return path
 
     def start_proxy(self, *, listeners=(("mixed", "127.0.0.1"),), dns=None, rules=None,
-                    extra=(), args=(), drain_s=5.0, tag="geoproxy", check_exit=True):
+                    extra=(), args=(), drain_s=5.0, tag="geoproxy", check_exit=True,
+                    config_path=None):
         """Writes a config and starts geoproxy; returns a ready Proxy.
 
         listeners: tuples (kind, host[, dict of name=/users=]); ports are picked here.
         dns: a Dnsmasq (adds "resolver"); rules: config lines (default "rule default pass");
-        extra: more config lines (timeouts, limits). At cleanup the proxy gets SIGTERM and the
-        test fails unless it exits with status 0 (check_exit=False for tests that stop it
-        themselves with other expectations)."""
+        extra: more config lines (timeouts, limits). config_path: where the config is written
+        (default <workdir>/<tag>.conf). At cleanup the proxy gets SIGTERM and the test fails
+        unless it exits with status 0 (check_exit=False for tests that stop it themselves with
+        other expectations). proxy.head_lines holds the lines before the rules, for tests that
+        rewrite the rules."""
         last_log = ""
         for _attempt in range(3):
             lst = []
@@ -360,9 +364,11 @@ class ProxyTestCase(unittest.TestCase):
             if not any(e.startswith("timeout drain") for e in extra):
                 lines.append(f"timeout drain {int(drain_s * 1000)}ms")
             lines.extend(extra)
+            head = list(lines)
             lines.extend(rules if rules is not None else ["rule default pass"])
             proxy = Proxy(self.workdir(), "\n".join(lines) + "\n", lst, args=args,
-                          drain_s=drain_s, tag=tag)
+                          drain_s=drain_s, tag=tag, config_path=config_path)
+            proxy.head_lines = head
             try:
                 ready = proxy.wait_ready()
             except BaseException:
