@@ -1,11 +1,14 @@
 #include "proxy/conn_log.h"
 
 #include <stdio.h>
+#include <time.h>
 
 #include "geo/region.h"
 
 #include "proxy/conn.h"
 #include "proxy/log.h"
+#include "proxy/pseudonym.h"
+#include "proxy/runtime.h"
 #include "proxy/worker.h"
 
 #define CONN_LOG_FIELDS_MAX 24
@@ -21,6 +24,7 @@ struct conn_fields {
     struct log_field items[CONN_LOG_FIELDS_MAX];
     size_t n;
     char client[64];
+    char client_id[PSEUDONYM_LEN + 1];
     char target[TARGET_HOST_MAX + 16];
     char regions[2][CONN_LOG_REGIONS_MAX * (REGION_NAME_MAX + 1)];
 };
@@ -76,8 +80,14 @@ static void fields_add_jurisdictions(struct conn_fields *f, const struct conn *c
         fields_add_geo(f, c, "to", "to_regions", &c->dest_geo, f->regions[1], sizeof f->regions[1]);
 }
 
+/* At meta the client is a pseudonym; at full its address (fields_add_identities). */
 static void fields_add_identities(struct conn_fields *f, const struct conn *c)
 {
+    if (conn_log_level(c) == LOG_LEVEL_META && c->client_classified) {
+        pseudonym_of(&c->worker->rt->pseudonym_key, (const struct sockaddr *)&c->client_addr,
+                     (uint64_t)time(NULL) / 86400u, f->client_id);
+        fields_add(f, LOG_FIELD_STR("client_id", f->client_id));
+    }
     if (conn_log_level(c) != LOG_LEVEL_FULL)
         return;
     fields_add(f, LOG_FIELD_STR("client",

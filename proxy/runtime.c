@@ -2,6 +2,8 @@
 
 int runtime_init(struct runtime *rt, struct policy_snapshot *first)
 {
+    if (pseudonym_key_init(&rt->pseudonym_key) != 0)
+        return UV_EIO;
     int err = uv_mutex_init(&rt->lock);
     if (err != 0)
         return err;

@@ -9,15 +9,18 @@
 #include <uv.h>
 
 #include "policy/policy.h"
+#include "proxy/pseudonym.h"
 
 struct runtime {
     uv_mutex_t lock;                 /* guards 'current' */
     struct policy_snapshot *current; /* the snapshot new connections take */
     atomic_uint active_conns;        /* connections admitted and not yet freed */
     atomic_uint_fast64_t next_conn_id;
+    struct pseudonym_key pseudonym_key; /* random per process: client pseudonyms in events */
 };
 
-/* Initialises the runtime with its first snapshot (taking the caller's reference). */
+/* Initialises the runtime with its first snapshot (taking the caller's reference) and a new
+ * pseudonym key. Returns 0 or a libuv error (UV_EIO when there is no randomness). */
 int runtime_init(struct runtime *rt, struct policy_snapshot *first);
 
 /* Releases the current snapshot. */

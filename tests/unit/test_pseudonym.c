@@ -1,0 +1,93 @@
+/* Client pseudonyms: stable for a client within a day, different across days, keys and clients,
+ * the same for an IPv4 client however its address is written, and never the address itself. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "proxy/pseudonym.h"
+
+static const struct sockaddr *addr_of(const char *ip, uint16_t port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, ip, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+    } else {
+        assert_int_equal(inet_pton(AF_INET6, ip, &in6->sin6_addr), 1);
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+    }
+    return (const struct sockaddr *)ss;
+}
+
+static void pseudo(const struct pseudonym_key *k, const char *ip, uint16_t port, uint64_t day,
+                   char out[PSEUDONYM_LEN + 1])
+{
+    struct sockaddr_storage ss;
+    pseudonym_of(k, addr_of(ip, port, &ss), day, out);
+}
+
+static void test_stable_within_a_day(void **state)
+{
+    (void)state;
+    struct pseudonym_key k;
+    char a[PSEUDONYM_LEN + 1], b[PSEUDONYM_LEN + 1], c[PSEUDONYM_LEN + 1];
+
+    assert_int_equal(pseudonym_key_init(&k), 0);
+    pseudo(&k, "198.51.100.7", 40000, 20000, a);
+    pseudo(&k, "198.51.100.7", 51234, 20000, b); /* another connection, another port */
+    pseudo(&k, "::ffff:198.51.100.7", 1, 20000, c);
+    assert_string_equal(a, b);
+    assert_string_equal(a, c);
+    assert_int_equal(strlen(a), PSEUDONYM_LEN);
+    assert_memory_equal(a, "c-", 2);
+    assert_null(strstr(a, "198"));
+}
+
+static void test_differs_by_day_key_and_client(void **state)
+{
+    (void)state;
+    struct pseudonym_key k1, k2;
+    char base[PSEUDONYM_LEN + 1], other[PSEUDONYM_LEN + 1];
+
+    assert_int_equal(pseudonym_key_init(&k1), 0);
+    assert_int_equal(pseudonym_key_init(&k2), 0);
+    pseudo(&k1, "2001:db8::1", 1, 20000, base);
+    pseudo(&k1, "2001:db8::1", 1, 20001, other);
+    assert_string_not_equal(base, other);
+    pseudo(&k2, "2001:db8::1", 1, 20000, other);
+    assert_string_not_equal(base, other);
+    pseudo(&k1, "2001:db8::2", 1, 20000, other);
+    assert_string_not_equal(base, other);
+}
+
+static void test_other_family(void **state)
+{
+    (void)state;
+    struct pseudonym_key k;
+    struct sockaddr_storage ss;
+    char out[PSEUDONYM_LEN + 1];
+
+    assert_int_equal(pseudonym_key_init(&k), 0);
+    memset(&ss, 0, sizeof ss);
+    ss.ss_family = AF_UNIX;
+    pseudonym_of(&k, (const struct sockaddr *)&ss, 1, out);
+    assert_string_equal(out, "c-unknown");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stable_within_a_day),
+        cmocka_unit_test(test_differs_by_day_key_and_client),
+        cmocka_unit_test(test_other_family),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
