@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_LINE_MAX 4096
 
 static enum log_format log_format_in_use = LOG_FORMAT_TEXT;
 static enum log_severity log_min_severity = LOG_INFO;
@@ -41,6 +40,7 @@ struct line {
     char buf[LOG_LINE_MAX];
     size_t len;
     bool cut;
+    enum log_format format;
 };
 
 #define LINE_LIMIT (LOG_LINE_MAX - 2)
@@ -139,11 +139,12 @@ static void line_timestamp(struct line *l)
                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 }
 
-static void line_begin(struct line *l, enum log_severity sev)
+static void line_begin(struct line *l, enum log_severity sev, enum log_format format)
 {
     l->len = 0;
     l->cut = false;
-    if (log_format_in_use == LOG_FORMAT_JSON) {
+    l->format = format;
+    if (format == LOG_FORMAT_JSON) {
         line_puts(l, "{\"ts\":\"");
         line_timestamp(l);
         line_printf(l, "\",\"level\":\"%s\"", severity_names[sev]);
@@ -159,7 +160,7 @@ static void line_field(struct line *l, const struct log_field *f)
         return;
     size_t mark = l->len;
     l->cut = false;
-    if (log_format_in_use == LOG_FORMAT_JSON) {
+    if (l->format == LOG_FORMAT_JSON) {
         line_puts(l, ",\"");
         line_json_string(l, f->key);
         line_puts(l, "\":");
@@ -237,20 +238,31 @@ void log_release_thread(void)
     thread_batch = NULL;
 }
 
-static void line_end_and_write(struct line *l)
+static void line_end(struct line *l)
 {
-    if (log_format_in_use == LOG_FORMAT_JSON)
+    if (l->format == LOG_FORMAT_JSON)
         l->buf[l->len++] = '}'; /* LINE_LIMIT kept room for it and the newline */
     l->buf[l->len++] = '\n';
+}
+
+/* Writes a finished line now, or into the thread's batch. */
+static void log_write_line(const char *line, size_t len)
+{
     struct batch *b = thread_batch;
     if (b == NULL) {
-        write_all(l->buf, l->len);
+        write_all(line, len);
         return;
     }
-    if (b->len + l->len > sizeof(b->buf))
+    if (b->len + len > sizeof(b->buf))
         log_flush();
-    memcpy(b->buf + b->len, l->buf, l->len);
-    b->len += l->len;
+    memcpy(b->buf + b->len, line, len);
+    b->len += len;
+}
+
+static void line_end_and_write(struct line *l)
+{
+    line_end(l);
+    log_write_line(l->buf, l->len);
 }
 
 void log_msg(enum log_severity sev, const char *fmt, ...)
@@ -264,7 +276,7 @@ void log_msg(enum log_severity sev, const char *fmt, ...)
     va_end(ap);
 
     struct line l;
-    line_begin(&l, sev);
+    line_begin(&l, sev, log_format_in_use);
     if (log_format_in_use == LOG_FORMAT_JSON) {
         line_puts(&l, ",\"msg\":\"");
         line_json_string_max(&l, msg, LINE_LIMIT);
@@ -275,21 +287,40 @@ void log_msg(enum log_severity sev, const char *fmt, ...)
     line_end_and_write(&l);
 }
 
+/* The event line in l's format. */
+static void line_event(struct line *l, enum log_severity sev, enum log_format format,
+                       const char *event, const struct log_field *fields, size_t n_fields)
+{
+    line_begin(l, sev, format);
+    if (format == LOG_FORMAT_JSON) {
+        line_puts(l, ",\"event\":\"");
+        line_json_string(l, event);
+        line_puts(l, "\"");
+    } else {
+        line_puts(l, event);
+    }
+    for (size_t i = 0; i < n_fields; i++)
+        line_field(l, &fields[i]);
+    line_end(l);
+}
+
 void log_event(enum log_severity sev, const char *event, const struct log_field *fields,
                size_t n_fields)
 {
     if (sev < log_min_severity)
         return;
     struct line l;
-    line_begin(&l, sev);
-    if (log_format_in_use == LOG_FORMAT_JSON) {
-        line_puts(&l, ",\"event\":\"");
-        line_json_string(&l, event);
-        line_puts(&l, "\"");
-    } else {
-        line_puts(&l, event);
-    }
-    for (size_t i = 0; i < n_fields; i++)
-        line_field(&l, &fields[i]);
-    line_end_and_write(&l);
+    line_event(&l, sev, log_format_in_use, event, fields, n_fields);
+    log_write_line(l.buf, l.len);
+}
+
+size_t log_event_json(char *out, size_t cap, enum log_severity sev, const char *event,
+                      const struct log_field *fields, size_t n_fields)
+{
+    struct line l;
+    line_event(&l, sev, LOG_FORMAT_JSON, event, fields, n_fields);
+    if (l.len > cap)
+        return 0;
+    memcpy(out, l.buf, l.len);
+    return l.len;
 }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define LOG_LINE_MAX 4096 /* longest line, newline included; longer values are cut */
+
 enum log_severity {
     LOG_DEBUG,
     LOG_INFO,
@@ -52,5 +54,10 @@ void log_msg(enum log_severity sev, const char *fmt, ...) __attribute__((format(
 /* A structured event: text "event key=value key=\"two words\"", JSON {"event":...,"key":...}. */
 void log_event(enum log_severity sev, const char *event, const struct log_field *fields,
                size_t n_fields);
+
+/* The same event as one JSON line (with its newline) into out, whatever the log format, for the
+ * admin event stream. Returns its length, or 0 when it does not fit in cap bytes. */
+size_t log_event_json(char *out, size_t cap, enum log_severity sev, const char *event,
+                      const struct log_field *fields, size_t n_fields);
 
 #endif
