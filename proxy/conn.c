@@ -401,11 +401,20 @@ static void on_timer(uv_timer_t *timer)
 
 /* ---- policy decision and outbound connect ----------------------------------------------- */
 
+/* Records how long the step that started at c->step_started_ms took. */
+static void conn_observe_since(struct conn *c, enum metrics_latency which)
+{
+    uint64_t now = uv_now(&c->worker->loop);
+    uint64_t ms = now > c->step_started_ms ? now - c->step_started_ms : 0;
+    metrics_observe(&c->worker->metrics, which, ms * 1000u);
+}
+
 static void on_outbound_done(void *arg, enum outbound_status status, uv_tcp_t *tcp,
                              const struct sockaddr *peer)
 {
     struct conn *c = arg;
     c->connecting = NULL;
+    conn_observe_since(c, METRICS_CONNECT);
     if (status == OUTBOUND_OK) {
         c->upstream = tcp;
         tcp->data = c;
@@ -454,6 +463,7 @@ static void conn_apply_verdict(struct conn *c, const struct resolver_answer *add
     }
     const struct config *cfg = conn_config(c);
     conn_arm_deadline(c);
+    c->step_started_ms = uv_now(&c->worker->loop);
     uv_loop_t *loop = &c->worker->loop;
     c->connecting = addrs != NULL
                         ? outbound_connect_addrs(loop, addrs, c->target.port,
@@ -475,6 +485,7 @@ static void on_dest_resolved(void *arg, enum outbound_status status,
     struct policy_request req;
 
     c->resolving = NULL;
+    conn_observe_since(c, METRICS_DNS);
     if (status != OUTBOUND_OK) {
         conn_defer_result(c, status);
         return;
@@ -507,6 +518,10 @@ void conn_connect(struct conn *c)
         c->resolving != NULL)
         return; /* a protocol bug: the connection is not in a state to connect */
     conn_read_stop(c, CONN_CLIENT);
+    if (c->phase == CONN_PHASE_HANDSHAKE) {
+        c->step_started_ms = c->accepted_ms;
+        conn_observe_since(c, METRICS_HANDSHAKE);
+    }
     c->phase = CONN_PHASE_CONNECTING;
     c->dest_classified = false;
 
@@ -519,6 +534,7 @@ void conn_connect(struct conn *c)
         req.dest_geo = c->dest_geo;
     }
     if (policy_decide(c->snap, &req, &c->verdict) == POLICY_NEED_ADDRESS) {
+        c->step_started_ms = uv_now(&c->worker->loop);
         struct resolver_query *q =
             resolver_resolve(c->worker->resolver, c->target.host, on_dest_resolved, c);
         if (q != NULL) /* NULL: answered already (cache, literal) or failed, callback ran */

@@ -77,6 +77,7 @@ struct conn {
     uint64_t accepted_ms;
     uint64_t last_activity_ms;
     uint64_t linger_until_ms; /* conn_close_after_send(): forced close time */
+    uint64_t step_started_ms; /* when the DNS lookup or connect being timed began */
     const char *end_reason;   /* why it closed, for the close event */
     void (*upstream_reset_done)(struct conn *c);
     struct sockaddr_storage client_addr;

@@ -6,7 +6,9 @@
 #include "geo/region.h"
 
 #include "proxy/conn.h"
+#include "proxy/events.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/pseudonym.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
@@ -99,8 +101,17 @@ static void fields_add_identities(struct conn_fields *f, const struct conn *c)
             f, LOG_FIELD_STR("target", target_format(&c->target, f->target, sizeof(f->target))));
 }
 
+/* Writes an event to the log and to the live event stream. */
+static void conn_emit(const struct conn *c, const char *event, const struct conn_fields *f)
+{
+    log_event(LOG_INFO, event, f->items, f->n);
+    events_publish(&c->worker->rt->events, event, f->items, f->n);
+}
+
 void conn_log_decision(const struct conn *c)
 {
+    metrics_count_decision(&c->worker->metrics, &c->verdict, &c->client_geo,
+                           c->dest_classified ? &c->dest_geo : NULL);
     if (conn_log_level(c) == LOG_LEVEL_NONE)
         return;
     struct conn_fields f = {.n = 0};
@@ -109,11 +120,14 @@ void conn_log_decision(const struct conn *c)
         fields_add(&f, LOG_FIELD_STR("reason", c->verdict.reason));
     fields_add_jurisdictions(&f, c);
     fields_add_identities(&f, c);
-    log_event(LOG_INFO, "decision", f.items, f.n);
+    conn_emit(c, "decision", &f);
 }
 
 void conn_log_close(const struct conn *c)
 {
+    metrics_count_close(&c->worker->metrics, c->verdict.rule != NULL, c->verdict.action,
+                        c->bytes_up, c->bytes_down,
+                        c->end_reason != NULL ? c->end_reason : "closed");
     if (conn_log_level(c) == LOG_LEVEL_NONE)
         return;
     struct conn_fields f = {.n = 0};
@@ -126,5 +140,5 @@ void conn_log_close(const struct conn *c)
     fields_add(&f, LOG_FIELD_NUM("duration_ms", uv_now(&c->worker->loop) - c->accepted_ms));
     fields_add_jurisdictions(&f, c);
     fields_add_identities(&f, c);
-    log_event(LOG_INFO, "close", f.items, f.n);
+    conn_emit(c, "close", &f);
 }

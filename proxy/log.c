@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 static enum log_format log_format_in_use = LOG_FORMAT_TEXT;
 static enum log_severity log_min_severity = LOG_INFO;
 

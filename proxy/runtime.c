@@ -7,6 +7,11 @@ int runtime_init(struct runtime *rt, struct policy_snapshot *first)
     int err = uv_mutex_init(&rt->lock);
     if (err != 0)
         return err;
+    err = events_hub_init(&rt->events);
+    if (err != 0) {
+        uv_mutex_destroy(&rt->lock);
+        return err;
+    }
     rt->current = first;
     atomic_init(&rt->active_conns, 0);
     atomic_init(&rt->next_conn_id, 1);
@@ -17,6 +22,7 @@ void runtime_destroy(struct runtime *rt)
 {
     policy_snapshot_release(rt->current);
     rt->current = NULL;
+    events_hub_destroy(&rt->events);
     uv_mutex_destroy(&rt->lock);
 }
 

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "policy/policy.h"
+#include "proxy/events.h"
 #include "proxy/pseudonym.h"
 
 struct runtime {
@@ -17,6 +18,7 @@ struct runtime {
     atomic_uint active_conns;        /* connections admitted and not yet freed */
     atomic_uint_fast64_t next_conn_id;
     struct pseudonym_key pseudonym_key; /* random per process: client pseudonyms in events */
+    struct events_hub events;           /* connection events for live followers */
 };
 
 /* Initialises the runtime with its first snapshot (taking the caller's reference) and a new

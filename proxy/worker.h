@@ -11,6 +11,7 @@
 
 #include "policy/config.h"
 #include "proxy/bufpool.h"
+#include "proxy/metrics.h"
 
 struct runtime;
 struct conn;
@@ -44,6 +45,7 @@ struct worker {
     atomic_bool reevaluate_requested; /* a reload asks live connections to be decided again */
     atomic_bool finished;             /* the thread's loop has ended */
     bool draining;
+    struct worker_metrics metrics; /* written by this worker's thread only */
 };
 
 /* Prepares worker 'id': its loop, resolver and one listening socket per configured listener.
