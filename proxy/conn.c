@@ -544,18 +544,26 @@ void conn_connect(struct conn *c)
     conn_apply_verdict(c, NULL);
 }
 
-enum conn_reevaluate_result conn_reevaluate(struct conn *c, const struct policy_snapshot *snap)
+bool conn_decide_again(const struct conn *c, const struct policy_snapshot *snap,
+                       struct policy_verdict *out)
 {
     if (conn_is_closing(c) || (c->flags & CONN_F_LINGERING) ||
         (c->phase != CONN_PHASE_RELAY && c->phase != CONN_PHASE_FORWARD) || c->upstream == NULL)
-        return CONN_REEVALUATE_SKIPPED;
+        return false;
     struct policy_request req;
-    struct policy_verdict v;
     conn_request_init(c, &req);
     policy_classify(snap, (const struct sockaddr *)&c->client_addr, &req.client_geo);
     req.dest = (const struct sockaddr *)&c->upstream_peer;
     policy_classify(snap, req.dest, &req.dest_geo);
-    if (policy_decide(snap, &req, &v) != POLICY_DECIDED || v.action == VERDICT_PASS)
+    return policy_decide(snap, &req, out) == POLICY_DECIDED;
+}
+
+enum conn_reevaluate_result conn_reevaluate(struct conn *c, const struct policy_snapshot *snap)
+{
+    struct policy_verdict v;
+    if (!conn_decide_again(c, snap, &v))
+        return CONN_REEVALUATE_SKIPPED;
+    if (v.action == VERDICT_PASS)
         return CONN_REEVALUATE_KEPT;
     /* The events name the rule that blocks it now; its strings live in 'snap', which the
      * caller holds while the close event is written (conn_close logs at once). */

@@ -173,6 +173,12 @@ void conn_close_because(struct conn *c, const char *reason);
 
 bool conn_is_closing(const struct conn *c);
 
+/* How a connected connection would be decided if it were opened now under 'snap' (a newer or a
+ * candidate policy, with its own databases: both ends are classified again). False when it is
+ * not connected (handshake, connecting, closing): there is nothing to decide again. */
+bool conn_decide_again(const struct conn *c, const struct policy_snapshot *snap,
+                       struct policy_verdict *out);
+
 enum conn_reevaluate_result {
     CONN_REEVALUATE_SKIPPED, /* not connected yet, or closing: nothing to decide again */
     CONN_REEVALUATE_KEPT,    /* the new policy still lets it through */

@@ -142,3 +142,40 @@ void conn_log_close(const struct conn *c)
     fields_add_identities(&f, c);
     conn_emit(c, "close", &f);
 }
+
+static const char *conn_phase_name(enum conn_phase phase)
+{
+    switch (phase) {
+    case CONN_PHASE_HANDSHAKE:
+        return "handshake";
+    case CONN_PHASE_CONNECTING:
+        return "connecting";
+    case CONN_PHASE_RELAY:
+        return "relay";
+    case CONN_PHASE_FORWARD:
+        return "forward";
+    case CONN_PHASE_CLOSING:
+        return "closing";
+    }
+    return "?";
+}
+
+size_t conn_log_describe(const struct conn *c, const struct policy_verdict *candidate, char *out,
+                         size_t cap)
+{
+    struct conn_fields f = {.n = 0};
+    fields_add_common(&f, c);
+    fields_add(&f, LOG_FIELD_STR("phase", conn_phase_name(c->phase)));
+    fields_add(&f, LOG_FIELD_NUM("bytes_up", c->bytes_up));
+    fields_add(&f, LOG_FIELD_NUM("bytes_down", c->bytes_down));
+    fields_add(&f, LOG_FIELD_NUM("age_ms", uv_now(&c->worker->loop) - c->accepted_ms));
+    if (candidate != NULL) {
+        fields_add(&f, LOG_FIELD_STR("new_action", policy_action_name(candidate->action)));
+        fields_add(&f, LOG_FIELD_STR("new_rule", candidate->rule));
+    }
+    if (conn_log_level(c) != LOG_LEVEL_NONE) {
+        fields_add_jurisdictions(&f, c);
+        fields_add_identities(&f, c);
+    }
+    return log_event_json(out, cap, LOG_INFO, "connection", f.items, f.n);
+}

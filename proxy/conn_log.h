@@ -6,9 +6,20 @@
 #ifndef GEOPROXY_PROXY_CONN_LOG_H
 #define GEOPROXY_PROXY_CONN_LOG_H
 
+#include <stddef.h>
+
+#include "policy/policy.h"
+
 struct conn;
 
 void conn_log_decision(const struct conn *c);
 void conn_log_close(const struct conn *c);
+
+/* The connection as one JSON line (event "connection") for the admin listener: what its events
+ * show at its log level (at none only the rule, action, phase and counters), its phase, age and
+ * bytes so far, and with 'candidate' (may be NULL) the verdict a candidate policy would give
+ * it. Returns the length, or 0 when it does not fit in cap. */
+size_t conn_log_describe(const struct conn *c, const struct policy_verdict *candidate, char *out,
+                         size_t cap);
 
 #endif

@@ -17,7 +17,9 @@ void events_hub_destroy(struct events_hub *hub)
 
 void events_hub_set_wake(struct events_hub *hub, uv_async_t *wake)
 {
+    uv_mutex_lock(&hub->lock);
     hub->wake = wake;
+    uv_mutex_unlock(&hub->lock);
 }
 
 void events_follow(struct events_hub *hub, uint64_t *cursor)
@@ -49,9 +51,9 @@ void events_publish(struct events_hub *hub, const char *event, const struct log_
     memcpy(hub->lines[slot], line, len);
     hub->lens[slot] = (uint16_t)len;
     hub->next_seq++;
-    uv_mutex_unlock(&hub->lock);
-    if (hub->wake != NULL)
+    if (hub->wake != NULL) /* under the lock: the follower side may be closing it */
         uv_async_send(hub->wake);
+    uv_mutex_unlock(&hub->lock);
 }
 
 size_t events_read(struct events_hub *hub, uint64_t *cursor, char *out, size_t cap, uint64_t *lost)

@@ -29,7 +29,7 @@ struct events_hub {
 int events_hub_init(struct events_hub *hub);
 void events_hub_destroy(struct events_hub *hub);
 
-/* The async handle to send when lines arrive (NULL: none). Set before workers start. */
+/* The async handle to send when lines arrive; NULL before that handle is closed. */
 void events_hub_set_wake(struct events_hub *hub, uv_async_t *wake);
 
 /* A follower came or went (the stream is formatted only while there is one). */

@@ -1,6 +1,7 @@
 #include "proxy/reload.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,8 @@ static void reload_publish(struct reloader *r, struct reload_job *job)
     const struct config *published = policy_snapshot_config(snap);
     r->generation++;
     r->reloads_ok++;
+    r->loaded_at = (int64_t)time(NULL);
+    r->last_error[0] = '\0';
     reload_log_policy(published, r->generation, job->trigger);
     reload_watch_sources(r, published->sources, published->n_sources);
     /* Our reference goes to the runtime, which only this loop replaces: 'published' stays
@@ -340,10 +343,32 @@ static void reload_release(struct reloader *r)
     r->config_path = NULL;
 }
 
+static void reload_note_first_error(struct reloader *r, const struct config_diags *d)
+{
+    for (size_t i = 0; i < d->count; i++) {
+        if (d->items[i].severity == CONFIG_ERROR) {
+            snprintf(r->last_error, sizeof r->last_error, "%s", d->items[i].text);
+            return;
+        }
+    }
+}
+
+/* Tells everyone waiting for the load that just ended. */
+static void reload_tell_waiters(struct reloader *r, bool ok)
+{
+    size_t n = r->n_in_job;
+    struct reload_waiter told[RELOAD_WAITERS_MAX];
+    memcpy(told, r->in_job, n * sizeof told[0]);
+    r->n_in_job = 0;
+    for (size_t i = 0; i < n; i++)
+        told[i].fn(told[i].arg, ok, r->generation, ok ? "" : r->last_error);
+}
+
 static void reload_job_done(uv_work_t *work, int status)
 {
     struct reload_job *job = container_of(work, struct reload_job, work);
     struct reloader *r = job->r;
+    uint64_t generation_before = r->generation;
 
     r->running = false;
     if (r->closing) {
@@ -360,6 +385,7 @@ static void reload_job_done(uv_work_t *work, int status)
             job->stamps = NULL;
         }
         reload_log_diags(&job->diags);
+        reload_note_first_error(r, &job->diags);
         if (job->cfg != NULL && reload_listeners_kept(r, job->cfg)) {
             reload_publish(r, job);
         } else {
@@ -368,9 +394,11 @@ static void reload_job_done(uv_work_t *work, int status)
                     (unsigned long long)r->generation);
         }
     }
+    bool unchanged = job->unchanged;
     config_free(job->cfg);
     reload_stamps_free(job->stamps);
     free(job);
+    reload_tell_waiters(r, unchanged || r->generation != generation_before);
     if (r->again) {
         r->again = false;
         reload_start_job(r, "file change", true);
@@ -395,11 +423,19 @@ static void reload_start_job(struct reloader *r, const char *trigger, bool force
     job->trigger = trigger;
     job->forced = forced;
     job->previous = r->stamps;
+    if (r->n_in_job == 0) { /* the waiters so far get this load's result */
+        memcpy(r->in_job, r->waiting, r->n_waiting * sizeof r->waiting[0]);
+        r->n_in_job = r->n_waiting;
+        r->n_waiting = 0;
+    }
     int err = uv_queue_work(r->loop, &job->work, reload_job_run, reload_job_done);
     if (err != 0) {
+        snprintf(r->last_error, sizeof r->last_error, "cannot start a reload: %s",
+                 uv_strerror(err));
         log_msg(LOG_ERROR, "reload (%s) failed: %s; keeping policy generation %llu", trigger,
                 uv_strerror(err), (unsigned long long)r->generation);
         free(job);
+        reload_tell_waiters(r, false);
         return;
     }
     r->running = true;
@@ -434,6 +470,7 @@ int reloader_start(struct reloader *r, uv_loop_t *loop, struct runtime *rt, cons
     /* The first stamps are taken now: startup may block; the loop serves nothing yet. */
     r->stamps = reload_stamps_take(running->sources, running->n_sources);
     uv_timer_init(loop, &r->debounce);
+    r->loaded_at = (int64_t)time(NULL);
     reload_log_policy(running, r->generation, NULL);
     reload_watch_sources(r, running->sources, running->n_sources);
     return 0;
@@ -442,6 +479,30 @@ int reloader_start(struct reloader *r, uv_loop_t *loop, struct runtime *rt, cons
 void reloader_request(struct reloader *r, const char *trigger)
 {
     reload_start_job(r, trigger, true);
+}
+
+int reloader_request_then(struct reloader *r, const char *trigger, reload_done_fn done, void *arg)
+{
+    if (r->closing || r->n_waiting == RELOAD_WAITERS_MAX)
+        return UV_EBUSY;
+    r->waiting[r->n_waiting++] = (struct reload_waiter){done, arg};
+    reload_start_job(r, trigger, true);
+    return 0;
+}
+
+static void reload_forget_in(struct reload_waiter *list, size_t *n, void *arg)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (list[i].arg != arg)
+            list[kept++] = list[i];
+    *n = kept;
+}
+
+void reloader_forget(struct reloader *r, void *arg)
+{
+    reload_forget_in(r->waiting, &r->n_waiting, arg);
+    reload_forget_in(r->in_job, &r->n_in_job, arg);
 }
 
 void reloader_close(struct reloader *r)

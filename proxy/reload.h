@@ -26,6 +26,18 @@ struct reload_watch;
 struct reload_stamps;
 struct reload_listener;
 
+#define RELOAD_WAITERS_MAX 16
+#define RELOAD_ERROR_MAX 512
+
+/* Told how a requested reload ended: ok, the generation in force, and when it failed the first
+ * problem ("file:line:col: message"). */
+typedef void (*reload_done_fn)(void *arg, bool ok, uint64_t generation, const char *error);
+
+struct reload_waiter {
+    reload_done_fn fn;
+    void *arg;
+};
+
 /* Called on the reloader's loop after a new policy was published. */
 typedef void (*reload_published_fn)(void *arg, const struct config *cfg);
 
@@ -50,6 +62,13 @@ struct reloader {
     uint64_t generation; /* of the snapshot in force */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
+    int64_t loaded_at;                 /* Unix time the generation in force was loaded */
+    char last_error[RELOAD_ERROR_MAX]; /* the last failed reload's first problem, or "" */
+
+    struct reload_waiter waiting[RELOAD_WAITERS_MAX]; /* for the next load to start */
+    size_t n_waiting;
+    struct reload_waiter in_job[RELOAD_WAITERS_MAX]; /* for the load running now */
+    size_t n_in_job;
 };
 
 /* Starts watching the sources of 'running' (the configuration in force, generation 1, loaded
@@ -61,6 +80,13 @@ int reloader_start(struct reloader *r, uv_loop_t *loop, struct runtime *rt, cons
 
 /* Reloads now, whether or not a file changed; 'trigger' ("SIGHUP", ...) is logged. */
 void reloader_request(struct reloader *r, const char *trigger);
+
+/* The same, and 'done' is called once that reload has ended (also when the reloader closes
+ * first: ok false). Returns 0, or UV_EBUSY when too many requests wait already. */
+int reloader_request_then(struct reloader *r, const char *trigger, reload_done_fn done, void *arg);
+
+/* Forgets a waiter whose object goes away before its reload ended. */
+void reloader_forget(struct reloader *r, void *arg);
 
 /* Stops watching, closes the handles and frees what the reloader holds; a load in flight is
  * discarded when it ends. The loop must run until the handles are closed and the load ended. */

@@ -8,6 +8,7 @@
 
 #include "proxy/conn.h"
 #include "proxy/container_of.h"
+#include "proxy/inspect.h"
 #include "proxy/log.h"
 #include "proxy/resolver.h"
 #include "proxy/runtime.h"
@@ -89,6 +90,8 @@ int worker_init(struct worker *w, struct runtime *rt, unsigned id, const struct 
     memset(w, 0, sizeof(*w));
     w->rt = rt;
     w->id = id;
+    w->index = id;
+    atomic_init(&w->inspection, NULL);
     atomic_init(&w->stop_requested, false);
     atomic_init(&w->reevaluate_requested, false);
     atomic_init(&w->finished, false);
@@ -214,9 +217,18 @@ static void worker_reevaluate(struct worker *w)
     policy_snapshot_release(snap);
 }
 
+void worker_request_inspection(struct worker *w, struct inspection *q)
+{
+    atomic_store(&w->inspection, q);
+    uv_async_send(&w->wakeup);
+}
+
 static void on_wakeup(uv_async_t *async)
 {
     struct worker *w = container_of(async, struct worker, wakeup);
+    struct inspection *q = atomic_exchange(&w->inspection, NULL);
+    if (q != NULL)
+        inspection_answer(q, w->index, w);
     if (atomic_exchange(&w->reevaluate_requested, false) && !w->draining)
         worker_reevaluate(w);
     if (atomic_load(&w->stop_requested))

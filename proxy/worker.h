@@ -17,6 +17,7 @@ struct runtime;
 struct conn;
 struct resolver;
 struct worker;
+struct inspection;
 
 struct worker_listener {
     uv_tcp_t tcp;
@@ -43,7 +44,9 @@ struct worker {
     size_t n_conns;
     atomic_bool stop_requested;
     atomic_bool reevaluate_requested; /* a reload asks live connections to be decided again */
-    atomic_bool finished;             /* the thread's loop has ended */
+    _Atomic(struct inspection *) inspection; /* the admin's question, answered on wakeup */
+    size_t index;                            /* this worker's answer slot */
+    atomic_bool finished;                    /* the thread's loop has ended */
     bool draining;
     struct worker_metrics metrics; /* written by this worker's thread only */
 };
@@ -62,6 +65,9 @@ void worker_request_stop(struct worker *w);
 /* Asks the worker to decide its live connections again under the policy now in force and
  * close those it blocks (on-reload reevaluate; thread-safe, async). */
 void worker_request_reevaluate(struct worker *w);
+
+/* Asks the worker to answer an admin question about its connections (thread-safe, async). */
+void worker_request_inspection(struct worker *w, struct inspection *q);
 
 /* Waits for the thread to end, then releases what worker_init made. */
 void worker_join(struct worker *w);
