@@ -209,11 +209,6 @@ out:
     free(text);
 }
 
-static bool rule_is_catch_all(const struct config_rule *rule)
-{
-    return rule->match == NULL;
-}
-
 static int parse_compile(struct config_parser *p)
 {
     const char *top = p->frames[0].name;
@@ -234,7 +229,6 @@ static int parse_compile(struct config_parser *p)
  * error still counts as a listener here, so its error is not followed by a second one. */
 static void parse_finish(struct config_parser *p)
 {
-    const struct config *cfg = p->cfg;
     const char *top = p->frames[0].name;
 
     if (p->listen_seen == 0) {
@@ -247,17 +241,7 @@ static void parse_finish(struct config_parser *p)
     if (p->diags->errors > 0 || parse_compile(p) != 0) {
         return;
     }
-    if (cfg->n_rules == 0) {
-        config_diag_add(p->diags, CONFIG_WARNING, top, 0, 0,
-                        "no rule: every connection will be blocked (fail closed)");
-    } else if (!rule_is_catch_all(&cfg->rules[cfg->n_rules - 1])) {
-        const struct config_rule *last = &cfg->rules[cfg->n_rules - 1];
-
-        config_diag_add(p->diags, CONFIG_WARNING, last->file, last->line, 1,
-                        "last rule '%s' is not a catch-all: connections it does not match "
-                        "will be blocked (fail closed)",
-                        last->name);
-    }
+    config_check_rules(p);
 }
 
 static struct config *config_new(const char *path)

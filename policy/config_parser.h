@@ -176,6 +176,9 @@ const char *config_matcher_name(enum config_matcher which);
 int config_rule_match_parse(struct config_parser *p, enum config_matcher which,
                             const struct config_token *values, size_t n, struct rule_match *m);
 
+/* Warnings about the rules of a configuration without errors (config_check.c). */
+void config_check_rules(struct config_parser *p);
+
 /* After every file is read: opens the default country database when no "geoip country" line
  * named one (config_geoip.c). Errors are reported against the top file. */
 void config_geoip_finish(struct config_parser *p);

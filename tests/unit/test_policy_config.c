@@ -692,7 +692,7 @@ static void test_includes_are_relative(void **state)
     write_text(dir, "main.conf", "include sub/a.conf\nrule last pass\n");
     write_text(dir, "sub/a.conf",
                "include b.conf # relative to sub/\nlisten mixed 127.0.0.1:1080\n");
-    write_text(dir, "sub/b.conf", "\n\nrule first block reason \"from b\"\n");
+    write_text(dir, "sub/b.conf", "\n\nrule first block to :25 reason \"from b\"\n");
     assert_int_equal(config_load_file(top, &cfg, &diags), 0);
     assert_int_equal(diags.count, 0);
     assert_string_equal(cfg->path, top);

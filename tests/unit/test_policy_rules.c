@@ -482,12 +482,185 @@ static void test_verdict_fields(void **state)
     policy_snapshot_release(snap);
 }
 
+/* ---- checks ------------------------------------------------------------------------------ */
+
+static const struct error_case check_cases[] = {
+    {HEAD "rule all pass\nrule late block to :25\nrule later pass\n",
+     "W t.conf:4:1: warning: rule 'late' can never match: rule 'all' (t.conf:3) before it matches "
+     "every connection\n"
+     "W t.conf:5:1: warning: rule 'later' can never match: rule 'all' (t.conf:3) before it "
+     "matches every connection\n"},
+    {HEAD "rule web pass to .example.com :80 :443\nrule www block to www.example.com :443\n"
+          "rule other block to www.example.com :8443\nrule rest pass\n",
+     "W t.conf:4:1: warning: rule 'www' can never match: rule 'web' (t.conf:3) before it matches "
+     "every connection it could match\n"},
+    {HEAD "region NORDIC = DK SE\nrule eu block from EU 10.0.0.0/8\n"
+          "rule se block from SE 10.1.0.0/16 user bob\nrule no pass from NO\nrule neg pass from "
+          "!CN\nrule de pass from DE !10.0.0.0/8\nrule rest pass\n",
+     "W t.conf:4:1: warning: rule 'eu' and 4 more name countries or regions, but there is no "
+     "country database: every public address is 'unknown' (see 'geoip country')\n"
+     "W t.conf:5:1: warning: rule 'se' can never match: rule 'eu' (t.conf:4) before it matches "
+     "every connection it could match\n"
+     "W t.conf:8:1: warning: rule 'de' can never match: rule 'eu' (t.conf:4) before it matches "
+     "every connection it could match\n"},
+    /* a negation or a matcher the later rule leaves open is not coverage */
+    {HEAD "rule not-cn pass to !.cn\nrule x block to .example.com\nrule u pass user alice\n"
+          "rule v pass to :443\nrule rest pass\n",
+     ""},
+    {HEAD "rule only block to :25\n",
+     "W t.conf:3:1: warning: last rule 'only' is not a catch-all: connections it does not match "
+     "will be blocked (fail closed)\n"},
+    {HEAD, "W t.conf: warning: no rule: every connection will be blocked (fail closed)\n"},
+};
+
+static void test_checks(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_ELEMS(check_cases); i++)
+        config_free(load(check_cases[i].text, NULL, check_cases[i].diags));
+}
+
+/* ---- geoip databases and sources --------------------------------------------------------- */
+
+static char *write_file(const char *dir, const char *name, const char *text)
+{
+    size_t len = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(len);
+    FILE *f;
+
+    assert_non_null(path);
+    snprintf(path, len, "%s/%s", dir, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* A country database mapping the loopback fixtures 127.0.1.0/24 to HK and 127.0.2.0/24 to CN. */
+static char *write_fixture_db(const char *dir)
+{
+    static const struct {
+        const char *net;
+        const char *cc;
+    } nets[] = {{"127.0.1.0", "HK"}, {"127.0.2.0", "CN"}, {"127.0.3.0", "CH"}};
+    size_t len = strlen(dir) + 16;
+    char *path = malloc(len);
+    struct mmdb_writer *w = NULL;
+    char err[256];
+
+    assert_non_null(path);
+    snprintf(path, len, "%s/fixture.mmdb", dir);
+    assert_int_equal(mmdb_writer_new(6, "geoproxy-test", "policy fixtures", 1, &w), 0);
+    for (size_t i = 0; i < N_ELEMS(nets); i++) {
+        struct sockaddr_storage ss;
+
+        assert_int_equal(
+            mmdb_writer_insert(w, addr_of(nets[i].net, &ss), 24, nets[i].cc, err, sizeof err), 0);
+    }
+    assert_int_equal(mmdb_writer_write(w, path, err, sizeof err), 0);
+    mmdb_writer_free(w);
+    return path;
+}
+
+static bool has_source(const struct config *cfg, const char *path)
+{
+    for (size_t i = 0; i < cfg->n_sources; i++)
+        if (strcmp(cfg->sources[i], path) == 0)
+            return true;
+    return false;
+}
+
+static void test_geoip_database(void **state)
+{
+    char dir[] = "/tmp/geoproxy-test-rules-XXXXXX";
+    char *db, *top, *inc;
+    struct config *cfg = NULL;
+    struct config_diags d;
+    struct policy_snapshot *snap;
+    struct sockaddr_storage client, dest;
+    struct policy_request req;
+    struct policy_verdict v;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    db = write_fixture_db(dir);
+    inc = write_file(dir, "rules.conf",
+                     "rule hk-cn block from HK to CN\nrule hk-cn-again block from HK to CN\n"
+                     "rule rest pass\n");
+    top = write_file(dir, "main.conf",
+                     "listen mixed 127.0.0.1:1080\ngeoip country fixture.mmdb\ninclude rules.conf\n"
+                     "include rules.conf\n");
+    /* the same file included twice is one source; its rules count twice (duplicate names) */
+    assert_int_equal(config_load_file(top, &cfg, &d), -1);
+    free(write_file(
+        dir, "main.conf",
+        "listen mixed 127.0.0.1:1080\ngeoip country fixture.mmdb\ninclude rules.conf\n"));
+    assert_int_equal(config_load_file(top, &cfg, &d), 0);
+    assert_int_equal(d.errors, 0);
+    assert_non_null(cfg->geoip.country);
+    assert_null(cfg->geoip.asn);
+    assert_false(cfg->geoip.country_is_default);
+    assert_string_equal(cfg->geoip.country_path, db);
+    assert_int_equal(cfg->n_sources, 3);
+    assert_true(has_source(cfg, top));
+    assert_true(has_source(cfg, inc));
+    assert_true(has_source(cfg, db));
+
+    snap = policy_snapshot_new(cfg, 1);
+    memset(&req, 0, sizeof req);
+    req.client = addr_of("127.0.1.5", &client);
+    req.dest = addr_of("127.0.2.9", &dest);
+    req.listener = "mixed-127.0.0.1:1080";
+    req.port = 443;
+    policy_classify(snap, req.client, &req.client_geo);
+    policy_classify(snap, req.dest, &req.dest_geo);
+    assert_string_equal(req.client_geo.country, "HK");
+    assert_true(req.client_geo.local);
+    assert_int_equal(policy_decide(snap, &req, &v), POLICY_DECIDED);
+    assert_string_equal(v.rule, "hk-cn");
+    assert_string_equal(v.file, inc);
+    assert_int_equal(v.line, 1);
+    req.dest = addr_of("127.0.3.9", &dest);
+    policy_classify(snap, req.dest, &req.dest_geo);
+    assert_int_equal(policy_decide(snap, &req, &v), POLICY_DECIDED);
+    assert_string_equal(v.rule, "rest");
+    policy_snapshot_release(snap);
+
+    /* without a geoip line: the built-in default when it was built, else no database */
+    assert_int_equal(config_load_string("t.conf", "listen mixed 127.0.0.1:1080\n", dir, &cfg, &d),
+                     0);
+    if (cfg->geoip.country != NULL) {
+        assert_true(cfg->geoip.country_is_default);
+        assert_true(has_source(cfg, cfg->geoip.country_path));
+    } else {
+        assert_null(cfg->geoip.country_path);
+        assert_int_equal(cfg->n_sources, 0);
+    }
+    config_free(cfg);
+
+    /* a file that is not a database is an error at its word */
+    free(write_file(dir, "main.conf", "listen mixed 127.0.0.1:1080\ngeoip asn   rules.conf\n"));
+    assert_int_equal(config_load_file(top, &cfg, &d), -1);
+    assert_true(d.count >= 1);
+    assert_non_null(strstr(d.items[0].text, "main.conf:2:13: "));
+    assert_non_null(strstr(d.items[0].text, "rules.conf: not a valid MaxMind DB file"));
+
+    unlink(db);
+    unlink(inc);
+    unlink(top);
+    rmdir(dir);
+    free(db);
+    free(inc);
+    free(top);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_eval),
-        cmocka_unit_test(test_verdict_fields),
+        cmocka_unit_test(test_errors),         cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_verdict_fields), cmocka_unit_test(test_checks),
+        cmocka_unit_test(test_geoip_database),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
