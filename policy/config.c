@@ -10,11 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "geo/geo.h"
 #include "policy/config_diag.h"
 #include "policy/config_file.h"
 #include "policy/config_lexer.h"
 #include "policy/config_parser.h"
 #include "policy/config_value.h"
+#include "policy/rule_index.h"
+#include "policy/rule_match.h"
 #include "policy/userdb.h"
 
 #define CONFIG_FILES_MAX 128 /* files read for one configuration, the top file included */
@@ -63,9 +66,9 @@ static const struct directive directives[] = {
     {"timeout", config_parse_timeout},
     {"limit", config_parse_limit},
     {"rule", config_parse_rule},
+    {"geoip", config_parse_geoip},
+    {"region", config_parse_region},
     {"admin", NULL},
-    {"geoip", NULL},
-    {"region", NULL},
     {"upstream", NULL},
     {"expect", NULL},
     {"on-reload", NULL},
@@ -184,6 +187,9 @@ static void parse_file(struct config_parser *p, char *path, unsigned include_col
             goto out;
         }
     }
+    if (config_add_source(p, name, include_col) != 0) {
+        goto out;
+    }
     p->files_read++;
     frame = &p->frames[p->depth];
     frame->name = name;
@@ -203,17 +209,26 @@ out:
     free(text);
 }
 
-static bool rule_is_catch_all(const struct config_rule *rule)
+static int parse_compile(struct config_parser *p)
 {
-    (void)rule; /* no matchers exist yet: every rule matches every connection */
-    return true;
+    const char *top = p->frames[0].name;
+    int rc = rule_index_build(p->cfg, &p->cfg->index);
+
+    if (rc == -E2BIG) {
+        config_diag_add(p->diags, CONFIG_ERROR, top, 0, 0,
+                        "the rules need more than %u MiB once compiled: use fewer values or "
+                        "rules",
+                        RULE_INDEX_MAX_BYTES / (1024u * 1024u));
+    } else if (rc != 0) {
+        config_diag_add(p->diags, CONFIG_ERROR, top, 0, 0, "out of memory compiling the rules");
+    }
+    return rc;
 }
 
 /* Checks on the configuration as a whole, reported against the top file. A listen line with an
  * error still counts as a listener here, so its error is not followed by a second one. */
 static void parse_finish(struct config_parser *p)
 {
-    const struct config *cfg = p->cfg;
     const char *top = p->frames[0].name;
 
     if (p->listen_seen == 0) {
@@ -222,17 +237,11 @@ static void parse_finish(struct config_parser *p)
     if (p->diags->errors > 0) {
         return; /* warnings about a configuration that is refused anyway would be noise */
     }
-    if (cfg->n_rules == 0) {
-        config_diag_add(p->diags, CONFIG_WARNING, top, 0, 0,
-                        "no rule: every connection will be blocked (fail closed)");
-    } else if (!rule_is_catch_all(&cfg->rules[cfg->n_rules - 1])) {
-        const struct config_rule *last = &cfg->rules[cfg->n_rules - 1];
-
-        config_diag_add(p->diags, CONFIG_WARNING, last->file, last->line, 1,
-                        "last rule '%s' is not a catch-all: connections it does not match "
-                        "will be blocked (fail closed)",
-                        last->name);
+    config_geoip_finish(p);
+    if (p->diags->errors > 0 || parse_compile(p) != 0) {
+        return;
     }
+    config_check_rules(p);
 }
 
 static struct config *config_new(const char *path)
@@ -273,8 +282,19 @@ void config_free(struct config *cfg)
     for (i = 0; i < cfg->n_rules; i++) {
         free(cfg->rules[i].reason);
         free(cfg->rules[i].file);
+        rule_match_free(cfg->rules[i].match);
     }
     free(cfg->rules);
+    rule_index_free(cfg->index);
+    free(cfg->geoip.country_path);
+    free(cfg->geoip.asn_path);
+    geo_db_free(cfg->geoip.country);
+    geo_db_free(cfg->geoip.asn);
+    free(cfg->regions);
+    for (i = 0; i < cfg->n_sources; i++) {
+        free(cfg->sources[i]);
+    }
+    free(cfg->sources);
     free(cfg->path);
     free(cfg);
 }

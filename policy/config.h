@@ -36,9 +36,11 @@ enum log_level {
     LOG_LEVEL_FULL, /* addresses and host names */
 };
 
-struct userdb; /* policy/userdb.h */
-struct geo_db; /* geo/geo.h */
-struct region; /* geo/region.h */
+struct userdb;     /* policy/userdb.h */
+struct geo_db;     /* geo/geo.h */
+struct region;     /* geo/region.h */
+struct rule_match; /* policy/rule_match.h */
+struct rule_index; /* policy/rule_index.h */
 
 struct config_listener {
     char name[CONFIG_NAME_MAX]; /* "name NAME" option, else "KIND-ADDRESS:PORT" */
@@ -55,6 +57,9 @@ struct config_rule {
     enum log_level log;
     char *file; /* where the rule was written, for messages */
     unsigned line;
+    struct rule_match *match; /* from/to/user/listener (policy/rule_match.h); NULL: none, the
+                                 rule matches every connection */
+    bool no_resolve;          /* "no-resolve": skip the rule rather than resolve the name */
 };
 
 /* "geoip country FILE" / "geoip asn FILE". Without a country line the default database
@@ -109,6 +114,7 @@ struct config {
      * is due when any of them changes. */
     char **sources;
     size_t n_sources;
+    struct rule_index *index; /* the rules compiled for policy_decide (policy/rule_index.h) */
 };
 
 enum config_severity { CONFIG_ERROR, CONFIG_WARNING };

@@ -105,6 +105,13 @@ static int listen_load_users(struct config_parser *p, struct config_listener *l,
         l->users_path = NULL;
         return -1;
     }
+    if (config_add_source(p, l->users_path, users->col) != 0) {
+        userdb_free(l->users);
+        free(l->users_path);
+        l->users = NULL;
+        l->users_path = NULL;
+        return -1;
+    }
     return 0;
 }
 

@@ -173,3 +173,31 @@ int config_parse_option_pairs(struct config_parser *p, const struct config_line 
     }
     return 0;
 }
+
+int config_add_source(struct config_parser *p, const char *path, unsigned col)
+{
+    struct config *cfg = p->cfg;
+    char *copy;
+
+    for (size_t i = 0; i < cfg->n_sources; i++)
+        if (strcmp(cfg->sources[i], path) == 0)
+            return 0;
+    if (cfg->n_sources == p->sources_cap) {
+        size_t cap = p->sources_cap == 0 ? 8 : p->sources_cap * 2;
+        char **grown = realloc(cfg->sources, cap * sizeof *grown);
+
+        if (grown == NULL) {
+            config_parser_out_of_memory(p, col);
+            return -1;
+        }
+        cfg->sources = grown;
+        p->sources_cap = cap;
+    }
+    copy = strdup(path);
+    if (copy == NULL) {
+        config_parser_out_of_memory(p, col);
+        return -1;
+    }
+    cfg->sources[cfg->n_sources++] = copy;
+    return 0;
+}

@@ -65,6 +65,11 @@ struct config_parser {
     struct config_origin timeout_at[CONFIG_TIMEOUT_COUNT];
     struct config_origin limit_at[CONFIG_LIMIT_COUNT];
     struct config_origin listener_at[CONFIG_MAX_LISTENERS];
+    struct config_origin geoip_at[2]; /* "geoip country", "geoip asn" */
+    bool geoip_country_none;          /* "geoip country none" */
+    struct config_origin region_at[CONFIG_MAX_REGIONS];
+    size_t sources_cap;
+    size_t match_values; /* values in every rule's matchers so far */
     struct config_line words;
 };
 
@@ -80,6 +85,10 @@ void config_parser_error(struct config_parser *p, unsigned col, const char *fmt,
 
 /* Reports running out of memory once and stops the parse. */
 void config_parser_out_of_memory(struct config_parser *p, unsigned col);
+
+/* Records that the configuration was read from 'path' (a copy is kept in cfg->sources, once per
+ * distinct path). Returns 0, or -1 after reporting out of memory at 'col'. */
+int config_add_source(struct config_parser *p, const char *path, unsigned col);
 
 /* Takes ownership of s and keeps it until the parse ends. NULL when s is NULL or out of memory. */
 const char *config_parser_keep(struct config_parser *p, char *s);
@@ -141,5 +150,37 @@ void config_parse_limit(struct config_parser *p, const struct config_line *w);
 void config_parse_resolver(struct config_parser *p, const struct config_line *w);
 void config_parse_listen(struct config_parser *p, const struct config_line *w);
 void config_parse_rule(struct config_parser *p, const struct config_line *w);
+void config_parse_geoip(struct config_parser *p, const struct config_line *w);
+void config_parse_region(struct config_parser *p, const struct config_line *w);
+
+/* The region named name (built-in or defined so far), compared case-insensitively, or NULL. */
+const struct region *config_region_find(const struct config *cfg, const char *name);
+
+/* The name of the region closest to word (case-insensitively, within two edits), or NULL. */
+const char *config_region_suggest(const struct config *cfg, const char *word, size_t len);
+
+struct rule_match; /* policy/rule_match.h */
+
+enum config_matcher {
+    CONFIG_MATCH_FROM,
+    CONFIG_MATCH_TO,
+    CONFIG_MATCH_USER,
+    CONFIG_MATCH_LISTENER,
+};
+
+/* "from", "to", "user", "listener". */
+const char *config_matcher_name(enum config_matcher which);
+
+/* Adds the n value words of one matcher of a rule to m (config_rule_match.c). Returns 0, or -1
+ * after reporting the first bad value at its column. */
+int config_rule_match_parse(struct config_parser *p, enum config_matcher which,
+                            const struct config_token *values, size_t n, struct rule_match *m);
+
+/* Warnings about the rules of a configuration without errors (config_check.c). */
+void config_check_rules(struct config_parser *p);
+
+/* After every file is read: opens the default country database when no "geoip country" line
+ * named one (config_geoip.c). Errors are reported against the top file. */
+void config_geoip_finish(struct config_parser *p);
 
 #endif

@@ -1,74 +1,156 @@
-/* The rule directive: "rule NAME pass|block [reason \"TEXT\"] [log LEVEL]". */
+/* The rule directive:
+ *   rule NAME pass|block [reason "TEXT"] [from V...] [to V...] [user N...] [listener N...]
+ *        [no-resolve] [log LEVEL]
+ * Options come in any order, each at most once; a matcher's values run until the next option
+ * word. The values themselves are parsed in config_rule_match.c. */
 #include "policy/config_parser.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/config_diag.h"
 #include "policy/config_value.h"
+#include "policy/rule_match.h"
 
-#define CONFIG_RULES_MAX 4096
+#define CONFIG_RULES_MAX 50000
+#define CONFIG_MATCH_VALUES_MAX 250000 /* values in all matchers of a configuration */
 #define CONFIG_REASON_MAX 256
+#define OPTIONS_EXPECTED "expected from, to, user, listener, no-resolve, reason or log"
 
 static const char *const log_names[] = {"none", "meta", "full", NULL};
 static const char *const rule_actions[] = {"pass", "block", "tunnel", NULL};
-static const char *const rule_option_names[] = {"log",  "reason",   "from", "to",
-                                                "user", "listener", NULL};
-static const char *const rule_matchers[] = {"from", "to", "user", "listener", NULL};
 
-/* The words of a rule line after name and action. */
-struct rule_options {
-    const struct config_token *log_opt;
-    const struct config_token *log;
-    const struct config_token *reason_opt;
-    const struct config_token *reason;
+/* The option words; the first four are the matchers, in enum config_matcher order. */
+enum rule_option { OPT_FROM, OPT_TO, OPT_USER, OPT_LISTENER, OPT_NO_RESOLVE, OPT_REASON, OPT_LOG };
+#define N_OPTIONS 7
+static const char *const rule_option_names[] = {"from",       "to",     "user", "listener",
+                                                "no-resolve", "reason", "log",  NULL};
+
+/* Where each option of a rule line is: its word, and its values (first, count). */
+struct rule_words {
+    const struct config_token *opt[N_OPTIONS];
+    size_t first[N_OPTIONS];
+    size_t count[N_OPTIONS];
 };
 
-static int rule_parse_options(struct config_parser *p, const struct config_line *w,
-                              struct rule_options *o)
+static bool is_option(const struct config_token *t)
 {
-    static const struct config_option_spec spec = {
-        .context = " for 'rule'",
-        .names = rule_option_names,
-        .planned = rule_matchers,
-        .expected = "expected log or reason",
-    };
-    const struct config_option_slot slots[] = {
-        {"log", &o->log_opt, &o->log},
-        {"reason", &o->reason_opt, &o->reason},
-    };
-    return config_parse_option_pairs(p, w, 3, &spec, slots, sizeof(slots) / sizeof(slots[0]));
+    return config_word_index(t, rule_option_names) >= 0;
 }
 
-static int rule_check_options(struct config_parser *p, enum rule_action action,
-                              const struct rule_options *o, enum log_level *log)
+static int rule_split_options(struct config_parser *p, const struct config_line *w,
+                              struct rule_words *o)
 {
+    static const char *const context = " for 'rule'";
+    size_t i = 3;
+
+    memset(o, 0, sizeof *o);
+    while (i < w->count) {
+        const struct config_token *t = &w->tokens[i];
+        int k = config_word_index(t, rule_option_names);
+        size_t j = i + 1;
+
+        if (k < 0) {
+            config_error_unknown_word(p, t, "option", context, rule_option_names, OPTIONS_EXPECTED);
+            return -1;
+        }
+        if (o->opt[k] != NULL) {
+            config_parser_error(p, t->col, "option '%s' given twice", t->text);
+            return -1;
+        }
+        o->opt[k] = t;
+        if (k == OPT_NO_RESOLVE) {
+            i++;
+            continue;
+        }
+        if (k == OPT_REASON || k == OPT_LOG) {
+            j = i + 1 < w->count ? i + 2 : i + 1; /* exactly one value, whatever it is */
+        } else {
+            while (j < w->count && !is_option(&w->tokens[j]))
+                j++;
+        }
+        if (j == i + 1) {
+            config_parser_error(p, t->end_col, "missing value after '%s'", t->text);
+            return -1;
+        }
+        o->first[k] = i + 1;
+        o->count[k] = j - i - 1;
+        i = j;
+    }
+    return 0;
+}
+
+static int rule_check_options(struct config_parser *p, const struct config_line *w,
+                              enum rule_action action, const struct rule_words *o,
+                              enum log_level *log)
+{
+    const struct config_token *reason = o->opt[OPT_REASON] ? &w->tokens[o->first[OPT_REASON]] : 0;
     int level;
 
     *log = LOG_LEVEL_META;
-    if (o->log != NULL) {
-        level = config_word_index(o->log, log_names);
+    if (o->opt[OPT_LOG] != NULL) {
+        const struct config_token *t = &w->tokens[o->first[OPT_LOG]];
+
+        level = config_word_index(t, log_names);
         if (level < 0) {
-            config_error_unknown_word(p, o->log, "log level", "", log_names,
+            config_error_unknown_word(p, t, "log level", "", log_names,
                                       "expected none, meta or full");
             return -1;
         }
         *log = (enum log_level)level;
     }
-    if (o->reason != NULL) {
+    if (reason != NULL) {
         if (action != RULE_BLOCK) {
-            config_parser_error(p, o->reason_opt->col, "'reason' is only allowed on block rules");
+            config_parser_error(p, o->opt[OPT_REASON]->col,
+                                "'reason' is only allowed on block rules");
             return -1;
         }
-        if (o->reason->len == 0) {
-            config_parser_error(p, o->reason->col, "empty reason");
+        if (reason->len == 0) {
+            config_parser_error(p, reason->col, "empty reason");
             return -1;
         }
-        if (o->reason->len > CONFIG_REASON_MAX) {
-            config_parser_error(p, o->reason->col, "reason is longer than %u bytes",
+        if (reason->len > CONFIG_REASON_MAX) {
+            config_parser_error(p, reason->col, "reason is longer than %u bytes",
                                 (unsigned)CONFIG_REASON_MAX);
             return -1;
         }
     }
+    return 0;
+}
+
+/* Parses the matchers into a new rule_match in *out (NULL when the rule has none). */
+static int rule_parse_matchers(struct config_parser *p, const struct config_line *w,
+                               const struct rule_words *o, struct rule_match **out)
+{
+    struct rule_match *m = NULL;
+    size_t values = 0;
+
+    *out = NULL;
+    for (int k = OPT_FROM; k <= OPT_LISTENER; k++)
+        values += o->count[k];
+    if (values == 0)
+        return 0;
+    if (p->match_values + values > CONFIG_MATCH_VALUES_MAX) {
+        config_parser_error(p, w->tokens[0].col,
+                            "too many matcher values in the configuration (at most %u)",
+                            (unsigned)CONFIG_MATCH_VALUES_MAX);
+        return -1;
+    }
+    m = rule_match_new();
+    if (m == NULL) {
+        config_parser_out_of_memory(p, w->tokens[0].col);
+        return -1;
+    }
+    for (int k = OPT_FROM; k <= OPT_LISTENER; k++) {
+        if (o->opt[k] != NULL &&
+            config_rule_match_parse(p, (enum config_matcher)k, &w->tokens[o->first[k]], o->count[k],
+                                    m) != 0) {
+            rule_match_free(m);
+            return -1;
+        }
+    }
+    p->match_values += values;
+    *out = m;
     return 0;
 }
 
@@ -93,11 +175,53 @@ static int rule_check_name(struct config_parser *p, const struct config_token *n
     return 0;
 }
 
-void config_parse_rule(struct config_parser *p, const struct config_line *w)
+/* "tunnel via NAME": no upstream can be defined yet, so every NAME is unknown. */
+static void rule_refuse_tunnel(struct config_parser *p, const struct config_line *w)
+{
+    char shown[CONFIG_CLIP_SIZE];
+
+    if (w->count < 4 || !config_word_is(&w->tokens[3], "via")) {
+        config_parser_error(p, w->count < 4 ? w->tokens[2].end_col : w->tokens[3].col,
+                            "expected 'via UPSTREAM' after 'tunnel'");
+        return;
+    }
+    if (w->count < 5) {
+        config_parser_error(p, w->tokens[3].end_col, "missing upstream name after 'via'");
+        return;
+    }
+    config_parser_error(p, w->tokens[4].col,
+                        "unknown upstream '%s' (no upstream is defined; see docs/CONFIG.md)",
+                        config_token_clip(&w->tokens[4], shown));
+}
+
+static int rule_append(struct config_parser *p, const struct config_line *w, struct config_rule *r)
 {
     struct config *cfg = p->cfg;
+
+    if (cfg->n_rules == CONFIG_RULES_MAX) {
+        config_parser_error(p, w->tokens[0].col, "too many rules (at most %u)",
+                            (unsigned)CONFIG_RULES_MAX);
+        return -1;
+    }
+    if (cfg->n_rules == p->rules_cap) {
+        size_t cap = p->rules_cap == 0 ? 8 : p->rules_cap * 2;
+        struct config_rule *grown = realloc(cfg->rules, cap * sizeof *grown);
+
+        if (grown == NULL) {
+            config_parser_out_of_memory(p, w->tokens[0].col);
+            return -1;
+        }
+        cfg->rules = grown;
+        p->rules_cap = cap;
+    }
+    cfg->rules[cfg->n_rules++] = *r;
+    return 0;
+}
+
+void config_parse_rule(struct config_parser *p, const struct config_line *w)
+{
     struct config_rule r;
-    struct rule_options o;
+    struct rule_words o;
     int action;
 
     memset(&r, 0, sizeof r);
@@ -111,48 +235,43 @@ void config_parse_rule(struct config_parser *p, const struct config_line *w)
     if (w->count < 3) {
         config_parser_error(p, w->tokens[1].end_col,
                             "missing action after the rule name "
-                            "(expected pass or block)");
+                            "(expected pass, block or tunnel)");
         return;
     }
     action = config_word_index(&w->tokens[2], rule_actions);
     if (action < 0) {
         config_error_unknown_word(p, &w->tokens[2], "action", "", rule_actions,
-                                  "expected pass or block");
+                                  "expected pass, block or tunnel");
         return;
     }
     if (config_word_is(&w->tokens[2], "tunnel")) {
-        config_parser_error(p, w->tokens[2].col, "'tunnel' " CONFIG_NOT_YET);
+        rule_refuse_tunnel(p, w);
         return;
     }
     r.action = action == 0 ? RULE_PASS : RULE_BLOCK;
-    if (rule_parse_options(p, w, &o) != 0 || rule_check_options(p, r.action, &o, &r.log) != 0) {
+    if (rule_split_options(p, w, &o) != 0 || rule_check_options(p, w, r.action, &o, &r.log) != 0 ||
+        rule_parse_matchers(p, w, &o, &r.match) != 0) {
         return;
     }
-    if (cfg->n_rules == CONFIG_RULES_MAX) {
-        config_parser_error(p, w->tokens[0].col, "too many rules (at most %u)",
-                            (unsigned)CONFIG_RULES_MAX);
-        return;
-    }
-    if (cfg->n_rules == p->rules_cap) {
-        size_t cap = p->rules_cap == 0 ? 8 : p->rules_cap * 2;
-        struct config_rule *grown = realloc(cfg->rules, cap * sizeof *grown);
-
-        if (grown == NULL) {
-            config_parser_out_of_memory(p, w->tokens[0].col);
-            return;
-        }
-        cfg->rules = grown;
-        p->rules_cap = cap;
-    }
+    r.no_resolve = o.opt[OPT_NO_RESOLVE] != NULL;
     memcpy(r.name, w->tokens[1].text, w->tokens[1].len + 1);
     r.file = strdup(config_parser_file(p));
-    r.reason = o.reason != NULL ? strdup(o.reason->text) : NULL;
+    r.reason = o.opt[OPT_REASON] != NULL ? strdup(w->tokens[o.first[OPT_REASON]].text) : NULL;
     r.line = p->line;
-    if (r.file == NULL || (o.reason != NULL && r.reason == NULL)) {
-        free(r.file);
-        free(r.reason);
+    if (r.file == NULL || (o.opt[OPT_REASON] != NULL && r.reason == NULL)) {
         config_parser_out_of_memory(p, w->tokens[0].col);
-        return;
+        goto fail;
     }
-    cfg->rules[cfg->n_rules++] = r;
+    if (r.no_resolve && !rule_match_needs_address(r.match)) {
+        config_diag_add(p->diags, CONFIG_WARNING, r.file, r.line, o.opt[OPT_NO_RESOLVE]->col,
+                        "'no-resolve' has no effect: rule '%s' has no 'to' value that needs the "
+                        "destination's address",
+                        r.name);
+    }
+    if (rule_append(p, w, &r) == 0)
+        return;
+fail:
+    free(r.file);
+    free(r.reason);
+    rule_match_free(r.match);
 }

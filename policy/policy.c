@@ -5,6 +5,8 @@
 #include <stdlib.h>
 
 #include "geo/region.h"
+#include "policy/rule_index.h"
+#include "policy/rule_match.h"
 
 struct policy_snapshot {
     atomic_uint refs;
@@ -51,22 +53,25 @@ uint64_t policy_snapshot_generation(const struct policy_snapshot *snap)
     return snap->generation;
 }
 
-/* Every rule matches every connection until matchers arrive with the policy engine. */
-static bool rule_matches(const struct config_rule *rule, const struct policy_request *req)
-{
-    (void)rule;
-    (void)req;
-    return true;
-}
-
 enum policy_outcome policy_decide(const struct policy_snapshot *snap,
                                   const struct policy_request *req, struct policy_verdict *out)
 {
     const struct config *cfg = snap->cfg;
-    for (size_t i = 0; i < cfg->n_rules; i++) {
+    char host[MATCH_DOMAIN_MAX + 2];
+    struct match_request r;
+    enum rule_find found;
+    size_t i = 0;
+
+    match_request_init(&r, req, host);
+    if (cfg->index != NULL)
+        found = rule_index_find(cfg->index, cfg, &r, &i);
+    else
+        found = rule_find_linear(cfg, &r, &i);
+    if (found == RULE_NEED_ADDRESS)
+        return POLICY_NEED_ADDRESS;
+    if (found == RULE_FOUND) {
         const struct config_rule *rule = &cfg->rules[i];
-        if (!rule_matches(rule, req))
-            continue;
+
         out->action = rule->action == RULE_PASS ? VERDICT_PASS : VERDICT_BLOCK;
         out->rule = rule->name;
         out->reason = rule->reason;
