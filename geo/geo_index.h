@@ -5,16 +5,18 @@
  * at the same time. It gives the answers libmaxminddb's MMDB_lookup_sockaddr() gives (the same
  * record, the same netmask), only faster:
  *
- * - the search tree is walked by code specialised for the record size (24, 28 or 32 bits) that
- *   picks the left or right record without a branch and without a call per bit;
- * - two tables of 65,536 entries record where that walk stands after the first 16 bits of an
- *   IPv4 address (starting from libmaxminddb's own IPv4 start node) and of an IPv6 address
- *   (starting from the root), so the top of the tree is never walked at lookup time;
+ * - the search tree is walked in place by code specialised for the record size (24, 28 or 32
+ *   bits) that picks the left or right record without a branch and without a call per bit;
+ * - two tables of 65,536 entries (320 KiB each) record where that walk stands after the first
+ *   16 bits of an IPv4 address (from libmaxminddb's own IPv4 start node) and of an IPv6 address
+ *   (from the root), so the top of the tree is not walked at lookup time. Filling them reads at
+ *   most 2 x 65,535 nodes whatever the size of the database;
  * - a hash table maps data-section offsets to a small answer computed by a caller-supplied
  *   function (geo.c: the country of the record, decoded exactly as without the index). It is
- *   filled by a walk over the whole tree that stops after GEO_INDEX_MAX_NODES nodes or
- *   GEO_INDEX_MAX_ANSWERS distinct records, so building stays bounded for large City or ASN
- *   databases; offsets it does not hold are decoded at lookup time as before.
+ *   filled by reading the data section front to back, one record after another, and stops after
+ *   GEO_INDEX_MAX_SCAN bytes or GEO_INDEX_MAX_ANSWERS records, so building stays bounded for
+ *   large City or ASN databases (country databases have a few hundred to a few thousand
+ *   records); offsets it does not hold are decoded at lookup time as before.
  *
  * Where a walk ends anywhere but on an empty record or a data record inside the data section (a
  * corrupt tree), the lookup answers GEO_INDEX_ASK_LIBRARY and the caller asks libmaxminddb, so
@@ -27,10 +29,10 @@
 
 #include <maxminddb.h>
 
-/* Bounds on the work geo_index_new() does beyond the two root tables (at most 2 x 131,071 node
- * reads): tree nodes visited while collecting data offsets, and records decoded. */
-#define GEO_INDEX_MAX_NODES (4u * 1024u * 1024u)
-#define GEO_INDEX_MAX_ANSWERS 16384u
+/* Bounds on the work geo_index_new() does besides the root tables: bytes of the data section
+ * read, records decoded. */
+#define GEO_INDEX_MAX_SCAN (4u * 1024u * 1024u)
+#define GEO_INDEX_MAX_ANSWERS 8192u
 
 struct geo_index;
 
