@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Geo benchmark: times `geoproxy geodb build` on the full Tor data (median of 3 runs, wall
 # seconds), reports output size / input size, then runs bench/geo_bench on the result
-# (geo_classify + region_list_for_country vs raw MMDB_lookup_sockaddr, single thread).
+# (geo_classify + region_list_for_country vs raw MMDB_lookup_sockaddr, single thread, the two
+# interleaved in slices so machine noise hits both; and geo_db_open vs MMDB_open time).
 #
-# usage: bench/geo_bench.sh [-n ADDRESSES]
+# usage: bench/geo_bench.sh [-n ADDRESSES] [-r RUNS]
 # env:   BUILD_DIR (default build-geobench), TOR_GEOIP / TOR_GEOIP6 (default /usr/share/tor/...),
 #        WORK_DIR (default a fresh mktemp -d, removed at the end)
 set -euo pipefail
@@ -13,9 +14,15 @@ build="${BUILD_DIR:-$root/build-geobench}"
 geoip="${TOR_GEOIP:-/usr/share/tor/geoip}"
 geoip6="${TOR_GEOIP6:-/usr/share/tor/geoip6}"
 n=2000000
-if [[ "${1:-}" == "-n" && -n "${2:-}" ]]; then
-    n="$2"
-fi
+runs=3
+while [[ $# -ge 2 ]]; do
+    case "$1" in
+    -n) n="$2" ;;
+    -r) runs="$2" ;;
+    *) echo "usage: $0 [-n ADDRESSES] [-r RUNS]" >&2; exit 2 ;;
+    esac
+    shift 2
+done
 work="${WORK_DIR:-}"
 cleanup=0
 if [[ -z "$work" ]]; then
@@ -52,8 +59,8 @@ out_size=$(stat -c %s "$db")
 ranges=$(cat "$geoip" "$geoip6" | grep -vc '^\s*\(#\|$\)')
 ratio=$(echo "scale=4; $out_size / $in_size" | bc -l)
 
-echo "== geo_bench -n $n $db" >&2
-"$build/geo_bench" -n "$n" "$db" | tee "$work/geo_bench.out" >&2
+echo "== geo_bench -n $n -r $runs $db" >&2
+"$build/geo_bench" -n "$n" -r "$runs" "$db" | tee "$work/geo_bench.out" >&2
 get() { sed -n "s/^$1=\([^ ]*\).*/\1/p" "$work/geo_bench.out"; }
 cps=$(get classify_lookups_per_s)
 rps=$(get raw_mmdb_lookups_per_s)
@@ -68,9 +75,11 @@ printf '| %-44s | %-22s | %-22s | %-6s |\n' "geodb build, wall s (median of 3)" 
     "$(printf '%.2f' "$build_median")" "< 10 s" "$(verdict "$build_median < 10")"
 printf '| %-44s | %-22s | %-22s | %-6s |\n' "output / input size" \
     "$out_size / $in_size = $(printf '%.2f' "$ratio")" "<= 2.00" "$(verdict "$ratio <= 2")"
-printf '| %-44s | %-22s | %-22s | %-6s |\n' "classify + regions, lookups/s (median of 3)" \
+printf '| %-44s | %-22s | %-22s | %-6s |\n' "classify + regions, lookups/s (median of $runs)" \
     "$(printf '%.0f' "$cps")" ">= 2,000,000" "$(verdict "$cps >= 2000000")"
 printf '| %-44s | %-22s | %-22s | %-6s |\n' "raw MMDB_lookup_sockaddr, lookups/s" "$(printf '%.0f' "$rps")" "(reference)" ""
 printf '| %-44s | %-22s | %-22s | %-6s |\n' "classify time / raw lookup time" "$(get classify_over_raw)" "" ""
+printf '| %-44s | %-22s | %-22s | %-6s |\n' "geo_db_open, ms (median of 11)" "$(get open_ms)" "" ""
+printf '| %-44s | %-22s | %-22s | %-6s |\n' "MMDB_open alone, ms (median of 11)" "$(get mmdb_open_ms)" "(reference)" ""
 printf '| %-44s | %-22s | %-22s | %-6s |\n' "share classified as country (all/v4/v6)" \
     "$(get country_share)/$(get country_share_v4)/$(get country_share_v6)" "" ""

@@ -1,5 +1,6 @@
 /* GeoIP classification over libmaxminddb: local ranges, country and ASN lookups. */
 #include "geo/geo.h"
+#include "geo/geo_index.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +13,13 @@
 
 struct geo_db {
     MMDB_s mmdb;
+    struct geo_index *index; /* built by geo_db_open, read-only afterwards */
+};
+
+/* An address as looked up: 4 bytes (IPv4, also for an IPv4-mapped IPv6 address) or 16. */
+struct geo_addr {
+    bool ipv4;
+    uint8_t bytes[16];
 };
 
 /* One local range: the first `bits` bits of addr (4 bytes for IPv4, 16 for IPv6). */
@@ -39,8 +47,10 @@ static bool geo_prefix_matches(const struct geo_prefix *p, const uint8_t *addr)
 {
     unsigned full = p->bits / 8u, rest = p->bits % 8u;
 
-    if (memcmp(p->addr, addr, full) != 0)
-        return false;
+    for (unsigned i = 0; i < full; i++) {
+        if (addr[i] != p->addr[i])
+            return false;
+    }
     if (rest == 0)
         return true;
     uint8_t mask = (uint8_t)(0xffu << (8u - rest));
@@ -59,56 +69,46 @@ static int geo_range_local_bits(sa_family_t family, const uint8_t *addr)
     return -1;
 }
 
-/* Copies addr into *norm, turning an IPv4-mapped IPv6 address into plain IPv4. Returns false
- * for NULL or a family other than AF_INET / AF_INET6. */
-static bool geo_addr_normalize(const struct sockaddr *addr, struct sockaddr_storage *norm)
+/* Reads addr into *ga, turning an IPv4-mapped IPv6 address into plain IPv4. Returns false for
+ * NULL or a family other than AF_INET / AF_INET6. */
+static bool geo_addr_parse(const struct sockaddr *addr, struct geo_addr *ga)
 {
     static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
     if (addr == NULL)
         return false;
-    memset(norm, 0, sizeof *norm);
     if (addr->sa_family == AF_INET) {
-        memcpy(norm, addr, sizeof(struct sockaddr_in));
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)addr;
+        ga->ipv4 = true;
+        memcpy(ga->bytes, &in4->sin_addr, 4);
         return true;
     }
     if (addr->sa_family != AF_INET6)
         return false;
-
-    struct sockaddr_in6 in6;
-    memcpy(&in6, addr, sizeof in6);
-    if (memcmp(in6.sin6_addr.s6_addr, v4mapped, sizeof v4mapped) == 0) {
-        struct sockaddr_in in4;
-        memset(&in4, 0, sizeof in4);
-        in4.sin_family = AF_INET;
-        in4.sin_port = in6.sin6_port;
-        memcpy(&in4.sin_addr, in6.sin6_addr.s6_addr + 12, 4);
-        memcpy(norm, &in4, sizeof in4);
-    } else {
-        memcpy(norm, &in6, sizeof in6);
-    }
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+    memcpy(ga->bytes, in6->sin6_addr.s6_addr, 16);
+    ga->ipv4 = memcmp(ga->bytes, v4mapped, sizeof v4mapped) == 0;
+    if (ga->ipv4)
+        memmove(ga->bytes, ga->bytes + 12, 4);
     return true;
 }
 
-/* geo_range_local_bits on an already normalized address. */
-static int geo_norm_local_bits(const struct sockaddr_storage *norm)
+/* The prefix length of the local range holding ga, or -1 when it is in none. */
+static int geo_addr_local_bits(const struct geo_addr *ga)
 {
-    if (norm->ss_family == AF_INET) {
-        const struct sockaddr_in *in4 = (const struct sockaddr_in *)norm;
-        return geo_range_local_bits(AF_INET, (const uint8_t *)&in4->sin_addr);
-    }
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)norm;
-    return geo_range_local_bits(AF_INET6, in6->sin6_addr.s6_addr);
+    return geo_range_local_bits(ga->ipv4 ? AF_INET : AF_INET6, ga->bytes);
 }
 
 bool geo_is_local(const struct sockaddr *addr)
 {
-    struct sockaddr_storage norm;
+    struct geo_addr ga;
 
-    if (!geo_addr_normalize(addr, &norm))
+    if (!geo_addr_parse(addr, &ga))
         return false;
-    return geo_norm_local_bits(&norm) >= 0;
+    return geo_addr_local_bits(&ga) >= 0;
 }
+
+static uint16_t geo_country_answer(const MMDB_s *mmdb, uint32_t offset);
 
 int geo_db_open(const char *path, struct geo_db **out, char *err, size_t err_len)
 {
@@ -163,10 +163,17 @@ int geo_db_open(const char *path, struct geo_db **out, char *err, size_t err_len
         }
         goto free_db; /* MMDB_open cleans up after itself on failure */
     }
+    ret = geo_index_new(&db->mmdb, geo_country_answer, &db->index);
+    if (ret != 0) {
+        snprintf(err, err_len, "%s: cannot open GeoIP database: out of memory", path);
+        goto close_mmdb;
+    }
 
     *out = db;
     return 0;
 
+close_mmdb:
+    MMDB_close(&db->mmdb);
 free_db:
     free(db);
 out:
@@ -177,6 +184,7 @@ void geo_db_free(struct geo_db *db)
 {
     if (db == NULL)
         return;
+    geo_index_free(db->index);
     MMDB_close(&db->mmdb);
     free(db);
 }
@@ -197,27 +205,54 @@ unsigned geo_db_ip_version(const struct geo_db *db)
     return db->mmdb.metadata.ip_version;
 }
 
-/* Looks norm up in db; false when the address has no record or the lookup failed, and false
- * too when the record's network is shorter than min_bits (a prefix length in the address's own
- * family): a record for a wider network does not count inside a local range. */
-static bool geo_db_lookup(const struct geo_db *db, const struct sockaddr_storage *norm,
-                          int min_bits, MMDB_entry_s *entry)
+/* libmaxminddb's own lookup of ga: what the index answers must equal. */
+static MMDB_lookup_result_s geo_db_lookup_library(const struct geo_db *db,
+                                                  const struct geo_addr *ga, int *mmdb_error)
 {
-    int mmdb_error = MMDB_SUCCESS;
+    struct sockaddr_storage ss;
+
+    memset(&ss, 0, sizeof ss);
+    if (ga->ipv4) {
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+        in4->sin_family = AF_INET;
+        memcpy(&in4->sin_addr, ga->bytes, 4);
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        memcpy(in6->sin6_addr.s6_addr, ga->bytes, 16);
+    }
     /* MMDB_lookup_sockaddr takes a non-const MMDB_s but only reads it. */
-    MMDB_lookup_result_s res =
-        MMDB_lookup_sockaddr((MMDB_s *)&db->mmdb, (const struct sockaddr *)norm, &mmdb_error);
-    if (mmdb_error != MMDB_SUCCESS || !res.found_entry)
+    return MMDB_lookup_sockaddr((MMDB_s *)&db->mmdb, (const struct sockaddr *)&ss, mmdb_error);
+}
+
+/* Looks ga up in db and sets *offset to its record's data-section offset; false when the address
+ * has no record or the lookup failed, and false too when the record's network is shorter than
+ * min_bits (a prefix length in the address's own family): a record for a wider network does not
+ * count inside a local range. The index answers as MMDB_lookup_sockaddr would, or defers to it. */
+static bool geo_db_lookup(const struct geo_db *db, const struct geo_addr *ga, int min_bits,
+                          uint32_t *offset)
+{
+    unsigned netmask;
+    enum geo_index_status st = geo_index_lookup(db->index, ga->bytes, ga->ipv4, offset, &netmask);
+
+    if (st == GEO_INDEX_NOT_FOUND)
         return false;
+    if (st == GEO_INDEX_ASK_LIBRARY) {
+        int mmdb_error = MMDB_SUCCESS;
+        MMDB_lookup_result_s res = geo_db_lookup_library(db, ga, &mmdb_error);
+        if (mmdb_error != MMDB_SUCCESS || !res.found_entry)
+            return false;
+        netmask = res.netmask;
+        *offset = res.entry.offset;
+    }
     if (min_bits > 0) {
         /* An IPv4 address found in an IPv6 tree has its netmask counted in IPv6 bits. */
-        int bits = res.netmask;
-        if (norm->ss_family == AF_INET && db->mmdb.metadata.ip_version == 6)
+        int bits = (int)netmask;
+        if (ga->ipv4 && db->mmdb.metadata.ip_version == 6)
             bits -= 96;
         if (bits < min_bits)
             return false;
     }
-    *entry = res.entry;
     return true;
 }
 
@@ -256,6 +291,35 @@ static bool geo_entry_country(MMDB_entry_s *entry, char cc[3])
     return false;
 }
 
+/* The index's answer for the record at offset: 0 when geo_entry_country finds no valid code,
+ * else 1 + the code's index AA = 0 .. ZZ = 675. */
+static uint16_t geo_country_answer(const MMDB_s *mmdb, uint32_t offset)
+{
+    MMDB_entry_s entry = {.mmdb = mmdb, .offset = offset};
+    char cc[3];
+
+    if (!geo_entry_country(&entry, cc))
+        return 0;
+    return (uint16_t)(1 + (cc[0] - 'A') * 26 + (cc[1] - 'A'));
+}
+
+/* The country of db's record at offset, from the index when it holds the record. */
+static bool geo_db_country(const struct geo_db *db, uint32_t offset, char cc[3])
+{
+    int answer = geo_index_answer(db->index, offset);
+
+    if (answer < 0) {
+        MMDB_entry_s entry = {.mmdb = &db->mmdb, .offset = offset};
+        return geo_entry_country(&entry, cc);
+    }
+    if (answer == 0)
+        return false;
+    cc[0] = (char)('A' + (answer - 1) / 26);
+    cc[1] = (char)('A' + (answer - 1) % 26);
+    cc[2] = '\0';
+    return true;
+}
+
 /* Copies an organisation name of len bytes into out (GEO_AS_ORG_MAX), cutting on a UTF-8
  * character boundary and replacing control bytes so the name is safe in a log line. */
 static void geo_copy_org(const char *src, size_t len, char *out)
@@ -291,35 +355,37 @@ static void geo_entry_asn(MMDB_entry_s *entry, struct geo_result *out)
 void geo_classify(const struct geo_db *country_db, const struct geo_db *asn_db,
                   const struct sockaddr *addr, struct geo_result *out)
 {
-    struct sockaddr_storage norm;
-    MMDB_entry_s entry;
+    struct geo_addr ga;
+    uint32_t offset;
 
     memset(out, 0, sizeof *out);
     out->cls = GEO_CLASS_UNKNOWN;
-    if (!geo_addr_normalize(addr, &norm))
+    if (!geo_addr_parse(addr, &ga))
         return;
-    int local_bits = geo_norm_local_bits(&norm);
+    int local_bits = geo_addr_local_bits(&ga);
     out->local = local_bits >= 0;
-    if (country_db != NULL && geo_db_lookup(country_db, &norm, local_bits, &entry) &&
-        geo_entry_country(&entry, out->country))
+    if (country_db != NULL && geo_db_lookup(country_db, &ga, local_bits, &offset) &&
+        geo_db_country(country_db, offset, out->country))
         out->cls = GEO_CLASS_COUNTRY;
     else
         out->country[0] = '\0';
     if (out->cls != GEO_CLASS_COUNTRY && out->local)
         out->cls = GEO_CLASS_LOCAL;
-    if (asn_db != NULL && geo_db_lookup(asn_db, &norm, local_bits, &entry))
+    if (asn_db != NULL && geo_db_lookup(asn_db, &ga, local_bits, &offset)) {
+        MMDB_entry_s entry = {.mmdb = &asn_db->mmdb, .offset = offset};
         geo_entry_asn(&entry, out);
+    }
 }
 
 bool geo_lookup_country(const struct geo_db *db, const struct sockaddr *addr, char cc[3])
 {
-    struct sockaddr_storage norm;
-    MMDB_entry_s entry;
+    struct geo_addr ga;
+    uint32_t offset;
 
     cc[0] = '\0';
-    if (db == NULL || !geo_addr_normalize(addr, &norm))
+    if (db == NULL || !geo_addr_parse(addr, &ga))
         return false;
-    if (geo_db_lookup(db, &norm, 0, &entry) && geo_entry_country(&entry, cc))
+    if (geo_db_lookup(db, &ga, 0, &offset) && geo_db_country(db, offset, cc))
         return true;
     cc[0] = '\0';
     return false;

@@ -195,13 +195,17 @@ size_t region_list_for_country(const char cc[2], const struct region *const *ext
                                const struct region **out, size_t out_cap)
 {
     size_t total = 0;
+    int index = country_code_index(cc);
 
-    if (country_code_index(cc) < 0)
+    if (index < 0)
         return 0;
+    /* The code's word and bit, found once rather than once per region. */
+    size_t word = (size_t)index / 64;
+    uint64_t bit = UINT64_C(1) << (index % 64);
     for (size_t i = 0; i < REGION_CATALOG_LEN + n_extra; i++) {
         const struct region *r =
             i < REGION_CATALOG_LEN ? &region_catalog[i] : extra[i - REGION_CATALOG_LEN];
-        if (r == NULL || !region_has_country(r, cc))
+        if (r == NULL || (r->countries.bits[word] & bit) == 0)
             continue;
         if (total < out_cap)
             out[total] = r;

@@ -17,6 +17,8 @@
 #include "geo/geo.h"
 #include "geo/mmdb_writer.h"
 
+#include <maxminddb.h>
+
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 #define TESTDATA(name) GEOPROXY_MAXMIND_TESTDATA "/" name
 
@@ -608,6 +610,518 @@ static void test_crafted_schemas(void **state)
     free(path);
 }
 
+/* ---- the fast path against plain libmaxminddb ----
+ *
+ * geo_classify and geo_lookup_country answer from an index built at open time (geo/geo_index.c).
+ * Here the same questions go to MMDB_lookup_sockaddr with the field decoding written out again
+ * (ref_*), and the two answers must be byte-identical, on random IPv4, IPv6 and IPv4-mapped
+ * addresses: uniform, steered down the database's own search tree so most of them hit records,
+ * and inside every local range. */
+
+struct ref_prefix {
+    int family;
+    unsigned bits;
+    uint8_t addr[16];
+};
+
+/* docs/GEO.md, "Local ranges". */
+static const struct ref_prefix ref_local[] = {
+    {AF_INET, 32, {0, 0, 0, 0}}, {AF_INET, 8, {10}},           {AF_INET, 10, {100, 64}},
+    {AF_INET, 8, {127}},         {AF_INET, 16, {169, 254}},    {AF_INET, 12, {172, 16}},
+    {AF_INET, 16, {192, 168}},   {AF_INET6, 128, {0}},         {AF_INET6, 128, {[15] = 1}},
+    {AF_INET6, 7, {0xfc}},       {AF_INET6, 10, {0xfe, 0x80}},
+};
+
+static int ref_local_bits(int family, const uint8_t *a)
+{
+    for (size_t i = 0; i < N_ELEMS(ref_local); i++) {
+        const struct ref_prefix *p = &ref_local[i];
+        bool match = p->family == family;
+        for (unsigned b = 0; match && b < p->bits; b++)
+            match = ((a[b / 8] ^ p->addr[b / 8]) & (0x80u >> (b % 8))) == 0;
+        if (match)
+            return (int)p->bits;
+    }
+    return -1;
+}
+
+/* The address as libmaxminddb gets it: IPv4-mapped IPv6 turned into IPv4. */
+static void ref_normalize(const struct sockaddr *addr, struct sockaddr_storage *norm)
+{
+    memset(norm, 0, sizeof *norm);
+    if (addr->sa_family == AF_INET) {
+        memcpy(norm, addr, sizeof(struct sockaddr_in));
+        return;
+    }
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+        struct sockaddr_in *in4 = (struct sockaddr_in *)norm;
+        in4->sin_family = AF_INET;
+        memcpy(&in4->sin_addr, in6->sin6_addr.s6_addr + 12, 4);
+    } else {
+        memcpy(norm, in6, sizeof *in6);
+    }
+}
+
+static const uint8_t *ref_bytes(const struct sockaddr_storage *norm)
+{
+    if (norm->ss_family == AF_INET)
+        return (const uint8_t *)&((const struct sockaddr_in *)norm)->sin_addr;
+    return ((const struct sockaddr_in6 *)norm)->sin6_addr.s6_addr;
+}
+
+static bool ref_lookup(MMDB_s *mmdb, const struct sockaddr_storage *norm, int min_bits,
+                       MMDB_entry_s *entry)
+{
+    int mmdb_error;
+    MMDB_lookup_result_s res =
+        MMDB_lookup_sockaddr(mmdb, (const struct sockaddr *)norm, &mmdb_error);
+    if (mmdb_error != MMDB_SUCCESS || !res.found_entry)
+        return false;
+    int bits = res.netmask;
+    if (norm->ss_family == AF_INET && mmdb->metadata.ip_version == 6)
+        bits -= 96;
+    if (min_bits > 0 && bits < min_bits)
+        return false;
+    *entry = res.entry;
+    return true;
+}
+
+static bool ref_country(MMDB_entry_s *entry, char cc[3])
+{
+    static const char *const paths[][3] = {
+        {"country", "iso_code", NULL},
+        {"registered_country", "iso_code", NULL},
+        {"country_code", NULL, NULL},
+    };
+    for (size_t i = 0; i < N_ELEMS(paths); i++) {
+        MMDB_entry_data_s d;
+        if (MMDB_aget_value(entry, &d, paths[i]) != MMDB_SUCCESS || !d.has_data)
+            continue;
+        if (d.type != MMDB_DATA_TYPE_UTF8_STRING || d.data_size != 2)
+            return false;
+        for (int k = 0; k < 2; k++) {
+            char c = d.utf8_string[k];
+            if (c >= 'a' && c <= 'z')
+                c = (char)(c - 'a' + 'A');
+            if (c < 'A' || c > 'Z')
+                return false;
+            cc[k] = c;
+        }
+        cc[2] = '\0';
+        return true;
+    }
+    return false;
+}
+
+static void ref_asn(MMDB_entry_s *entry, struct geo_result *out)
+{
+    MMDB_entry_data_s d;
+    if (MMDB_get_value(entry, &d, "autonomous_system_number", NULL) == MMDB_SUCCESS && d.has_data) {
+        if (d.type == MMDB_DATA_TYPE_UINT32)
+            out->asn = d.uint32;
+        else if (d.type == MMDB_DATA_TYPE_UINT16)
+            out->asn = d.uint16;
+    }
+    if (MMDB_get_value(entry, &d, "autonomous_system_organization", NULL) != MMDB_SUCCESS ||
+        !d.has_data || d.type != MMDB_DATA_TYPE_UTF8_STRING)
+        return;
+    size_t len = d.data_size;
+    if (len > GEO_AS_ORG_MAX - 1) {
+        len = GEO_AS_ORG_MAX - 1;
+        while (len > 0 && ((unsigned char)d.utf8_string[len] & 0xc0u) == 0x80u)
+            len--;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)d.utf8_string[i];
+        out->as_org[i] = (c < 0x20u || c == 0x7fu) ? '?' : (char)c;
+    }
+    out->as_org[len] = '\0';
+}
+
+/* geo_classify(country, asn, addr) written over MMDB_lookup_sockaddr alone. */
+static void ref_classify(MMDB_s *country, MMDB_s *asn, const struct sockaddr *addr,
+                         struct geo_result *out)
+{
+    struct sockaddr_storage norm;
+    MMDB_entry_s entry;
+
+    memset(out, 0, sizeof *out);
+    out->cls = GEO_CLASS_UNKNOWN;
+    ref_normalize(addr, &norm);
+    int local_bits = ref_local_bits(norm.ss_family, ref_bytes(&norm));
+    out->local = local_bits >= 0;
+    if (country != NULL && ref_lookup(country, &norm, local_bits, &entry) &&
+        ref_country(&entry, out->country))
+        out->cls = GEO_CLASS_COUNTRY;
+    else
+        out->country[0] = '\0';
+    if (out->cls != GEO_CLASS_COUNTRY && out->local)
+        out->cls = GEO_CLASS_LOCAL;
+    if (asn != NULL && ref_lookup(asn, &norm, local_bits, &entry))
+        ref_asn(&entry, out);
+}
+
+static uint64_t rng_state = UINT64_C(0x9E3779B97F4A7C15);
+
+static uint64_t rng_next(void)
+{
+    uint64_t x = rng_state; /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng_state = x;
+    return x * UINT64_C(0x2545F4914F6CDD1D);
+}
+
+static void rng_fill(uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)(rng_next() >> 56);
+}
+
+static void set_bit(uint8_t *a, unsigned bit, unsigned v)
+{
+    uint8_t m = (uint8_t)(0x80u >> (bit % 8));
+    a[bit / 8] = (uint8_t)(v ? (a[bit / 8] | m) : (a[bit / 8] & ~m));
+}
+
+/* Random bits down the search tree from node at bit first, until a record that is not a node,
+ * avoiding empty records: the address then lies in a record's network far more often
+ * than a uniform one would in a sparse test database. */
+static void steer(MMDB_s *mmdb, uint8_t *a, uint32_t node, unsigned first, unsigned depth)
+{
+    for (unsigned bit = first; bit < depth && node < mmdb->metadata.node_count; bit++) {
+        MMDB_search_node_s n;
+        if (MMDB_read_node(mmdb, node, &n) != MMDB_SUCCESS)
+            return;
+        uint64_t r = rng_next();
+        unsigned right = (unsigned)(r >> 63);
+        uint64_t chosen = right ? n.right_record : n.left_record;
+        uint64_t other = right ? n.left_record : n.right_record;
+        if (chosen == mmdb->metadata.node_count && other != chosen)
+            right ^= 1u;
+        set_bit(a, bit, right);
+        node = (uint32_t)(right ? n.right_record : n.left_record);
+    }
+}
+
+enum { ADDR_KINDS = 7 };
+
+/* The i-th address of kind k for mmdb into ss. */
+static const struct sockaddr *gen_addr(MMDB_s *mmdb, int kind, struct sockaddr_storage *ss)
+{
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    uint8_t a[16];
+
+    memset(ss, 0, sizeof *ss);
+    rng_fill(a, sizeof a);
+    switch (kind) {
+    case 0: /* IPv6 steered from the root (covers ::/96, ::ffff:0:0/96, 2002::/16 aliases) */
+        if (mmdb->metadata.ip_version == 6)
+            steer(mmdb, a, 0, 0, 128);
+        break;
+    case 1: /* IPv4 steered from the IPv4 start */
+    case 2: /* the same as IPv4-mapped IPv6 */
+        if (mmdb->metadata.ip_version == 6) {
+            uint8_t m[16] = {0};
+            memcpy(m + 12, a, 4);
+            steer(mmdb, m, mmdb->ipv4_start_node.node_value, mmdb->ipv4_start_node.netmask, 128);
+            memcpy(a, m + 12, 4);
+        } else {
+            steer(mmdb, a, 0, 0, 32);
+        }
+        break;
+    case 3: /* inside a local range: IPv4 (half of them mapped) or IPv6 */
+    case 4: {
+        const struct ref_prefix *p = &ref_local[rng_next() % N_ELEMS(ref_local)];
+        for (unsigned b = 0; b < p->bits; b++)
+            set_bit(a, b, (p->addr[b / 8] >> (7 - b % 8)) & 1u);
+        if (p->family == AF_INET6)
+            kind = 6;
+        break;
+    }
+    default: /* uniform IPv4 (5) or IPv6 (6) */
+        break;
+    }
+    if (kind == 1 || kind == 3 || kind == 5) {
+        in4->sin_family = AF_INET;
+        memcpy(&in4->sin_addr, a, 4);
+    } else if (kind == 2 || kind == 4) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_addr.s6_addr[10] = 0xff;
+        in6->sin6_addr.s6_addr[11] = 0xff;
+        memcpy(in6->sin6_addr.s6_addr + 12, a, 4);
+    } else {
+        in6->sin6_family = AF_INET6;
+        memcpy(in6->sin6_addr.s6_addr, a, 16);
+    }
+    return (const struct sockaddr *)ss;
+}
+
+struct agree_counts {
+    size_t country, local_country, local_only, unknown, asn;
+};
+
+/* Classifies n addresses of every kind with path as both the country and the ASN database,
+ * through geo/ and through ref_classify, and fails on the first difference. */
+static void expect_agreement(const char *path, size_t n, struct agree_counts *c)
+{
+    struct geo_db *db = db_open_ok(path);
+    MMDB_s mmdb;
+
+    memset(c, 0, sizeof *c);
+    assert_int_equal(MMDB_open(path, MMDB_MODE_MMAP, &mmdb), MMDB_SUCCESS);
+    for (int kind = 0; kind < ADDR_KINDS; kind++) {
+        for (size_t i = 0; i < n; i++) {
+            struct sockaddr_storage ss;
+            const struct sockaddr *sa = gen_addr(&mmdb, kind, &ss);
+            struct geo_result got, want;
+            char cc[3], ref_cc[3] = "";
+            char text[INET6_ADDRSTRLEN] = "?";
+
+            geo_classify(db, db, sa, &got);
+            ref_classify(&mmdb, &mmdb, sa, &want);
+            bool found = geo_lookup_country(db, sa, cc);
+            struct sockaddr_storage norm;
+            MMDB_entry_s entry;
+            ref_normalize(sa, &norm);
+            bool ref_found = ref_lookup(&mmdb, &norm, 0, &entry) && ref_country(&entry, ref_cc);
+            if (memcmp(&got, &want, sizeof got) != 0 || found != ref_found ||
+                strcmp(cc, found ? ref_cc : "") != 0) {
+                inet_ntop(sa->sa_family,
+                          sa->sa_family == AF_INET
+                              ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                              : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+                          text, sizeof text);
+                fail_msg("%s: %s (kind %d): geo %s '%s' local=%d AS%u '%s' / lookup %d '%s'; "
+                         "libmaxminddb %s '%s' local=%d AS%u '%s' / lookup %d '%s'",
+                         path, text, kind, geo_class_name(got.cls), got.country, got.local,
+                         (unsigned)got.asn, got.as_org, found, cc, geo_class_name(want.cls),
+                         want.country, want.local, (unsigned)want.asn, want.as_org, ref_found,
+                         ref_cc);
+            }
+            if (got.cls == GEO_CLASS_COUNTRY)
+                c->country++;
+            if (got.cls == GEO_CLASS_COUNTRY && got.local)
+                c->local_country++;
+            if (got.cls == GEO_CLASS_LOCAL && found)
+                c->local_only++; /* a record in the database, but too wide to count */
+            if (got.cls == GEO_CLASS_UNKNOWN)
+                c->unknown++;
+            if (got.asn != 0)
+                c->asn++;
+        }
+    }
+    MMDB_close(&mmdb);
+    geo_db_free(db);
+}
+
+/* Copies the database at in (24-bit records) with its search tree re-encoded in record_bits
+ * (28 or 32) bits; returns the new file's malloc'd path. */
+static char *db_reencode(const char *in, unsigned record_bits)
+{
+    MMDB_s mmdb;
+    size_t len;
+
+    assert_int_equal(MMDB_open(in, MMDB_MODE_MMAP, &mmdb), MMDB_SUCCESS);
+    assert_int_equal(mmdb.metadata.record_size, 24);
+    uint32_t nodes = mmdb.metadata.node_count;
+    MMDB_close(&mmdb);
+
+    uint8_t *old = file_read(in, &len);
+    size_t node_bytes = record_bits / 4, tree = (size_t)nodes * 6;
+    size_t out_len = len - tree + (size_t)nodes * node_bytes;
+    uint8_t *out = calloc(1, out_len);
+    assert_non_null(out);
+    for (uint32_t i = 0; i < nodes; i++) {
+        const uint8_t *p = old + (size_t)i * 6;
+        uint32_t l = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+        uint32_t r = (uint32_t)p[3] << 16 | (uint32_t)p[4] << 8 | p[5];
+        uint8_t *q = out + (size_t)i * node_bytes;
+        if (record_bits == 32) {
+            for (int k = 0; k < 4; k++) {
+                q[k] = (uint8_t)(l >> (24 - 8 * k));
+                q[4 + k] = (uint8_t)(r >> (24 - 8 * k));
+            }
+        } else {
+            q[0] = (uint8_t)(l >> 16);
+            q[1] = (uint8_t)(l >> 8);
+            q[2] = (uint8_t)l;
+            q[3] = (uint8_t)(((l >> 24) & 0x0fu) << 4 | ((r >> 24) & 0x0fu));
+            q[4] = (uint8_t)(r >> 16);
+            q[5] = (uint8_t)(r >> 8);
+            q[6] = (uint8_t)r;
+        }
+    }
+    memcpy(out + (size_t)nodes * node_bytes, old + tree, len - tree);
+    /* metadata "record_size": uint16 24 (0xa1 0x18) becomes 28 or 32 */
+    static const char key[] = "\x4brecord_size\xa1\x18";
+    uint8_t *k = memmem(out, out_len, key, sizeof key - 1);
+    assert_non_null(k);
+    k[sizeof key - 2] = (uint8_t)record_bits;
+    char *path = tmpfile_write(out, out_len);
+    free(out);
+    free(old);
+    return path;
+}
+
+/* Copies the database at in with n random search-tree records overwritten: 0, node numbers
+ * (loops), the empty marker, values in the data section separator and past the data section.
+ * Returns the new file's malloc'd path. */
+static char *db_corrupt(const char *in, unsigned n)
+{
+    MMDB_s mmdb;
+    size_t len;
+
+    assert_int_equal(MMDB_open(in, MMDB_MODE_MMAP, &mmdb), MMDB_SUCCESS);
+    assert_int_equal(mmdb.metadata.record_size, 24);
+    uint32_t nodes = mmdb.metadata.node_count, data_size = mmdb.data_section_size;
+    MMDB_close(&mmdb);
+    uint8_t *b = file_read(in, &len);
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t *rec = b + (rng_next() % ((uint64_t)nodes * 2)) * 3;
+        uint32_t v;
+        switch (rng_next() % 6) {
+        case 0:
+            v = 0;
+            break;
+        case 1:
+            v = (uint32_t)(rng_next() % nodes);
+            break;
+        case 2:
+            v = nodes;
+            break;
+        case 3:
+            v = nodes + 1 + (uint32_t)(rng_next() % 15);
+            break;
+        case 4:
+            v = nodes + 16 + data_size - 1 - (uint32_t)(rng_next() % 32);
+            break;
+        default:
+            v = nodes + 16 + data_size + (uint32_t)(rng_next() % 1000);
+            break;
+        }
+        rec[0] = (uint8_t)(v >> 16);
+        rec[1] = (uint8_t)(v >> 8);
+        rec[2] = (uint8_t)v;
+    }
+    char *path = tmpfile_write(b, len);
+    free(b);
+    return path;
+}
+
+/* A database from geo/mmdb_writer.h: random ranges all over both address families, a wide
+ * range over 0.0.0.0/3 (so 0.0.0.0 lies in a record wider than its local range), overlays
+ * inside 127/8, 10/8, 192.168/16, fd00::/8 and next to CGNAT, and records exactly as wide as a
+ * local range or one bit wider. */
+static char *writer_db(int ip_version)
+{
+    static const struct overlay_net overlays[] = {
+        {"0.0.0.0", 3, "US"},      {"127.0.1.0", 24, "HK"},
+        {"127.0.2.0", 24, "CH"},   {"127.9.0.0", 16, "DE"},
+        {"10.20.0.0", 16, "DE"},   {"10.0.0.0", 9, "FR"},
+        {"100.0.0.0", 8, "BR"},    {"192.168.7.128", 25, "FR"},
+        {"172.0.0.0", 11, "IT"},   /* one bit wider than 172.16/12: does not count */
+        {"169.254.0.0", 16, "NL"}, /* exactly the local range: counts */
+        {"fd00::", 8, "JP"},       {"fe80::", 9, "SE"}, /* one bit wider than fe80::/10 */
+        {"::1", 128, "NO"},
+    };
+    static const char *const ccs[] = {"DE", "GB", "us", "CN", "JP", "BR", "ZA", "AU"};
+    struct mmdb_writer *w = NULL;
+    char err[256];
+
+    assert_int_equal(mmdb_writer_new(ip_version, "geoproxy-test", "agreement test", 1, &w), 0);
+    for (int i = 0; i < 3000; i++) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof ss);
+        bool v6 = ip_version == 6 && (i % 2) == 1;
+        unsigned bits = v6 ? 16 + (unsigned)(rng_next() % 49) : 8 + (unsigned)(rng_next() % 25);
+        uint8_t a[16] = {0};
+        rng_fill(a, v6 ? 16 : 4);
+        if (v6)
+            a[0] = (uint8_t)(0x20 | (a[0] & 0x0f)); /* 2000::/4 */
+        for (unsigned b = bits; b < (v6 ? 128u : 32u); b++)
+            set_bit(a, b, 0);
+        if (v6) {
+            ss.ss_family = AF_INET6;
+            memcpy(((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr, a, 16);
+        } else {
+            ss.ss_family = AF_INET;
+            memcpy(&((struct sockaddr_in *)&ss)->sin_addr, a, 4);
+        }
+        assert_int_equal(mmdb_writer_insert(w, (const struct sockaddr *)&ss, bits,
+                                            ccs[rng_next() % N_ELEMS(ccs)], err, sizeof err),
+                         0);
+    }
+    for (size_t i = 0; i < N_ELEMS(overlays); i++) {
+        struct sockaddr_storage ss;
+        const struct sockaddr *sa = addr_parse(overlays[i].net, &ss);
+        if (sa->sa_family == AF_INET6 && ip_version == 4)
+            continue;
+        int ret = mmdb_writer_insert(w, sa, overlays[i].bits, overlays[i].cc, err, sizeof err);
+        if (ret != 0)
+            fail_msg("insert %s/%u: %s", overlays[i].net, overlays[i].bits, err);
+    }
+    char *path = strdup("/tmp/geoproxy-test-geo-XXXXXX");
+    assert_non_null(path);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(mmdb_writer_write(w, path, err, sizeof err), 0);
+    mmdb_writer_free(w);
+    return path;
+}
+
+static void test_fast_path_agrees(void **state)
+{
+    (void)state;
+    static const char *const maxmind[] = {GEOIP2_COUNTRY, GEOLITE2_COUNTRY, GEOLITE2_CITY,
+                                          GEOLITE2_ASN};
+    struct agree_counts c;
+    const size_t n = 4000;
+
+    for (size_t i = 0; i < N_ELEMS(maxmind); i++) {
+        expect_agreement(maxmind[i], n, &c);
+        if (i < 3 && c.country < n)
+            fail_msg("%s: only %zu addresses with a country", maxmind[i], c.country);
+        if (i == 3 && c.asn < n)
+            fail_msg("%s: only %zu addresses with an AS number", maxmind[i], c.asn);
+    }
+
+    char *crafted = crafted_db_write();
+    expect_agreement(crafted, n, &c);
+    assert_true(c.country > 0 && c.local_only > 0); /* 0.0.0.0/2 covers 10/8, too wide */
+
+    for (int version = 4; version <= 6; version += 2) {
+        char *v = writer_db(version);
+        expect_agreement(v, n, &c);
+        /* The local-range rule both ways: overlays count, the wide 0.0.0.0/3 does not. */
+        if (c.local_country == 0 || c.local_only == 0)
+            fail_msg("IPv%d writer database: %zu local with a country, %zu without", version,
+                     c.local_country, c.local_only);
+        for (unsigned bits = 28; bits <= 32; bits += 4) {
+            char *re = db_reencode(v, bits);
+            struct agree_counts c2;
+            expect_agreement(re, n, &c2);
+            assert_true(c2.country > 0 && c2.local_country > 0);
+            unlink(re);
+            free(re);
+        }
+        for (int k = 0; k < 8; k++) {
+            char *bad = db_corrupt(v, 1 + (unsigned)k * 4);
+            expect_agreement(bad, n / 4, &c);
+            unlink(bad);
+            free(bad);
+        }
+        unlink(v);
+        free(v);
+    }
+    unlink(crafted);
+    free(crafted);
+}
+
 /* ---- opening ---- */
 
 static void expect_open_fails(const char *path, const char *reason_fragment)
@@ -730,6 +1244,7 @@ int main(void)
         cmocka_unit_test(test_local_overlay_country),
         cmocka_unit_test(test_asn),
         cmocka_unit_test(test_crafted_schemas),
+        cmocka_unit_test(test_fast_path_agrees),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_misc),

@@ -304,6 +304,31 @@ static void test_list_for_country(void **state)
     assert_string_equal(out[0]->name, "EU");
     assert_null(out[1]);
     assert_int_equal(region_list_for_country("DK", NULL, 0, NULL, 0), 4);
+
+    /* Every code AA..ZZ in both cases, and a NULL among the extra regions: the list is exactly
+     * the regions, in order, for which region_has_country answers true. */
+    const struct region *const with_null[] = {&nordic, NULL, &dach};
+    for (int a = 0; a < 26; a++) {
+        for (int b = 0; b < 26; b++) {
+            for (int lower = 0; lower < 2; lower++) {
+                char cc[3] = {(char)((lower ? 'a' : 'A') + a), (char)('A' + b), '\0'};
+                const struct region *got[16], *want[16];
+                size_t n_want = 0;
+                for (size_t i = 0; i < region_builtin_count(); i++) {
+                    if (region_has_country(region_builtin_at(i), cc))
+                        want[n_want++] = region_builtin_at(i);
+                }
+                for (size_t i = 0; i < N_ELEMS(with_null); i++) {
+                    if (with_null[i] != NULL && region_has_country(with_null[i], cc))
+                        want[n_want++] = with_null[i];
+                }
+                size_t n = region_list_for_country(cc, with_null, N_ELEMS(with_null), got, 16);
+                assert_int_equal(n, n_want);
+                for (size_t i = 0; i < n; i++)
+                    assert_ptr_equal(got[i], want[i]);
+            }
+        }
+    }
 }
 
 int main(void)
