@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "geo/geo.h"
 #include "policy/config_diag.h"
 #include "policy/config_file.h"
@@ -68,10 +70,10 @@ static const struct directive directives[] = {
     {"rule", config_parse_rule},
     {"geoip", config_parse_geoip},
     {"region", config_parse_region},
-    {"admin", NULL},
+    {"admin", config_parse_admin},
     {"upstream", NULL},
     {"expect", NULL},
-    {"on-reload", NULL},
+    {"on-reload", config_parse_on_reload},
 };
 
 #define N_DIRECTIVES (sizeof directives / sizeof directives[0])
@@ -291,6 +293,11 @@ void config_free(struct config *cfg)
     geo_db_free(cfg->geoip.country);
     geo_db_free(cfg->geoip.asn);
     free(cfg->regions);
+    free(cfg->admin.token_path);
+    if (cfg->admin.token != NULL) {
+        OPENSSL_cleanse(cfg->admin.token, strlen(cfg->admin.token));
+        free(cfg->admin.token);
+    }
     for (i = 0; i < cfg->n_sources; i++) {
         free(cfg->sources[i]);
     }

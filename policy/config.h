@@ -82,6 +82,18 @@ struct config_timeouts {
     uint32_t drain_ms;     /* SIGTERM to forced exit, default 30 s */
 };
 
+/* "admin ADDRESS [token FILE]": the admin HTTP listener. */
+struct config_admin {
+    bool enabled;
+    struct sockaddr_storage addr;
+    char *token_path; /* NULL: no token (allowed on loopback addresses only) */
+    char *token;      /* the bearer token read from token_path */
+};
+
+#define CONFIG_ADMIN_DEFAULT_PORT 9090
+#define CONFIG_TOKEN_MIN 16 /* bytes in a token file, after trimming the line end */
+#define CONFIG_TOKEN_MAX 256
+
 /* "on-reload keep|reevaluate": what a reload does to connections already open. */
 enum config_on_reload {
     ON_RELOAD_KEEP,       /* they finish under the policy they were accepted with (default) */
@@ -107,6 +119,7 @@ struct config {
     size_t n_rules;
     struct config_geoip geoip;
     enum config_on_reload on_reload;
+    struct config_admin admin;
     struct region *regions; /* "region NAME = CC ..." in file order */
     size_t n_regions;
     /* Every file this configuration was read from: the top file, included files, users files

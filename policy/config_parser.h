@@ -70,6 +70,8 @@ struct config_parser {
     struct config_origin region_at[CONFIG_MAX_REGIONS];
     size_t sources_cap;
     size_t match_values; /* values in every rule's matchers so far */
+    struct config_origin admin_at;
+    struct config_origin on_reload_at;
     struct config_line words;
 };
 
@@ -150,6 +152,8 @@ void config_parse_limit(struct config_parser *p, const struct config_line *w);
 void config_parse_resolver(struct config_parser *p, const struct config_line *w);
 void config_parse_listen(struct config_parser *p, const struct config_line *w);
 void config_parse_rule(struct config_parser *p, const struct config_line *w);
+void config_parse_admin(struct config_parser *p, const struct config_line *w);
+void config_parse_on_reload(struct config_parser *p, const struct config_line *w);
 void config_parse_geoip(struct config_parser *p, const struct config_line *w);
 void config_parse_region(struct config_parser *p, const struct config_line *w);
 

@@ -398,12 +398,18 @@ static void on_events_wake(uv_async_t *async)
 
 static bool admin_authorized(const struct admin_server *a, const struct http_request *req)
 {
-    if (a->deps.token == NULL)
-        return true;
-    const struct http_header *h = http_find_header(req->headers, req->n_headers, "authorization");
-    size_t tlen = strlen(a->deps.token);
-    return h != NULL && h->value_len == 7 + tlen && strncmp(h->value, "Bearer ", 7) == 0 &&
-           CRYPTO_memcmp(h->value + 7, a->deps.token, tlen) == 0;
+    struct policy_snapshot *snap = runtime_acquire_snapshot(a->deps.rt);
+    const char *token = policy_snapshot_config(snap)->admin.token;
+    bool ok = token == NULL;
+    if (!ok) {
+        const struct http_header *h =
+            http_find_header(req->headers, req->n_headers, "authorization");
+        size_t tlen = strlen(token);
+        ok = h != NULL && h->value_len == 7 + tlen && strncmp(h->value, "Bearer ", 7) == 0 &&
+             CRYPTO_memcmp(h->value + 7, token, tlen) == 0;
+    }
+    policy_snapshot_release(snap);
+    return ok;
 }
 
 static bool path_is(const char *path, size_t len, const char *want)
@@ -584,9 +590,10 @@ static void on_admin_handle_closed(uv_handle_t *h)
     admin_maybe_free(a);
 }
 
-int admin_start(uv_loop_t *loop, const struct sockaddr_storage *addr, const struct admin_deps *deps,
+int admin_start(uv_loop_t *loop, const struct config_admin *cfg, const struct admin_deps *deps,
                 struct admin_server **out)
 {
+    const struct sockaddr_storage *addr = &cfg->addr;
     char shown[64];
     struct admin_server *a = calloc(1, sizeof *a);
     if (a == NULL)
@@ -614,7 +621,7 @@ int admin_start(uv_loop_t *loop, const struct sockaddr_storage *addr, const stru
     events_hub_set_wake(&deps->rt->events, &a->events_wake);
     log_msg(LOG_INFO, "admin listener on http://%s/ (%s)",
             config_format_addr(addr, shown, sizeof shown),
-            deps->token != NULL ? "bearer token required" : "no token: loopback only");
+            cfg->token != NULL ? "bearer token required" : "no token: loopback only");
     *out = a;
     return 0;
 }

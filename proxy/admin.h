@@ -1,14 +1,16 @@
 /* The admin listener: a small HTTP/1.1 server on the main thread's loop for operators and
  * admins. GET / (dashboard), /status (JSON), /metrics (Prometheus text), /connections (JSON),
  * /events (live JSON lines, or server-sent events for Accept: text/event-stream); POST /reload
- * and POST /dry-run (body: the path of a candidate configuration). With a token, every request
- * must carry "Authorization: Bearer TOKEN". */
+ * and POST /dry-run (body: the path of a candidate configuration). When the policy in force has
+ * an admin token, every request must carry "Authorization: Bearer TOKEN" (the token reloads with
+ * the policy; the address is bound once, at start). */
 #ifndef GEOPROXY_PROXY_ADMIN_H
 #define GEOPROXY_PROXY_ADMIN_H
 
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "policy/config.h"
 #include "proxy/reload.h"
 #include "proxy/runtime.h"
 
@@ -26,11 +28,10 @@ struct admin_deps {
     struct worker *workers;
     unsigned n_workers;
     struct reloader *reloader;
-    const char *token; /* NULL: no token (loopback listeners only) */
 };
 
 /* Listens on addr. Returns 0 and sets *out, or a libuv error (logged with the address). */
-int admin_start(uv_loop_t *loop, const struct sockaddr_storage *addr, const struct admin_deps *deps,
+int admin_start(uv_loop_t *loop, const struct config_admin *cfg, const struct admin_deps *deps,
                 struct admin_server **out);
 
 /* Stops listening and closes every admin connection; the memory goes once libuv has closed

@@ -9,6 +9,7 @@
 #include "policy/policy.h"
 #include "proxy/cli.h"
 #include "proxy/container_of.h"
+#include "proxy/admin.h"
 #include "proxy/log.h"
 #include "proxy/reload.h"
 #include "proxy/runtime.h"
@@ -25,6 +26,7 @@ struct server {
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t stop_poll;
     struct reloader reloader;
+    struct admin_server *admin;
     bool stopping;
 };
 
@@ -56,6 +58,8 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
     s->stopping = true;
     log_msg(LOG_INFO, "%s: no longer accepting; finishing the connections in flight",
             strsignal(signum));
+    admin_close(s->admin); /* it asks workers questions: not while they stop */
+    s->admin = NULL;
     for (unsigned i = 0; i < s->n_workers; i++)
         worker_request_stop(&s->workers[i]);
     uv_timer_start(&s->stop_poll, on_stop_poll, STOP_POLL_MS, STOP_POLL_MS);
@@ -156,6 +160,16 @@ int cli_run(struct config *cfg, const char *config_path)
         0) {
         log_msg(LOG_ERROR, "out of memory");
         abort(); /* worker threads are running: there is no clean way back */
+    }
+    if (cfg->admin.enabled) {
+        struct admin_deps deps = {
+            .rt = &s.rt,
+            .workers = s.workers,
+            .n_workers = s.n_workers,
+            .reloader = &s.reloader,
+        };
+        if (admin_start(s.loop, &cfg->admin, &deps, &s.admin) != 0)
+            log_msg(LOG_WARN, "serving without the admin listener");
     }
     uv_run(s.loop, UV_RUN_DEFAULT);
 

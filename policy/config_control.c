@@ -1,0 +1,155 @@
+/* Directives about running geoproxy rather than deciding connections:
+ *   admin ADDRESS [token FILE] | admin off
+ *   on-reload keep | reevaluate */
+#include "policy/config_parser.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/crypto.h>
+
+#include "policy/config_file.h"
+#include "policy/config_value.h"
+
+static const char *const on_reload_modes[] = {"keep", "reevaluate", NULL};
+static const char *const admin_option_names[] = {"token", NULL};
+
+void config_parse_on_reload(struct config_parser *p, const struct config_line *w)
+{
+    if (w->count < 2) {
+        config_parser_error(p, w->tokens[0].end_col,
+                            "missing mode after 'on-reload' (expected keep or reevaluate)");
+        return;
+    }
+    if (!config_expect_end(p, w, 2, "on-reload") ||
+        !config_check_once(p, &p->on_reload_at, w->tokens[0].col, "'on-reload'"))
+        return;
+    int mode = config_word_index(&w->tokens[1], on_reload_modes);
+    if (mode < 0) {
+        config_error_unknown_word(p, &w->tokens[1], "on-reload mode", "", on_reload_modes,
+                                  "expected keep or reevaluate");
+        return;
+    }
+    p->cfg->on_reload = mode == 0 ? ON_RELOAD_KEEP : ON_RELOAD_REEVALUATE;
+    config_mark_set(p, &p->on_reload_at);
+}
+
+static bool admin_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
+        return (ntohl(in4->sin_addr.s_addr) >> 24) == 127;
+    }
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+    return memcmp(&in6->sin6_addr, &in6addr_loopback, sizeof in6addr_loopback) == 0;
+}
+
+/* Reads the token file: private (mode 0600 or stricter), one line of printable ASCII. */
+static int admin_load_token(struct config_parser *p, const struct config_token *file)
+{
+    struct config_admin *a = &p->cfg->admin;
+    char err[CONFIG_FILE_ERROR_MAX];
+    struct stat st;
+    char *text = NULL;
+    size_t len = 0;
+
+    a->token_path = config_path_join(config_parser_dir(p), file->text);
+    if (a->token_path == NULL) {
+        if (errno == ENAMETOOLONG)
+            config_parser_error(p, file->col, "token file path is too long");
+        else
+            config_parser_out_of_memory(p, file->col);
+        return -1;
+    }
+    if (config_file_read(a->token_path, CONFIG_TOKEN_MAX + 2, &text, &len, &st, err) != 0) {
+        config_parser_error(p, file->col, "%s", err);
+        return -1;
+    }
+    int ret = -1;
+    if ((st.st_mode & 077) != 0) {
+        config_parser_error(p, file->col,
+                            "refusing a token file that group or others can access (mode %04o): "
+                            "run 'chmod 600 %s'",
+                            (unsigned)(st.st_mode & 07777), a->token_path);
+        goto out;
+    }
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        len--;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] <= ' ' || text[i] > '~') {
+            config_parser_error(p, file->col,
+                                "token file %s must hold one line of printable ASCII without "
+                                "blanks",
+                                a->token_path);
+            goto out;
+        }
+    }
+    if (len < CONFIG_TOKEN_MIN || len > CONFIG_TOKEN_MAX) {
+        config_parser_error(p, file->col, "the token in %s must be %u to %u characters long",
+                            a->token_path, CONFIG_TOKEN_MIN, CONFIG_TOKEN_MAX);
+        goto out;
+    }
+    a->token = malloc(len + 1);
+    if (a->token == NULL) {
+        config_parser_out_of_memory(p, file->col);
+        goto out;
+    }
+    memcpy(a->token, text, len);
+    a->token[len] = '\0';
+    ret = config_add_source(p, a->token_path, file->col);
+out:
+    if (text != NULL) {
+        OPENSSL_cleanse(text, len);
+        free(text);
+    }
+    return ret;
+}
+
+void config_parse_admin(struct config_parser *p, const struct config_line *w)
+{
+    struct config_admin *a = &p->cfg->admin;
+    struct config_value_error verr;
+    const struct config_token *token_opt = NULL, *token = NULL;
+
+    if (w->count < 2) {
+        config_parser_error(p, w->tokens[0].end_col,
+                            "missing address after 'admin' (for example 127.0.0.1:%u, or off)",
+                            CONFIG_ADMIN_DEFAULT_PORT);
+        return;
+    }
+    if (!config_check_once(p, &p->admin_at, w->tokens[0].col, "'admin'"))
+        return;
+    const struct config_token *addr = &w->tokens[1];
+    if (config_word_is(addr, "off")) {
+        if (config_expect_end(p, w, 2, "admin off"))
+            config_mark_set(p, &p->admin_at);
+        return;
+    }
+    if (config_parse_address(addr->text, addr->len, CONFIG_ADMIN_DEFAULT_PORT, &a->addr, &verr) !=
+        0) {
+        config_parser_error(p, config_word_col_at(addr, verr.offset), "%s", verr.message);
+        return;
+    }
+    static const struct config_option_spec spec = {
+        .context = " for 'admin'",
+        .names = admin_option_names,
+        .planned = NULL,
+        .expected = "expected token",
+    };
+    const struct config_option_slot slots[] = {{"token", &token_opt, &token}};
+    if (config_parse_option_pairs(p, w, 2, &spec, slots, 1) != 0)
+        return;
+    if (token != NULL && admin_load_token(p, token) != 0)
+        return;
+    if (token == NULL && !admin_is_loopback(&a->addr)) {
+        config_parser_error(p, addr->col,
+                            "an admin listener on a non-loopback address needs 'token FILE' "
+                            "(anyone who reaches it could reload the policy and read metrics)");
+        return;
+    }
+    a->enabled = true;
+    config_mark_set(p, &p->admin_at);
+}
