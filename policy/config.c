@@ -317,6 +317,7 @@ static void parser_free(struct config_parser *p)
         free(p->strings[i]);
     }
     free(p->strings);
+    key_map_free(&p->rule_names);
     config_free(p->cfg);
     free(p);
 }

@@ -11,6 +11,7 @@
 #include "policy/config.h"
 #include "policy/config_diag.h"
 #include "policy/config_lexer.h"
+#include "policy/key_map.h"
 
 #define CONFIG_NOT_YET "is not available in this version yet (see docs/CONFIG.md)"
 #define CONFIG_NAME_RULES                                                                          \
@@ -69,7 +70,8 @@ struct config_parser {
     bool geoip_country_none;          /* "geoip country none" */
     struct config_origin region_at[CONFIG_MAX_REGIONS];
     size_t sources_cap;
-    size_t match_values; /* values in every rule's matchers so far */
+    size_t match_values;       /* values in every rule's matchers so far */
+    struct key_map rule_names; /* rule name -> its index (number) */
     struct config_origin admin_at;
     struct config_origin on_reload_at;
     struct config_line words;

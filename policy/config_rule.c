@@ -157,20 +157,21 @@ static int rule_parse_matchers(struct config_parser *p, const struct config_line
 static int rule_check_name(struct config_parser *p, const struct config_token *name)
 {
     const struct config *cfg = p->cfg;
+    const struct key_entry *e;
     char shown[CONFIG_CLIP_SIZE];
-    size_t i;
 
     if (!config_name_is_valid(name->text, name->len)) {
         config_parser_error(p, name->col, "invalid rule name '%s' (" CONFIG_NAME_RULES ")",
                             config_token_clip(name, shown));
         return -1;
     }
-    for (i = 0; i < cfg->n_rules; i++) {
-        if (strcmp(cfg->rules[i].name, name->text) == 0) {
-            config_parser_error(p, name->col, "duplicate rule name '%s' (first defined at %s:%u)",
-                                name->text, cfg->rules[i].file, cfg->rules[i].line);
-            return -1;
-        }
+    e = key_map_find(&p->rule_names, name->text, name->len, 0);
+    if (e != NULL) {
+        const struct config_rule *first = &cfg->rules[e->number];
+
+        config_parser_error(p, name->col, "duplicate rule name '%s' (first defined at %s:%u)",
+                            name->text, first->file, first->line);
+        return -1;
     }
     return 0;
 }
@@ -197,6 +198,7 @@ static void rule_refuse_tunnel(struct config_parser *p, const struct config_line
 static int rule_append(struct config_parser *p, const struct config_line *w, struct config_rule *r)
 {
     struct config *cfg = p->cfg;
+    struct key_entry *e;
 
     if (cfg->n_rules == CONFIG_RULES_MAX) {
         config_parser_error(p, w->tokens[0].col, "too many rules (at most %u)",
@@ -214,6 +216,12 @@ static int rule_append(struct config_parser *p, const struct config_line *w, str
         cfg->rules = grown;
         p->rules_cap = cap;
     }
+    e = key_map_get(&p->rule_names, r->name, strlen(r->name), 0);
+    if (e == NULL) {
+        config_parser_out_of_memory(p, w->tokens[0].col);
+        return -1;
+    }
+    e->number = (uint32_t)cfg->n_rules;
     cfg->rules[cfg->n_rules++] = *r;
     return 0;
 }
@@ -249,12 +257,12 @@ void config_parse_rule(struct config_parser *p, const struct config_line *w)
         return;
     }
     r.action = action == 0 ? RULE_PASS : RULE_BLOCK;
+    memcpy(r.name, w->tokens[1].text, w->tokens[1].len + 1);
     if (rule_split_options(p, w, &o) != 0 || rule_check_options(p, w, r.action, &o, &r.log) != 0 ||
         rule_parse_matchers(p, w, &o, &r.match) != 0) {
         return;
     }
     r.no_resolve = o.opt[OPT_NO_RESOLVE] != NULL;
-    memcpy(r.name, w->tokens[1].text, w->tokens[1].len + 1);
     r.file = strdup(config_parser_file(p));
     r.reason = o.opt[OPT_REASON] != NULL ? strdup(w->tokens[o.first[OPT_REASON]].text) : NULL;
     r.line = p->line;

@@ -312,8 +312,8 @@ static void error_unknown_place(struct config_parser *p, const struct config_tok
                             to ? TO_EXPECTED : PLACE_EXPECTED);
 }
 
-static int parse_place_value(struct config_parser *p, const struct value_word *v, bool to,
-                             struct rule_match *m)
+static int parse_place_word(struct config_parser *p, const struct value_word *v, bool to,
+                            struct rule_match *m)
 {
     const struct config_token *t = &v->t;
     struct match_place *pl = to ? &m->to[v->pol] : &m->from[v->pol];
@@ -352,10 +352,13 @@ static int parse_place_value(struct config_parser *p, const struct value_word *v
     if (r != NULL) {
         for (size_t i = 0; i < COUNTRY_SET_WORDS; i++)
             pl->countries.bits[i] |= r->countries.bits[i];
+        pl->has_countries = true;
         return 0;
     }
-    if (t->len == 2 && country_code_index(t->text) >= 0)
+    if (t->len == 2 && country_code_index(t->text) >= 0) {
+        pl->has_countries = true;
         return country_set_add(&pl->countries, t->text);
+    }
     if (memchr(t->text, '.', t->len) != NULL) {
         if (to)
             return parse_domain(p, v, m);
@@ -365,6 +368,18 @@ static int parse_place_value(struct config_parser *p, const struct value_word *v
     }
     error_unknown_place(p, t, to);
     return -1;
+}
+
+static int parse_place_value(struct config_parser *p, const struct value_word *v, bool to,
+                             struct rule_match *m)
+{
+    struct match_place *pl = to ? &m->to[v->pol] : &m->from[v->pol];
+    size_t domains = m->domains[v->pol].n, ports = m->n_ports[v->pol];
+    int rc = parse_place_word(p, v, to, m);
+
+    if (rc == 0 && domains == m->domains[v->pol].n && ports == m->n_ports[v->pol])
+        pl->n_values++; /* neither a domain nor a port: a value about the address */
+    return rc;
 }
 
 /* ---- user / listener --------------------------------------------------------------------- */

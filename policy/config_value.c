@@ -91,7 +91,7 @@ static int address_parse_port(const char *s, size_t len, size_t offset, uint16_t
                               struct config_value_error *err)
 {
     char shown[CONFIG_CLIP_SIZE];
-    uint64_t value;
+    uint64_t value = 0;
     enum config_number_result rc;
 
     if (len == 0) {

@@ -8,6 +8,9 @@
 #include "policy/rule_index.h"
 #include "policy/rule_match.h"
 
+/* Up to this many rules, trying each in order is faster than combining the index's sets. */
+#define POLICY_LINEAR_RULES_MAX 8
+
 struct policy_snapshot {
     atomic_uint refs;
     uint64_t generation;
@@ -63,7 +66,7 @@ enum policy_outcome policy_decide(const struct policy_snapshot *snap,
     size_t i = 0;
 
     match_request_init(&r, req, host);
-    if (cfg->index != NULL)
+    if (cfg->index != NULL && cfg->n_rules > POLICY_LINEAR_RULES_MAX)
         found = rule_index_find(cfg->index, cfg, &r, &i);
     else
         found = rule_find_linear(cfg, &r, &i);

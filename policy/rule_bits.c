@@ -119,10 +119,7 @@ struct rule_bits *rule_bits_of(struct bits_pool *pool, const struct id_list *l, 
     b = bits_new(pool, l->ids[0] / 64, l->ids[l->n - 1] / 64 - l->ids[0] / 64 + 1, failed, over);
     for (size_t i = 0; b != NULL && i < l->n; i++)
         rule_bits_set(b, l->ids[i]);
+    if (b != NULL)
+        b->count = l->n;
     return b;
-}
-
-struct rule_bits *rule_bits_full(struct bits_pool *pool, size_t n_words, bool *failed, bool *over)
-{
-    return bits_new(pool, 0, n_words == 0 ? 1 : n_words, failed, over);
 }

@@ -17,6 +17,7 @@ struct id_list {
 /* Bits lo*64 .. (lo+n)*64-1 of a rule set; every other bit is 0. */
 struct rule_bits {
     size_t lo, n;
+    size_t count; /* bits set */
     uint64_t w[];
 };
 
@@ -43,9 +44,6 @@ void bits_pool_free(struct bits_pool *pool);
 /* A ranged bitset of the ids (NULL for an empty list, or on failure with *failed set). */
 struct rule_bits *rule_bits_of(struct bits_pool *pool, const struct id_list *l, bool *failed,
                                bool *over);
-
-/* Every rule of n_rules whose flag is set, as a bitset over all words (never NULL on success). */
-struct rule_bits *rule_bits_full(struct bits_pool *pool, size_t n_words, bool *failed, bool *over);
 
 static inline uint64_t rule_bits_word(const struct rule_bits *b, size_t i)
 {

@@ -15,7 +15,7 @@ struct place_lists {
 struct build {
     struct rule_index *idx;
     struct place_lists *from, *to;
-    struct rule_bits *from_free, *host_free, *to_addr_pos, *port_free, *user_free, *listener_free;
+    struct id_list from_free, host_free, to_addr_pos, port_free, user_free, listener_free;
     bool failed, over;
 };
 
@@ -23,12 +23,6 @@ static void note(struct build *b, int rc)
 {
     if (rc != 0)
         b->failed = true;
-}
-
-static bool place_empty(const struct match_place *pl)
-{
-    return !pl->local && !pl->unknown && pl->n_nets == 0 && pl->n_asns == 0 &&
-           country_set_count(&pl->countries) == 0;
 }
 
 static void add_place(struct build *b, struct place_index *pi, struct place_lists *pl,
@@ -73,24 +67,24 @@ static void add_rule(struct build *b, const struct rule_match *m, uint32_t rule)
 {
     struct rule_index *idx = b->idx;
 
-    if (m == NULL || place_empty(&m->from[MATCH_POS]))
-        rule_bits_set(b->from_free, rule);
-    if (m == NULL || (place_empty(&m->to[MATCH_POS]) && m->domains[MATCH_POS].n == 0))
-        rule_bits_set(b->host_free, rule);
-    if (m != NULL && !place_empty(&m->to[MATCH_POS]))
-        rule_bits_set(b->to_addr_pos, rule);
+    if (m == NULL || match_place_is_empty(&m->from[MATCH_POS]))
+        note(b, id_list_add(&b->from_free, rule));
+    if (m == NULL || (match_place_is_empty(&m->to[MATCH_POS]) && m->domains[MATCH_POS].n == 0))
+        note(b, id_list_add(&b->host_free, rule));
+    if (m != NULL && !match_place_is_empty(&m->to[MATCH_POS]))
+        note(b, id_list_add(&b->to_addr_pos, rule));
     if (m == NULL || m->n_ports[MATCH_POS] == 0)
-        rule_bits_set(b->port_free, rule);
+        note(b, id_list_add(&b->port_free, rule));
     if (m == NULL || m->users[MATCH_POS].n == 0)
-        rule_bits_set(b->user_free, rule);
+        note(b, id_list_add(&b->user_free, rule));
     if (m == NULL || m->listeners[MATCH_POS].n == 0)
-        rule_bits_set(b->listener_free, rule);
+        note(b, id_list_add(&b->listener_free, rule));
     if (m == NULL)
         return;
     for (int pol = 0; pol < 2; pol++) {
-        if (!place_empty(&m->from[pol]))
+        if (!match_place_is_empty(&m->from[pol]))
             idx->active |= DIM_FROM;
-        if (!place_empty(&m->to[pol]) || m->domains[pol].n > 0)
+        if (!match_place_is_empty(&m->to[pol]) || m->domains[pol].n > 0)
             idx->active |= DIM_HOST;
         if (m->n_ports[pol] > 0)
             idx->active |= DIM_PORT;
@@ -264,21 +258,10 @@ static void place_lists_free(struct place_lists *pl)
     free(pl);
 }
 
-static struct rule_bits *full_bits(struct build *b)
-{
-    return rule_bits_full(&b->idx->pool, b->idx->n_words, &b->failed, &b->over);
-}
-
 static void build_all(struct build *b, const struct config *cfg)
 {
     struct rule_index *idx = b->idx;
 
-    b->from_free = full_bits(b);
-    b->host_free = full_bits(b);
-    b->to_addr_pos = full_bits(b);
-    b->port_free = full_bits(b);
-    b->user_free = full_bits(b);
-    b->listener_free = full_bits(b);
     for (int f = 0; f < 2; f++) {
         note(b, prefix_trie_init(&idx->from.trie[f], f == 0 ? MATCH_V4 : MATCH_V6));
         note(b, prefix_trie_init(&idx->to.trie[f], f == 0 ? MATCH_V4 : MATCH_V6));
@@ -287,12 +270,12 @@ static void build_all(struct build *b, const struct config *cfg)
         return;
     for (size_t r = 0; r < cfg->n_rules; r++)
         add_rule(b, cfg->rules[r].match, (uint32_t)r);
-    idx->from_free = b->from_free;
-    idx->host_free = b->host_free;
-    idx->to_addr_pos = b->to_addr_pos;
-    idx->port_free = b->port_free;
-    idx->user_free = b->user_free;
-    idx->listener_free = b->listener_free;
+    idx->from_free = make_bits(b, &b->from_free);
+    idx->host_free = make_bits(b, &b->host_free);
+    idx->to_addr_pos = make_bits(b, &b->to_addr_pos);
+    idx->port_free = make_bits(b, &b->port_free);
+    idx->user_free = make_bits(b, &b->user_free);
+    idx->listener_free = make_bits(b, &b->listener_free);
     finish_place(b, &idx->from, b->from);
     finish_place(b, &idx->to, b->to);
     finish_names(b, &idx->domains);
@@ -324,6 +307,12 @@ int rule_index_build(const struct config *cfg, struct rule_index **out)
 out:
     place_lists_free(b.from);
     place_lists_free(b.to);
+    id_list_free(&b.from_free);
+    id_list_free(&b.host_free);
+    id_list_free(&b.to_addr_pos);
+    id_list_free(&b.port_free);
+    id_list_free(&b.user_free);
+    id_list_free(&b.listener_free);
     if (ret == 0)
         *out = b.idx;
     else

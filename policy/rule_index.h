@@ -35,6 +35,10 @@ size_t rule_index_bytes(const struct rule_index *idx);
 enum rule_find rule_index_find(const struct rule_index *idx, const struct config *cfg,
                                const struct match_request *r, size_t *rule);
 
+/* The same, looking only at rules from number start on. */
+enum rule_find rule_index_find_from(const struct rule_index *idx, const struct config *cfg,
+                                    const struct match_request *r, size_t start, size_t *rule);
+
 /* The same answer by trying every rule in order: the reference the index is tested against. */
 enum rule_find rule_find_linear(const struct config *cfg, const struct match_request *r,
                                 size_t *rule);

@@ -2,6 +2,7 @@
  * (the reference). Both never allocate. */
 #include "policy/rule_index_internal.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #define DIM_SETS_MAX 10 /* sets one dimension can combine, each polarity */
@@ -13,6 +14,8 @@ struct dim {
     const struct rule_bits *pos[DIM_SETS_MAX];
     const struct rule_bits *neg[DIM_SETS_MAX];
     unsigned n_pos, n_neg;
+    size_t lo, hi; /* the words where pos may have a bit */
+    size_t weight; /* bits in pos, counted with repeats: tried first when small */
 };
 
 static void dim_add(struct dim *d, int pol, const struct rule_bits *b)
@@ -143,16 +146,56 @@ static enum rule_find rule_try(const struct config_rule *rule, const struct matc
     return RULE_NONE;
 }
 
+/* Computes each dimension's word range and weight, puts the lightest dimension first, and
+ * narrows [*lo, *hi) to the words every dimension may have. */
+static void dims_order(struct dim *dims, size_t n, size_t *lo, size_t *hi)
+{
+    for (size_t d = 0; d < n; d++) {
+        struct dim *x = &dims[d];
+
+        x->lo = SIZE_MAX;
+        x->hi = 0;
+        for (unsigned i = 0; i < x->n_pos; i++) {
+            const struct rule_bits *b = x->pos[i];
+
+            x->lo = b->lo < x->lo ? b->lo : x->lo;
+            x->hi = b->lo + b->n > x->hi ? b->lo + b->n : x->hi;
+            x->weight += b->count;
+        }
+        *lo = x->lo > *lo ? x->lo : *lo;
+        *hi = x->hi < *hi ? x->hi : *hi;
+    }
+    for (size_t d = 1; d < n; d++) {
+        struct dim x = dims[d];
+        size_t k = d;
+
+        for (; k > 0 && dims[k - 1].weight > x.weight; k--)
+            dims[k] = dims[k - 1];
+        dims[k] = x;
+    }
+}
+
 enum rule_find rule_index_find(const struct rule_index *idx, const struct config *cfg,
                                const struct match_request *r, size_t *rule)
+{
+    return rule_index_find_from(idx, cfg, r, 0, rule);
+}
+
+enum rule_find rule_index_find_from(const struct rule_index *idx, const struct config *cfg,
+                                    const struct match_request *r, size_t start, size_t *rule)
 {
     struct dim dims[DIMS_MAX];
     size_t n_dims = dims_collect(idx, r, dims);
     size_t tail = idx->n_rules % 64;
+    size_t lo = start / 64, hi = idx->n_words;
 
-    for (size_t w = 0; w < idx->n_words; w++) {
+    dims_order(dims, n_dims, &lo, &hi);
+    for (size_t w = lo; w < hi; w++) {
         uint64_t acc =
             (w + 1 == idx->n_words && tail != 0) ? (UINT64_C(1) << tail) - 1 : ~UINT64_C(0);
+
+        if (w == start / 64)
+            acc &= ~UINT64_C(0) << (start % 64);
 
         for (size_t d = 0; d < n_dims && acc != 0; d++)
             acc &= dim_word(&dims[d], w);

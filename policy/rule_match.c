@@ -59,12 +59,6 @@ int match_host_normalize(const char *host, char *buf)
     return (int)len;
 }
 
-static bool place_is_empty(const struct match_place *pl)
-{
-    return !pl->local && !pl->unknown && pl->n_nets == 0 && pl->n_asns == 0 &&
-           country_set_count(&pl->countries) == 0;
-}
-
 /* True if the address a with classification g matches one value of pl. */
 static bool place_has(const struct match_place *pl, const struct match_net *a,
                       const struct geo_result *g)
@@ -148,7 +142,7 @@ static enum match_result to_values_hit(const struct match_place *pl, const struc
 {
     if (names_have_domain(d, r->host, r->host_len))
         return MATCH_YES;
-    if (place_is_empty(pl))
+    if (match_place_is_empty(pl))
         return MATCH_NO;
     if (r->dest_known)
         return tri_of(place_has(pl, &r->dest, r->dest_geo));
@@ -160,7 +154,7 @@ static enum match_result match_to_host(const struct rule_match *m, const struct 
     const struct match_place *pos = &m->to[MATCH_POS];
     enum match_result hit = MATCH_YES;
 
-    if (!place_is_empty(pos) || m->domains[MATCH_POS].n > 0)
+    if (!match_place_is_empty(pos) || m->domains[MATCH_POS].n > 0)
         hit = to_values_hit(pos, &m->domains[MATCH_POS], r);
     return tri_and(hit, tri_not(to_values_hit(&m->to[MATCH_NEG], &m->domains[MATCH_NEG], r)));
 }
@@ -169,7 +163,7 @@ static bool match_from(const struct rule_match *m, const struct match_request *r
 {
     const struct match_place *pos = &m->from[MATCH_POS];
 
-    if (!place_is_empty(pos) && !place_has(pos, &r->client, r->client_geo))
+    if (!match_place_is_empty(pos) && !place_has(pos, &r->client, r->client_geo))
         return false;
     return !place_has(&m->from[MATCH_NEG], &r->client, r->client_geo);
 }
@@ -200,7 +194,8 @@ enum match_result rule_match_eval(const struct rule_match *m, const struct match
 
 bool rule_match_needs_address(const struct rule_match *m)
 {
-    return m != NULL && (!place_is_empty(&m->to[MATCH_POS]) || !place_is_empty(&m->to[MATCH_NEG]));
+    return m != NULL &&
+           (!match_place_is_empty(&m->to[MATCH_POS]) || !match_place_is_empty(&m->to[MATCH_NEG]));
 }
 
 bool rule_match_uses_countries(const struct rule_match *m)
@@ -208,8 +203,7 @@ bool rule_match_uses_countries(const struct rule_match *m)
     if (m == NULL)
         return false;
     for (int i = 0; i < 2; i++)
-        if (country_set_count(&m->from[i].countries) > 0 ||
-            country_set_count(&m->to[i].countries) > 0)
+        if (m->from[i].has_countries || m->to[i].has_countries)
             return true;
     return false;
 }
@@ -291,18 +285,18 @@ static bool ports_subset(const struct rule_match *b, const struct rule_match *a)
 
 static bool from_covers(const struct rule_match *a, const struct rule_match *b)
 {
-    if (place_is_empty(&a->from[MATCH_POS]) && place_is_empty(&a->from[MATCH_NEG]))
+    if (match_place_is_empty(&a->from[MATCH_POS]) && match_place_is_empty(&a->from[MATCH_NEG]))
         return true;
-    if (!place_is_empty(&a->from[MATCH_NEG]) || place_is_empty(&b->from[MATCH_POS]))
+    if (!match_place_is_empty(&a->from[MATCH_NEG]) || match_place_is_empty(&b->from[MATCH_POS]))
         return false;
     return place_subset(&b->from[MATCH_POS], &a->from[MATCH_POS]);
 }
 
 static bool host_covers(const struct rule_match *a, const struct rule_match *b)
 {
-    bool a_pos = !place_is_empty(&a->to[MATCH_POS]) || a->domains[MATCH_POS].n > 0;
-    bool a_neg = !place_is_empty(&a->to[MATCH_NEG]) || a->domains[MATCH_NEG].n > 0;
-    bool b_pos = !place_is_empty(&b->to[MATCH_POS]) || b->domains[MATCH_POS].n > 0;
+    bool a_pos = !match_place_is_empty(&a->to[MATCH_POS]) || a->domains[MATCH_POS].n > 0;
+    bool a_neg = !match_place_is_empty(&a->to[MATCH_NEG]) || a->domains[MATCH_NEG].n > 0;
+    bool b_pos = !match_place_is_empty(&b->to[MATCH_POS]) || b->domains[MATCH_POS].n > 0;
 
     if (!a_pos && !a_neg)
         return true;

@@ -40,6 +40,8 @@ struct match_place {
     size_t n_nets;
     uint32_t *asns;
     size_t n_asns;
+    size_t n_values;    /* every value above as written (a region counts once) */
+    bool has_countries; /* a country code or region is among them */
 };
 
 /* Names of one polarity: domains (lower case, no final dot; ".example.com" is the domain and
@@ -88,6 +90,12 @@ struct match_request {
     const char *user;     /* NULL: no authenticated user */
     const char *listener; /* NULL: unknown */
 };
+
+/* True if pl has no value. */
+static inline bool match_place_is_empty(const struct match_place *pl)
+{
+    return pl->n_values == 0;
+}
 
 /* Three-valued: a rule can match, not match, or need the destination's address to tell. */
 enum match_result { MATCH_NO = 0, MATCH_YES = 1, MATCH_NEED = 2 };

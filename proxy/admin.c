@@ -11,6 +11,7 @@
 #include "policy/config.h"
 #include "proxy/admin_routes.h"
 #include "proxy/container_of.h"
+#include "proxy/event_filter.h"
 #include "proxy/events.h"
 #include "proxy/http_parse.h"
 #include "proxy/inspect.h"
@@ -38,7 +39,7 @@ struct admin_conn {
     bool keep_alive;
     bool busy;      /* an answer is being prepared off this callback */
     bool following; /* /events */
-    bool sse;
+    struct event_filter filter;
     bool closing;
     bool close_after_write; /* Connection: close was answered */
     unsigned writes;        /* in flight */
@@ -330,18 +331,23 @@ static void admin_start_dry_run(struct admin_conn *ac, const char *body, size_t 
 
 /* ---- event streams ------------------------------------------------------------------------- */
 
-static void admin_follow(struct admin_conn *ac, bool sse)
+static void admin_follow(struct admin_conn *ac, const struct event_filter *filter)
 {
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n"
                                "Cache-Control: no-store\r\nConnection: close\r\n\r\n";
+    static const char *const types[] = {
+        [EVENT_FORMAT_JSON] = "application/x-ndjson",
+        [EVENT_FORMAT_TEXT] = "text/plain; charset=utf-8",
+        [EVENT_FORMAT_SSE] = "text/event-stream",
+    };
     struct strbuf sb;
     strbuf_init(&sb, 512);
-    strbuf_printf(&sb, head, sse ? "text/event-stream" : "application/x-ndjson");
-    if (sse)
+    strbuf_printf(&sb, head, types[filter->format]);
+    if (filter->format == EVENT_FORMAT_SSE)
         strbuf_puts(&sb, ": geoproxy events\n\n");
     admin_send(ac, &sb);
     ac->following = true;
-    ac->sse = sse;
+    ac->filter = *filter;
     ac->keep_alive = false;
     events_follow(&ac->srv->deps.rt->events, &ac->cursor);
 }
@@ -370,17 +376,16 @@ static void admin_feed_lines(struct admin_conn *ac, const char *lines, size_t n,
 {
     struct strbuf sb;
     strbuf_init(&sb, n * 2 + 256);
-    if (lost > 0)
-        strbuf_printf(&sb, "%s{\"event\":\"lost\",\"count\":%llu}\n%s", ac->sse ? "data: " : "",
-                      (unsigned long long)lost, ac->sse ? "\n" : "");
+    if (lost > 0) {
+        char note[64];
+        int len = snprintf(note, sizeof note, "{\"event\":\"lost\",\"count\":%llu}\n",
+                           (unsigned long long)lost);
+        event_filter_render(&ac->filter, note, (size_t)len, &sb);
+    }
     for (size_t start = 0; start < n;) {
         const char *nl = memchr(lines + start, '\n', n - start);
         size_t end = nl != NULL ? (size_t)(nl - lines) + 1 : n;
-        if (ac->sse)
-            strbuf_puts(&sb, "data: ");
-        strbuf_append(&sb, lines + start, end - start);
-        if (ac->sse)
-            strbuf_puts(&sb, "\n");
+        event_filter_render(&ac->filter, lines + start, end - start, &sb);
         start = end;
     }
     admin_send(ac, &sb);
@@ -456,10 +461,19 @@ static void admin_route(struct admin_conn *ac, const struct http_request *req, c
     } else if (get && path_is(path, path_len, "/connections")) {
         admin_ask_workers(ac, INSPECT_LIST, NULL);
     } else if (get && path_is(path, path_len, "/events")) {
+        struct event_filter filter;
+        char err[128];
+        const char *query = q != NULL ? q + 1 : "";
+        size_t query_len = q != NULL ? req->uri_len - path_len - 1 : 0;
+        if (event_filter_parse(query, query_len, &filter, err, sizeof err) != 0) {
+            admin_reply_error(ac, 400, "Bad Request", NULL, err);
+            return;
+        }
         const struct http_header *accept = http_find_header(req->headers, req->n_headers, "accept");
-        bool sse = accept != NULL && accept->value_len >= 17 &&
-                   memmem(accept->value, accept->value_len, "text/event-stream", 17) != NULL;
-        admin_follow(ac, sse);
+        if (accept != NULL && accept->value_len >= 17 &&
+            memmem(accept->value, accept->value_len, "text/event-stream", 17) != NULL)
+            filter.format = EVENT_FORMAT_SSE;
+        admin_follow(ac, &filter);
     } else if (post && path_is(path, path_len, "/reload")) {
         if (reloader_request_then(a->deps.reloader, "admin", on_reload_done, ac) != 0)
             admin_reply_error(ac, 503, "Service Unavailable", "Retry-After: 1\r\n",

@@ -177,5 +177,5 @@ size_t conn_log_describe(const struct conn *c, const struct policy_verdict *cand
         fields_add_jurisdictions(&f, c);
         fields_add_identities(&f, c);
     }
-    return log_event_json(out, cap, LOG_INFO, "connection", f.items, f.n);
+    return log_event_format(out, cap, LOG_FORMAT_JSON, LOG_INFO, "connection", f.items, f.n);
 }

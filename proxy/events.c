@@ -41,7 +41,8 @@ void events_publish(struct events_hub *hub, const char *event, const struct log_
     if (atomic_load_explicit(&hub->followers, memory_order_relaxed) == 0)
         return;
     char line[EVENTS_LINE_MAX];
-    size_t len = log_event_json(line, sizeof line, LOG_INFO, event, fields, n_fields);
+    size_t len =
+        log_event_format(line, sizeof line, LOG_FORMAT_JSON, LOG_INFO, event, fields, n_fields);
     if (len == 0) {
         atomic_fetch_add_explicit(&hub->oversized, 1, memory_order_relaxed);
         return;

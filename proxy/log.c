@@ -313,11 +313,11 @@ void log_event(enum log_severity sev, const char *event, const struct log_field 
     log_write_line(l.buf, l.len);
 }
 
-size_t log_event_json(char *out, size_t cap, enum log_severity sev, const char *event,
-                      const struct log_field *fields, size_t n_fields)
+size_t log_event_format(char *out, size_t cap, enum log_format format, enum log_severity sev,
+                        const char *event, const struct log_field *fields, size_t n_fields)
 {
     struct line l;
-    line_event(&l, sev, LOG_FORMAT_JSON, event, fields, n_fields);
+    line_event(&l, sev, format, event, fields, n_fields);
     if (l.len > cap)
         return 0;
     memcpy(out, l.buf, l.len);

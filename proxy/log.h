@@ -55,9 +55,9 @@ void log_msg(enum log_severity sev, const char *fmt, ...) __attribute__((format(
 void log_event(enum log_severity sev, const char *event, const struct log_field *fields,
                size_t n_fields);
 
-/* The same event as one JSON line (with its newline) into out, whatever the log format, for the
- * admin event stream. Returns its length, or 0 when it does not fit in cap bytes. */
-size_t log_event_json(char *out, size_t cap, enum log_severity sev, const char *event,
-                      const struct log_field *fields, size_t n_fields);
+/* The same event as one line (with its newline) in the given format into out, whatever the log
+ * format in use, for the admin event stream. Returns its length, or 0 when it does not fit. */
+size_t log_event_format(char *out, size_t cap, enum log_format format, enum log_severity sev,
+                        const char *event, const struct log_field *fields, size_t n_fields);
 
 #endif
