@@ -144,7 +144,8 @@ class CliTest(CertsTestCase):
         self.assertEqual(stat.S_IMODE(os.stat(ca).st_mode), 0o700)
         out = self.issue(ca, "exit1.test", "--san", "exit1.test", "--san", "127.0.0.1",
                          "--san", "::1", "--out", self.path("nodes"))
-        node_pem, node_key = self.path("nodes", "exit1.test.pem"), self.path("nodes", "exit1.test.key")
+        node_pem = self.path("nodes", "exit1.test.pem")
+        node_key = self.path("nodes", "exit1.test.key")
         self.assertIn(f"{node_pem}: 'CN=exit1.test'", out)
         self.assertEqual(stat.S_IMODE(os.stat(node_key).st_mode), 0o600)
         with open(node_key, encoding="ascii") as f:
@@ -214,7 +215,8 @@ class CliTest(CertsTestCase):
             (["issue", "--ca", ca, "exit2", "--san", "10.0.0.256"],
              "subjectAltName '10.0.0.256' is neither an IP address nor a valid host name"),
             (["issue", "--ca", ca, "exit2", "--days", "4000"], "after its CA expires"),
-            (["issue", "--ca", self.path("nope"), "exit2"], f"{self.path('nope')}/ca.pem: cannot open"),
+            (["issue", "--ca", self.path("nope"), "exit2"],
+             f"{self.path('nope')}/ca.pem: cannot open"),
             (["show", self.path("nope.pem")], f"{self.path('nope.pem')}: cannot open"),
             (["show", os.path.join(ca, "exit1.key")], "holds a private key, not a certificate"),
         ]
@@ -228,8 +230,9 @@ class CliTest(CertsTestCase):
         self.assertFalse(os.path.exists(os.path.join(ca, "exit2.key")))
 
     def test_usage_errors(self):
-        for args in ([], ["bogus"], ["init-ca"], ["init-ca", "a", "b"], ["init-ca", "x", "--days", "0"],
-                     ["init-ca", "x", "--days", "ten"], ["init-ca", "x", "--days", "36501"],
+        for args in ([], ["bogus"], ["init-ca"], ["init-ca", "a", "b"],
+                     ["init-ca", "x", "--days", "0"], ["init-ca", "x", "--days", "ten"],
+                     ["init-ca", "x", "--days", "36501"],
                      ["issue", "exit1"], ["issue", "--ca", "x"], ["issue", "--ca", "x", "a", "b"],
                      ["issue", "--bogus"], ["show"], ["show", "a", "b"]):
             with self.subTest(args=args):
