@@ -23,4 +23,8 @@ int cli_passwd(const char *user);
  * Returns the process exit code: 0 done, 1 bad input or failure, 2 usage error. */
 int cli_geodb(int argc, char **argv);
 
+/* `geoproxy certs init-ca|issue|show ...`: argv[0] is the sub-command. Returns the process exit
+ * code: 0 done, 1 failure (the file and the reason on stderr), 2 usage error. */
+int cli_certs(int argc, char **argv);
+
 #endif

@@ -22,6 +22,7 @@ static const char usage_text[] =
     "  geodb build|lookup   geodb build -o OUT.mmdb INPUT...: a country database from Tor,\n"
     "                       CSV and CIDR files; geodb lookup [--db FILE] [--asn FILE] IP...:\n"
     "                       what geoproxy thinks of addresses (geodb --help for more)\n"
+    "  certs init-ca|issue|show  a private CA, node and client certificates (certs --help)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE    configuration file (see docs/CONFIG.md)\n"
@@ -133,6 +134,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(command, "geodb") == 0) /* has its own options */
         return cli_geodb(argc - 2, argv + 2);
+    if (strcmp(command, "certs") == 0) /* has its own options */
+        return cli_certs(argc - 2, argv + 2);
     struct options opts = {.log_format = LOG_FORMAT_TEXT, .log_level = LOG_INFO};
     int rc = parse_options(argc - 1, argv + 1, &opts);
     if (rc != 0)
