@@ -148,7 +148,7 @@ int certs_issue(const char *ca_dir, const struct certs_issue_params *p, char *er
     char cert_path[PATH_MAX], key_path[PATH_MAX], until[CERTS_TIME_MAX], ca_until[CERTS_TIME_MAX];
     X509 *ca = NULL, *cert = NULL;
     EVP_PKEY *ca_key = NULL, *key = NULL;
-    time_t nb, na, ca_na;
+    time_t nb = 0, na = 0, ca_na = 0;
     int ret;
 
     if (!certs_name_is_valid(p->name))

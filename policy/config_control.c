@@ -65,7 +65,9 @@ static int admin_load_token(struct config_parser *p, const struct config_token *
         return -1;
     }
     if (config_file_read(a->token_path, CONFIG_TOKEN_MAX + 2, &text, &len, &st, err) != 0) {
-        config_parser_error(p, file->col, "%s", err);
+        char shown[CONFIG_CLIP_SIZE];
+        config_parser_error(p, file->col, "cannot read token file %s: %s",
+                            config_token_clip(file, shown), err);
         return -1;
     }
     int ret = -1;

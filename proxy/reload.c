@@ -323,11 +323,11 @@ static void reload_publish(struct reloader *r, struct reload_job *job)
     r->reloads_ok++;
     r->loaded_at = (int64_t)time(NULL);
     r->last_error[0] = '\0';
+    /* Published before it is announced: whoever reads the log line gets the new policy. Our
+     * reference goes to the runtime, which only this loop replaces: 'published' stays valid. */
+    runtime_publish_snapshot(r->rt, snap);
     reload_log_policy(published, r->generation, job->trigger);
     reload_watch_sources(r, published->sources, published->n_sources);
-    /* Our reference goes to the runtime, which only this loop replaces: 'published' stays
-     * valid through the callback. */
-    runtime_publish_snapshot(r->rt, snap);
     if (r->published != NULL)
         r->published(r->published_arg, published);
 }

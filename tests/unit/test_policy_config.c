@@ -495,7 +495,8 @@ static const struct bad_case bad_cases[] = {
     {BASE "rule\n", "E t.conf:3:5: missing rule name\n"},
     {BASE "rule r2\n",
      "E t.conf:3:8: missing action after the rule name (expected pass, block or tunnel)\n"},
-    {BASE "rule r2 alow\n", "E t.conf:3:9: unknown action 'alow' (expected pass, block or tunnel)\n"},
+    {BASE "rule r2 alow\n",
+     "E t.conf:3:9: unknown action 'alow' (expected pass, block or tunnel)\n"},
     {BASE "rule r2 bock\n", "E t.conf:3:9: unknown action 'bock' (did you mean 'block'?)\n"},
     {BASE "rule r2/x pass\n", "E t.conf:3:6: invalid rule name 'r2/x' (use 1 to 63 letters, "
                               "digits, '.', '_' or '-', starting with a letter or digit)\n"},
@@ -511,21 +512,35 @@ static const struct bad_case bad_cases[] = {
     {BASE "rule r2 block log none log full\n", "E t.conf:3:24: option 'log' given twice\n"},
     {BASE "rule r2 block reason a reason b\n", "E t.conf:3:24: option 'reason' given twice\n"},
     {BASE "rule r2 pass colour red\n",
-     "E t.conf:3:14: unknown option 'colour' for 'rule' (expected from, to, user, listener, no-resolve, reason or log)\n"},
+     "E t.conf:3:14: unknown option 'colour' for 'rule' (expected from, to, user, listener, "
+     "no-resolve, reason or log)\n"},
     {BASE "rule r2 pass lgo none\n",
      "E t.conf:3:14: unknown option 'lgo' for 'rule' (did you mean 'log'?)\n"},
     {BASE "rule all block\n",
      "E t.conf:3:6: duplicate rule name 'all' (first defined at t.conf:2)\n"},
 
-    /* planned directives */
+    /* admin and on-reload */
     {BASE "admin 127.0.0.1:9090 token admin.token\n",
-     "E t.conf:3:1: 'admin' is not available in this version yet (see docs/CONFIG.md)\n"},
+     "E t.conf:3:28: cannot read token file admin.token: No such file or directory\n"},
+    {BASE "admin\n", "E t.conf:3:6: missing address after 'admin' (for example 127.0.0.1:9090, "
+                     "or off)\n"},
+    {BASE "admin 0.0.0.0:9090\n",
+     "E t.conf:3:7: an admin listener on a non-loopback address needs 'token FILE' (anyone who "
+     "reaches it could reload the policy and read metrics)\n"},
+    {BASE "admin 127.0.0.1:9090 tokn x\n",
+     "E t.conf:3:22: unknown option 'tokn' for 'admin' (did you mean 'token'?)\n"},
+    {BASE "admin 127.0.0.1:9090\nadmin off\n",
+     "E t.conf:4:1: 'admin' is already set at t.conf:3\n"},
+    {BASE "on-reload\n",
+     "E t.conf:3:10: missing mode after 'on-reload' (expected keep or reevaluate)\n"},
+    {BASE "on-reload reevaluat\n",
+     "E t.conf:3:11: unknown on-reload mode 'reevaluat' (did you mean 'reevaluate'?)\n"},
+
+    /* planned directives */
     {BASE "upstream exit-ch tls 192.0.2.1:443 ca ca.pem cert c.pem key k.pem\n",
      "E t.conf:3:1: 'upstream' is not available in this version yet (see docs/CONFIG.md)\n"},
     {BASE "expect from CN to example.com:443 -> all\n",
      "E t.conf:3:1: 'expect' is not available in this version yet (see docs/CONFIG.md)\n"},
-    {BASE "on-reload keep\n",
-     "E t.conf:3:1: 'on-reload' is not available in this version yet (see docs/CONFIG.md)\n"},
 
     /* include */
     {BASE "include\n", "E t.conf:3:8: missing path after 'include'\n"},
