@@ -72,7 +72,7 @@ static const struct directive directives[] = {
     {"region", config_parse_region},
     {"admin", config_parse_admin},
     {"upstream", NULL},
-    {"expect", NULL},
+    {"expect", config_parse_expect},
     {"on-reload", config_parse_on_reload},
 };
 
@@ -244,6 +244,7 @@ static void parse_finish(struct config_parser *p)
         return;
     }
     config_check_rules(p);
+    config_check_expectations(p);
 }
 
 static struct config *config_new(const char *path)
@@ -293,6 +294,14 @@ void config_free(struct config *cfg)
     geo_db_free(cfg->geoip.country);
     geo_db_free(cfg->geoip.asn);
     free(cfg->regions);
+    for (i = 0; i < cfg->n_expects; i++) {
+        free(cfg->expects[i].from);
+        free(cfg->expects[i].to_host);
+        free(cfg->expects[i].user);
+        free(cfg->expects[i].listener);
+        free(cfg->expects[i].file);
+    }
+    free(cfg->expects);
     free(cfg->admin.token_path);
     if (cfg->admin.token != NULL) {
         OPENSSL_cleanse(cfg->admin.token, strlen(cfg->admin.token));

@@ -94,6 +94,20 @@ struct config_admin {
 #define CONFIG_TOKEN_MIN 16 /* bytes in a token file, after trimming the line end */
 #define CONFIG_TOKEN_MAX 256
 
+/* "expect from FROM to HOST:PORT [user U] [listener L] -> RULE": a test of the policy itself. */
+struct config_expect {
+    char *from;    /* an IP address or a country code */
+    char *to_host; /* an IP address, a country code or a host name */
+    uint16_t port;
+    char *user;     /* or NULL */
+    char *listener; /* or NULL */
+    char rule[CONFIG_NAME_MAX];
+    char *file;
+    unsigned line;
+};
+
+#define CONFIG_EXPECTS_MAX 4096
+
 /* "on-reload keep|reevaluate": what a reload does to connections already open. */
 enum config_on_reload {
     ON_RELOAD_KEEP,       /* they finish under the policy they were accepted with (default) */
@@ -120,6 +134,8 @@ struct config {
     struct config_geoip geoip;
     enum config_on_reload on_reload;
     struct config_admin admin;
+    struct config_expect *expects;
+    size_t n_expects;
     struct region *regions; /* "region NAME = CC ..." in file order */
     size_t n_regions;
     /* Every file this configuration was read from: the top file, included files, users files

@@ -156,6 +156,11 @@ void config_parse_listen(struct config_parser *p, const struct config_line *w);
 void config_parse_rule(struct config_parser *p, const struct config_line *w);
 void config_parse_admin(struct config_parser *p, const struct config_line *w);
 void config_parse_on_reload(struct config_parser *p, const struct config_line *w);
+void config_parse_expect(struct config_parser *p, const struct config_line *w);
+
+/* Runs every expect line against the finished, compiled configuration; a failed one is an
+ * error at its line. */
+void config_check_expectations(struct config_parser *p);
 void config_parse_geoip(struct config_parser *p, const struct config_line *w);
 void config_parse_region(struct config_parser *p, const struct config_line *w);
 

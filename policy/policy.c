@@ -3,6 +3,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <arpa/inet.h>
 
 #include "geo/region.h"
 #include "policy/rule_index.h"
@@ -56,10 +59,29 @@ uint64_t policy_snapshot_generation(const struct policy_snapshot *snap)
     return snap->generation;
 }
 
-enum policy_outcome policy_decide(const struct policy_snapshot *snap,
-                                  const struct policy_request *req, struct policy_verdict *out)
+static void verdict_from_rule(const struct config_rule *rule, struct policy_verdict *out)
 {
-    const struct config *cfg = snap->cfg;
+    out->action = rule->action == RULE_PASS ? VERDICT_PASS : VERDICT_BLOCK;
+    out->rule = rule->name;
+    out->reason = rule->reason;
+    out->log = rule->log;
+    out->file = rule->file;
+    out->line = rule->line;
+}
+
+static void verdict_no_rule(struct policy_verdict *out)
+{
+    out->action = VERDICT_BLOCK;
+    out->rule = "(no rule)";
+    out->reason = "no rule matched: geoproxy refuses by default";
+    out->log = LOG_LEVEL_META;
+    out->file = NULL;
+    out->line = 0;
+}
+
+enum policy_outcome policy_decide_config(const struct config *cfg, const struct policy_request *req,
+                                         struct policy_verdict *out)
+{
     char host[MATCH_DOMAIN_MAX + 2];
     struct match_request r;
     enum rule_find found;
@@ -72,24 +94,120 @@ enum policy_outcome policy_decide(const struct policy_snapshot *snap,
         found = rule_find_linear(cfg, &r, &i);
     if (found == RULE_NEED_ADDRESS)
         return POLICY_NEED_ADDRESS;
-    if (found == RULE_FOUND) {
-        const struct config_rule *rule = &cfg->rules[i];
-
-        out->action = rule->action == RULE_PASS ? VERDICT_PASS : VERDICT_BLOCK;
-        out->rule = rule->name;
-        out->reason = rule->reason;
-        out->log = rule->log;
-        out->file = rule->file;
-        out->line = rule->line;
-        return POLICY_DECIDED;
-    }
-    out->action = VERDICT_BLOCK;
-    out->rule = "(no rule)";
-    out->reason = "no rule matched: geoproxy refuses by default";
-    out->log = LOG_LEVEL_META;
-    out->file = NULL;
-    out->line = 0;
+    if (found == RULE_FOUND)
+        verdict_from_rule(&cfg->rules[i], out);
+    else
+        verdict_no_rule(out);
     return POLICY_DECIDED;
+}
+
+enum policy_outcome policy_decide(const struct policy_snapshot *snap,
+                                  const struct policy_request *req, struct policy_verdict *out)
+{
+    return policy_decide_config(snap->cfg, req, out);
+}
+
+enum policy_outcome policy_explain(const struct config *cfg, const struct policy_request *req,
+                                   policy_step_fn step, void *arg, struct policy_verdict *out)
+{
+    char host[MATCH_DOMAIN_MAX + 2];
+    struct match_request r;
+
+    match_request_init(&r, req, host);
+    for (size_t i = 0; i < cfg->n_rules; i++) {
+        const struct config_rule *rule = &cfg->rules[i];
+        switch (rule_match_eval(rule->match, &r)) {
+        case MATCH_YES:
+            step(arg, rule, POLICY_STEP_MATCH);
+            verdict_from_rule(rule, out);
+            return POLICY_DECIDED;
+        case MATCH_NEED:
+            if (rule->no_resolve) {
+                step(arg, rule, POLICY_STEP_SKIPPED_NO_RESOLVE);
+                continue;
+            }
+            step(arg, rule, POLICY_STEP_NEEDS_ADDRESS);
+            return POLICY_NEED_ADDRESS;
+        case MATCH_NO:
+            step(arg, rule, POLICY_STEP_NO_MATCH);
+            break;
+        }
+    }
+    verdict_no_rule(out);
+    return POLICY_DECIDED;
+}
+
+/* Reads text as an IP address into ss (port 0); false when it is not one. */
+static bool probe_parse_ip(const char *text, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+static bool probe_is_country(const char *text)
+{
+    return strlen(text) == 2 && country_code_index(text) >= 0;
+}
+
+/* A place given as a country code: that country, with no address. */
+static void probe_country(const char *cc, struct sockaddr_storage *ss, struct geo_result *geo)
+{
+    memset(ss, 0, sizeof *ss);
+    ss->ss_family = AF_UNSPEC;
+    memset(geo, 0, sizeof *geo);
+    geo->cls = GEO_CLASS_COUNTRY;
+    geo->country[0] = (char)(cc[0] & ~0x20);
+    geo->country[1] = (char)(cc[1] & ~0x20);
+}
+
+int policy_probe_init(struct policy_probe *p, const struct config *cfg, const char *from,
+                      const char *to_host, uint16_t port, const char *user, const char *listener,
+                      char *err, size_t err_len)
+{
+    const struct config_geoip *g = &cfg->geoip;
+    memset(p, 0, sizeof *p);
+    p->req.client = (const struct sockaddr *)&p->client_addr;
+    if (probe_parse_ip(from, &p->client_addr)) {
+        geo_classify(g->country, g->asn, p->req.client, &p->req.client_geo);
+    } else if (probe_is_country(from)) {
+        probe_country(from, &p->client_addr, &p->req.client_geo);
+    } else {
+        snprintf(err, err_len, "'%s' is neither an IP address nor a country code", from);
+        return -1;
+    }
+    if (probe_parse_ip(to_host, &p->dest_addr)) {
+        p->req.dest = (const struct sockaddr *)&p->dest_addr;
+        geo_classify(g->country, g->asn, p->req.dest, &p->req.dest_geo);
+    } else if (probe_is_country(to_host)) {
+        probe_country(to_host, &p->dest_addr, &p->req.dest_geo);
+        p->req.dest = (const struct sockaddr *)&p->dest_addr;
+    } else {
+        if (to_host[0] == '\0' || strlen(to_host) >= sizeof p->host) {
+            snprintf(err, err_len, "'%s' is not a host name", to_host);
+            return -1;
+        }
+        snprintf(p->host, sizeof p->host, "%s", to_host);
+        p->req.host = p->host;
+    }
+    p->req.port = port;
+    if (user != NULL) {
+        snprintf(p->user, sizeof p->user, "%s", user);
+        p->req.user = p->user;
+    }
+    snprintf(p->listener, sizeof p->listener, "%s",
+             listener != NULL ? listener : (cfg->n_listeners > 0 ? cfg->listeners[0].name : ""));
+    p->req.listener = p->listener;
+    return 0;
 }
 
 void policy_classify(const struct policy_snapshot *snap, const struct sockaddr *addr,

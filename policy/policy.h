@@ -78,6 +78,45 @@ void policy_classify(const struct policy_snapshot *snap, const struct sockaddr *
 size_t policy_regions_of(const struct policy_snapshot *snap, const char cc[2], const char **names,
                          size_t cap);
 
+/* policy_decide on a configuration that is not wrapped in a snapshot yet (expect lines are
+ * checked while it loads). */
+enum policy_outcome policy_decide_config(const struct config *cfg, const struct policy_request *req,
+                                         struct policy_verdict *out);
+
+/* How one rule fared for a request, in the order they are tried (geoproxy explain). */
+enum policy_step {
+    POLICY_STEP_NO_MATCH,
+    POLICY_STEP_MATCH,              /* this rule decides */
+    POLICY_STEP_NEEDS_ADDRESS,      /* it needs the destination's address: decision stops here */
+    POLICY_STEP_SKIPPED_NO_RESOLVE, /* it would need the address, and says no-resolve */
+};
+
+typedef void (*policy_step_fn)(void *arg, const struct config_rule *rule, enum policy_step step);
+
+/* policy_decide, trying every rule in order and telling 'step' about each one tried. Gives the
+ * same answer as policy_decide. */
+enum policy_outcome policy_explain(const struct config *cfg, const struct policy_request *req,
+                                   policy_step_fn step, void *arg, struct policy_verdict *out);
+
+/* A connection described the way admins write one (expect lines, geoproxy explain). */
+struct policy_probe {
+    struct sockaddr_storage client_addr;
+    struct sockaddr_storage dest_addr;
+    char host[256];
+    char user[256];
+    char listener[CONFIG_NAME_MAX];
+    struct policy_request req;
+};
+
+/* Fills p. 'from' is an IP address (classified with cfg's databases) or a country code (a
+ * client somewhere in that country: address and network matchers do not match it). 'to_host' is
+ * an IP address, a country code (a destination address in that country, unknown otherwise), or
+ * a host name (not resolved: a rule that needs its address makes the decision stop there).
+ * user and listener may be NULL. Returns 0, or -1 with a message in err. */
+int policy_probe_init(struct policy_probe *p, const struct config *cfg, const char *from,
+                      const char *to_host, uint16_t port, const char *user, const char *listener,
+                      char *err, size_t err_len);
+
 const char *policy_action_name(enum verdict_action action);
 
 #endif

@@ -27,4 +27,7 @@ int cli_geodb(int argc, char **argv);
  * code: 0 done, 1 failure (the file and the reason on stderr), 2 usage error. */
 int cli_certs(int argc, char **argv);
 
+/* `geoproxy explain ...`: argv[0] is "explain". Returns the process exit code. */
+int cli_explain(int argc, char **argv);
+
 #endif

@@ -23,6 +23,8 @@ static const char usage_text[] =
     "                       CSV and CIDR files; geodb lookup [--db FILE] [--asn FILE] IP...:\n"
     "                       what geoproxy thinks of addresses (geodb --help for more)\n"
     "  certs init-ca|issue|show  a private CA, node and client certificates (certs --help)\n"
+    "  explain -c FILE --from ADDRESS-or-CC --to HOST:PORT [--user U] [--listener L]\n"
+    "                       how the policy decides one connection, rule by rule\n"
     "\n"
     "options:\n"
     "  -c, --config FILE    configuration file (see docs/CONFIG.md)\n"
@@ -136,6 +138,8 @@ int main(int argc, char **argv)
         return cli_geodb(argc - 2, argv + 2);
     if (strcmp(command, "certs") == 0) /* has its own options */
         return cli_certs(argc - 2, argv + 2);
+    if (strcmp(command, "explain") == 0)
+        return cli_explain(argc - 1, argv + 1);
     struct options opts = {.log_format = LOG_FORMAT_TEXT, .log_level = LOG_INFO};
     int rc = parse_options(argc - 1, argv + 1, &opts);
     if (rc != 0)
