@@ -448,6 +448,12 @@ static void admin_route(struct admin_conn *ac, const struct http_request *req, c
                     "script-src 'unsafe-inline'\r\n",
                     page, len);
     } else if (get && path_is(path, path_len, "/status")) {
+        if (q != NULL && strncmp(q, "?format=text", 12) == 0) {
+            admin_render_status_text(&a->info, &sb);
+            admin_reply(ac, 200, "OK", "text/plain; charset=utf-8", NULL, sb.data, sb.len);
+            strbuf_free(&sb);
+            return;
+        }
         admin_render_status(&a->info, &sb);
         admin_reply_json(ac, 200, "OK", &sb);
     } else if (get && path_is(path, path_len, "/metrics")) {

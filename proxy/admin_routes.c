@@ -106,6 +106,44 @@ void admin_render_status(const struct admin_status_info *info, struct strbuf *ou
     policy_snapshot_release(snap);
 }
 
+void admin_render_status_text(const struct admin_status_info *info, struct strbuf *out)
+{
+    const struct admin_deps *d = &info->deps;
+    const struct reloader *r = d->reloader;
+    struct policy_snapshot *snap = runtime_acquire_snapshot(d->rt);
+    const struct config *cfg = policy_snapshot_config(snap);
+    const struct config_geoip *g = &cfg->geoip;
+    int64_t up = (int64_t)time(NULL) - info->started_at;
+
+    strbuf_init(out, ADMIN_REPLY_MAX);
+    strbuf_printf(out, "geoproxy %s, up %lldd %02lld:%02lld:%02lld, %u worker(s)\n",
+                  GEOPROXY_VERSION, (long long)(up / 86400), (long long)(up / 3600 % 24),
+                  (long long)(up / 60 % 60), (long long)(up % 60), d->n_workers);
+    strbuf_printf(out, "connections  %u open\n", atomic_load(&d->rt->active_conns));
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        char addr[64];
+        const struct config_listener *l = &cfg->listeners[i];
+        strbuf_printf(out, "listener     %s %s (%s)%s\n", l->name,
+                      config_format_addr(&l->addr, addr, sizeof addr),
+                      config_listener_kind_name(l->kind),
+                      l->users != NULL ? ", with authentication" : "");
+    }
+    strbuf_printf(out, "policy       generation %llu, %zu rule(s) from %s\n",
+                  (unsigned long long)policy_snapshot_generation(snap), cfg->n_rules, cfg->path);
+    strbuf_printf(out, "reloads      %llu ok, %llu failed%s%s\n", (unsigned long long)r->reloads_ok,
+                  (unsigned long long)r->reloads_failed,
+                  r->last_error[0] != '\0' ? "; last error: " : "", r->last_error);
+    if (g->country != NULL) {
+        int64_t age = ((int64_t)time(NULL) - (int64_t)geo_db_build_epoch(g->country)) / 86400;
+        strbuf_printf(out, "geoip        %s (%s, %lld day(s) old)%s\n", g->country_path,
+                      geo_db_type(g->country), (long long)(age < 0 ? 0 : age),
+                      g->country_is_default ? ", the default database" : "");
+    } else {
+        strbuf_puts(out, "geoip        none: public addresses are 'unknown'\n");
+    }
+    policy_snapshot_release(snap);
+}
+
 void admin_render_metrics(const struct admin_status_info *info, struct metrics_exposition *x,
                           struct strbuf *out)
 {

@@ -28,6 +28,9 @@ void admin_status_info_init(struct admin_status_info *info, const struct admin_d
 /* GET /status as JSON. */
 void admin_render_status(const struct admin_status_info *info, struct strbuf *out);
 
+/* GET /status?format=text: a short summary for people (geoproxy status). */
+void admin_render_status_text(const struct admin_status_info *info, struct strbuf *out);
+
 /* GET /metrics in the Prometheus text format. */
 void admin_render_metrics(const struct admin_status_info *info, struct metrics_exposition *x,
                           struct strbuf *out);

@@ -30,4 +30,8 @@ int cli_certs(int argc, char **argv);
 /* `geoproxy explain ...`: argv[0] is "explain". Returns the process exit code. */
 int cli_explain(int argc, char **argv);
 
+/* `geoproxy status|reload|dry-run|tail ...` against a running geoproxy's admin listener; argv[0]
+ * is the command. Returns the process exit code. */
+int cli_admin(const char *command, int argc, char **argv);
+
 #endif

@@ -25,6 +25,13 @@ static const char usage_text[] =
     "  certs init-ca|issue|show  a private CA, node and client certificates (certs --help)\n"
     "  explain -c FILE --from ADDRESS-or-CC --to HOST:PORT [--user U] [--listener L]\n"
     "                       how the policy decides one connection, rule by rule\n"
+    "  status | reload      ask a running geoproxy (its admin listener) for a summary, or to\n"
+    "                       reload its policy now\n"
+    "  dry-run -c FILE      which live connections a candidate policy would decide otherwise\n"
+    "  tail [--json] [--action A] [--region R] [--rule NAME]\n"
+    "                       follow connection events live (reconnects when geoproxy restarts)\n"
+    "                       (these four take --admin ADDRESS, default 127.0.0.1:9090, and\n"
+    "                       --token-file FILE)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE    configuration file (see docs/CONFIG.md)\n"
@@ -140,6 +147,9 @@ int main(int argc, char **argv)
         return cli_certs(argc - 2, argv + 2);
     if (strcmp(command, "explain") == 0)
         return cli_explain(argc - 1, argv + 1);
+    if (strcmp(command, "status") == 0 || strcmp(command, "reload") == 0 ||
+        strcmp(command, "dry-run") == 0 || strcmp(command, "tail") == 0)
+        return cli_admin(command, argc - 1, argv + 1);
     struct options opts = {.log_format = LOG_FORMAT_TEXT, .log_level = LOG_INFO};
     int rc = parse_options(argc - 1, argv + 1, &opts);
     if (rc != 0)
