@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <netinet/in.h>
@@ -137,6 +138,19 @@ static uint64_t geodb_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* The database's build_epoch: when its newest input was last changed, so the age operators see
+ * is the age of the data, not of the compilation (now, when no input can be stat'ed). */
+static uint64_t geodb_data_epoch(const struct geodb_input *inputs, size_t n)
+{
+    time_t newest = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(inputs[i].path, &st) == 0 && st.st_mtime > newest)
+            newest = st.st_mtime;
+    }
+    return (uint64_t)(newest > 0 ? newest : time(NULL));
+}
+
 static int geodb_command_build(int argc, char **argv)
 {
     enum { OPT_TOR = 256, OPT_CSV, OPT_CIDR };
@@ -193,7 +207,8 @@ static int geodb_command_build(int argc, char **argv)
     }
 
     geodb_describe(inputs, n_inputs, desc, sizeof desc);
-    int rc = mmdb_writer_new(6, "geoproxy-country", desc, (uint64_t)time(NULL), &b.writer);
+    int rc =
+        mmdb_writer_new(6, "geoproxy-country", desc, geodb_data_epoch(inputs, n_inputs), &b.writer);
     if (rc != 0) {
         fprintf(stderr, "geoproxy geodb build: cannot create the writer: %s\n", strerror(-rc));
         goto out;

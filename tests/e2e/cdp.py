@@ -14,6 +14,7 @@ violations).
         b.errors   # [] when the page is clean
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -52,15 +53,11 @@ class Browser:
         self.session = None
         self.proc = None
 
+        # Our ends stay where os.pipe put them; the browser's ends go above 4 first, so that
+        # moving them to 3 and 4 in the child cannot overwrite one with the other.
         to_browser_r, to_browser_w = os.pipe()
         from_browser_r, from_browser_w = os.pipe()
-
-        def child_fds():
-            # Put the pipe ends at 3 and 4 (via fds above both, in case one already is 3 or 4).
-            high_r = os.dup(to_browser_r) if to_browser_r > 4 else os.fcntl_dup(to_browser_r)
-            high_w = os.dup(from_browser_w) if from_browser_w > 4 else os.fcntl_dup(from_browser_w)
-            os.dup2(high_r, 3)
-            os.dup2(high_w, 4)
+        to_browser_r, from_browser_w = _above_4(to_browser_r), _above_4(from_browser_w)
 
         argv = [binary, "--headless=new", "--no-sandbox", "--disable-gpu",
                 "--remote-debugging-pipe", f"--user-data-dir={self._profile}",
@@ -69,18 +66,22 @@ class Browser:
                 "--disable-sync", "--metrics-recording-only", "--mute-audio",
                 "--password-store=basic", "--use-mock-keychain", "--window-size=1280,900",
                 "about:blank"]
+        # The pipe ends go to fds 3 and 4 of the browser: bash moves them there and then
+        # execs it (no preexec_fn, which is not safe in a process with threads).
+        moves = (f"3<&{to_browser_r} 4>&{from_browser_w} "
+                 f"{to_browser_r}<&- {from_browser_w}>&-")
         try:
             with open(self._stderr_path, "wb") as err:
                 self.proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                    pass_fds=(3, 4), preexec_fn=_fd_mover(to_browser_r, from_browser_w),
+                    ["/bin/bash", "-c", f'exec "$0" "$@" {moves}', *argv],
+                    stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                    pass_fds=(to_browser_r, from_browser_w),
                     start_new_session=True)  # its own process group: close() ends them all
         except BaseException:
             for fd in (to_browser_r, to_browser_w, from_browser_r, from_browser_w):
                 os.close(fd)
             shutil.rmtree(self._profile, ignore_errors=True)
             raise
-        del child_fds
         os.close(to_browser_r)
         os.close(from_browser_w)
         self._out = to_browser_w
@@ -260,18 +261,10 @@ class Browser:
         self.close()
 
 
-def _fd_mover(read_fd, write_fd):
-    """A preexec_fn that puts read_fd at 3 and write_fd at 4 in the child."""
-
-    def move():
-        # Copy both above 4 first, so that neither dup2 overwrites the other's source.
-        r = os.dup(read_fd)
-        while r <= 4:
-            r = os.dup(r)
-        w = os.dup(write_fd)
-        while w <= 4:
-            w = os.dup(w)
-        os.dup2(r, 3)
-        os.dup2(w, 4)
-
-    return move
+def _above_4(fd):
+    """fd moved to a number above 4 (close-on-exec; pass_fds makes it inheritable)."""
+    if fd > 4:
+        return fd
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
