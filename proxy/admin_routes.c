@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "geo/geo.h"
+#include "proxy/log.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
 
@@ -163,6 +164,7 @@ void admin_render_metrics(const struct admin_status_info *info, struct metrics_e
         .geo_build_epoch =
             cfg->geoip.country != NULL ? (int64_t)geo_db_build_epoch(cfg->geoip.country) : -1,
         .events_oversized = atomic_load(&d->rt->events.oversized),
+        .log_write_errors = log_write_errors(),
         .snap = snap,
     };
     strbuf_init(out, ADMIN_REPLY_MAX);

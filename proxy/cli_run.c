@@ -23,7 +23,7 @@ struct server {
     struct runtime rt;
     struct worker *workers;
     unsigned n_workers;
-    uv_signal_t sigterm, sigint, sighup;
+    uv_signal_t sigterm, sigint, sighup, sigusr1;
     uv_timer_t stop_poll;
     struct reloader reloader;
     struct admin_server *admin;
@@ -35,6 +35,7 @@ static void server_close_handles(struct server *s)
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sighup, NULL);
+    uv_close((uv_handle_t *)&s->sigusr1, NULL);
     uv_close((uv_handle_t *)&s->stop_poll, NULL);
 }
 
@@ -82,6 +83,20 @@ static void on_policy_published(void *arg, const struct config *cfg)
         worker_request_reevaluate(&s->workers[i]);
 }
 
+static void on_sigusr1(uv_signal_t *sig, int signum)
+{
+    if (log_file() == NULL)
+        return;
+    int err = log_reopen();
+    if (err != 0)
+        log_msg(LOG_ERROR,
+                "SIGUSR1: cannot reopen the log file %s: %s; still writing to the "
+                "old one",
+                log_file(), strerror(-err));
+    else
+        log_msg(LOG_INFO, "SIGUSR1: log file %s reopened", log_file());
+}
+
 static unsigned worker_count(const struct config *cfg)
 {
     unsigned n = cfg->workers != 0 ? cfg->workers : uv_available_parallelism();
@@ -126,11 +141,13 @@ static void server_watch_signals(struct server *s)
     uv_signal_init(s->loop, &s->sigterm);
     uv_signal_init(s->loop, &s->sigint);
     uv_signal_init(s->loop, &s->sighup);
+    uv_signal_init(s->loop, &s->sigusr1);
     uv_timer_init(s->loop, &s->stop_poll);
     s->sigterm.data = s->sigint.data = s->sighup.data = s;
     uv_signal_start(&s->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_stop_signal, SIGINT);
     uv_signal_start(&s->sighup, on_sighup, SIGHUP);
+    uv_signal_start(&s->sigusr1, on_sigusr1, SIGUSR1);
 }
 
 int cli_run(struct config *cfg, const char *config_path)

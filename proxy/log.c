@@ -1,6 +1,9 @@
 #include "proxy/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <fcntl.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,15 +186,69 @@ static void line_field(struct line *l, const struct log_field *f)
         line_text_value(l, f->str);
 }
 
+/* Where lines go: stderr, or a file that log_reopen() swaps in place (dup2 onto the same
+ * descriptor number, so writers on other threads never see a closed one). */
+static int log_fd = STDERR_FILENO;
+static char *log_file_path;
+static atomic_uint_fast64_t log_errors;
+
 static void write_all(const char *p, size_t left)
 {
     while (left > 0) {
-        ssize_t n = write(STDERR_FILENO, p, left);
-        if (n <= 0)
-            return; /* nowhere to report a failing stderr */
+        ssize_t n = write(log_fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            /* A full disk or a closed stderr: nowhere to report it but the counter. */
+            atomic_fetch_add_explicit(&log_errors, 1, memory_order_relaxed);
+            return;
+        }
         p += n;
         left -= (size_t)n;
     }
+}
+
+static int log_open_path(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+}
+
+int log_open_file(const char *path)
+{
+    int fd = log_open_path(path);
+    if (fd < 0)
+        return -errno;
+    char *copy = strdup(path);
+    if (copy == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    free(log_file_path);
+    log_file_path = copy;
+    log_fd = fd;
+    return 0;
+}
+
+int log_reopen(void)
+{
+    if (log_file_path == NULL)
+        return 0;
+    int fd = log_open_path(log_file_path);
+    if (fd < 0)
+        return -errno;
+    int rc = dup2(fd, log_fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+const char *log_file(void)
+{
+    return log_file_path;
+}
+
+uint64_t log_write_errors(void)
+{
+    return atomic_load_explicit(&log_errors, memory_order_relaxed);
 }
 
 struct batch {

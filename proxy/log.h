@@ -42,6 +42,21 @@ void log_flush(void);
 /* Flushes and frees the calling thread's buffer (at thread exit). */
 void log_release_thread(void);
 
+/* Sends lines to the file at path (appended, created 0640) instead of stderr. Call before
+ * starting threads. Returns 0 or a negative errno. */
+int log_open_file(const char *path);
+
+/* Opens the log file again under the same name (after logrotate moved it: SIGUSR1) and puts it
+ * in place of the old one for every thread at once. Returns 0 (also when logging to stderr) or a
+ * negative errno (the old file stays in use). */
+int log_reopen(void);
+
+/* The log file's path, or NULL for stderr. */
+const char *log_file(void);
+
+/* Lines that could not be written (a full disk, a closed stderr), since start. */
+uint64_t log_write_errors(void);
+
 /* Sets the format and the lowest severity written. Call before starting threads. */
 void log_configure(enum log_format format, enum log_severity min_severity);
 

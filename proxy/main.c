@@ -37,11 +37,14 @@ static const char usage_text[] =
     "  -c, --config FILE    configuration file (see docs/CONFIG.md)\n"
     "  --log-format FORMAT  text (default) or json: one JSON object per line on stderr\n"
     "  --log-level LEVEL    debug, info (default), warn or error\n"
+    "  --log-file FILE      append log lines to FILE instead of stderr; SIGUSR1 reopens it\n"
+    "                       (for logrotate)\n"
     "  -h, --help           this text\n"
     "  -V, --version        the version\n";
 
 struct options {
     const char *config_path;
+    const char *log_file;
     enum log_format log_format;
     enum log_severity log_level;
 };
@@ -61,9 +64,10 @@ static int parse_log_level(const char *name, enum log_severity *out)
 /* Parses the options after the command; returns 0, or the exit code for a usage error. */
 static int parse_options(int argc, char **argv, struct options *opts)
 {
-    enum { OPT_LOG_FORMAT = 256, OPT_LOG_LEVEL };
+    enum { OPT_LOG_FORMAT = 256, OPT_LOG_LEVEL, OPT_LOG_FILE };
     static const struct option long_options[] = {
         {"config", required_argument, NULL, 'c'},
+        {"log-file", required_argument, NULL, OPT_LOG_FILE},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
@@ -80,6 +84,9 @@ static int parse_options(int argc, char **argv, struct options *opts)
                 fprintf(stderr, "geoproxy: --log-format takes text or json, not '%s'\n", optarg);
                 return 2;
             }
+            break;
+        case OPT_LOG_FILE:
+            opts->log_file = optarg;
             break;
         case OPT_LOG_LEVEL:
             if (parse_log_level(optarg, &opts->log_level) != 0) {
@@ -155,6 +162,14 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? 0 : rc;
     log_configure(opts.log_format, opts.log_level);
+    if (opts.log_file != NULL) {
+        int err = log_open_file(opts.log_file);
+        if (err != 0) {
+            fprintf(stderr, "geoproxy: cannot open log file %s: %s\n", opts.log_file,
+                    strerror(-err));
+            return 1;
+        }
+    }
     int extra = argc - 1 - optind; /* operands after the options */
 
     if (strcmp(command, "run") == 0 && extra == 0)

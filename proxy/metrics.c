@@ -346,6 +346,10 @@ static void render_globals(const struct metrics_globals *g, struct strbuf *out)
         long long age = (long long)time(NULL) - (long long)g->geo_build_epoch;
         strbuf_printf(out, "geoproxy_geoip_age_seconds %lld\n", age < 0 ? 0 : age);
     }
+    render_header(out, "geoproxy_log_write_errors_total", "counter",
+                  "Log lines that could not be written (a full disk, a closed stderr).");
+    strbuf_printf(out, "geoproxy_log_write_errors_total %llu\n",
+                  (unsigned long long)g->log_write_errors);
     render_header(out, "geoproxy_events_oversized_total", "counter",
                   "Events left out of the live stream because they were too long.");
     strbuf_printf(out, "geoproxy_events_oversized_total %llu\n",

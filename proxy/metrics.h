@@ -92,6 +92,7 @@ struct metrics_globals {
     uint64_t reloads_failed;
     int64_t geo_build_epoch; /* -1: no country database */
     uint64_t events_oversized;
+    uint64_t log_write_errors;
     const struct policy_snapshot *snap; /* for the region catalog */
 };
 

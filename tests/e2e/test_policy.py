@@ -17,7 +17,6 @@ import os
 import re
 import socket
 import struct
-import time
 import unittest
 from unittest import mock
 
@@ -252,14 +251,15 @@ class GeoRefusal(PolicyTestCase):
 
     def test_other_pairs_pass_with_bytes_intact(self):
         n = 300_001
-        for cc, origin in (("HK", self.ch), ("DE", self.cn), ("CN", self.cn)):
-            for mode in ("--socks5", "--socks5-hostname", "-x"):
-                with self.subTest(client=cc, to=origin.name, mode=mode):
-                    proxy = (f"http://127.0.0.1:{self.proxy.port}" if mode == "-x"
-                             else f"127.0.0.1:{self.proxy.port}")
-                    host = origin.host if mode == "--socks5" else \
-                        f"{'ch' if origin is self.ch else 'cn'}.geo.test"
-                    r = self.curl_from(cc, mode, proxy, f"http://{host}:{origin.port}/bytes/{n}")
+        socks, http = f"127.0.0.1:{self.proxy.port}", f"http://127.0.0.1:{self.proxy.port}"
+        for cc, to, origin in (("HK", "CH", self.ch), ("DE", "CN", self.cn),
+                               ("CN", "CN", self.cn)):
+            name = f"{to.lower()}.geo.test"
+            for how in (("--socks5", socks, origin.host), ("--socks5-hostname", socks, name),
+                        ("-x", http, name), ("-px", http, origin.host)):
+                with self.subTest(client=cc, to=to, how=how[0]):
+                    r = self.curl_from(cc, how[0], how[1], f"http://{how[2]}:{origin.port}"
+                                                           f"/bytes/{n}")
                     self.assertEqual(r.returncode, 0, r.stderr)
                     self.assertEqual(r.stdout, payload(n), "bytes altered")
         self.assertNotIn("rule=hk-to-cn", self.proxy.log_text())
@@ -334,7 +334,8 @@ class PortRules(PolicyTestCase):
 
     def test_name_and_port_must_both_hold(self):
         dns = self.start_dns()
-        web, other = self.start_echo(host=server_addr("CH")), self.start_echo(host=server_addr("CH"))
+        web = self.start_echo(host=server_addr("CH"))
+        other = self.start_echo(host=server_addr("CH"))
         proxy = self.start_policy([f"rule geo-web pass to .geo.test :{web.port}",
                                    'rule rest block reason "rest"'], dns=dns)
         self.assertPasses(proxy, "ch.geo.test", web, "geo-web")
@@ -664,7 +665,7 @@ class SplitName(PolicyTestCase):
 class ReloadLiveConnections(PolicyTestCase):
     BLOCK_CN = ['rule no-cn block to CN reason "CN closed"', "rule all pass"]
 
-    def open_live(self, proxy, dns_name_ok=True):
+    def open_live(self, proxy):
         """Live relaying connections: to CN (SOCKS5 by address and by name, HTTP CONNECT) and to
         CH (SOCKS5, SOCKS4, HTTP CONNECT). Returns {label: socket}, each checked by a round
         trip."""
@@ -717,10 +718,16 @@ class ReloadLiveConnections(PolicyTestCase):
                 end, data = wait_end(sock, 5)
                 self.assertEqual((end, data), ("eof", b""),
                                  f"{label}: a connection the new policy blocks was not closed")
-        # Every worker has gone through its connections once the log says so.
-        wait_until(lambda: len(re.findall(r"policy generation 2 reevaluated",
-                                          proxy.log_text()[start:])) >= 1,
-                   timeout=5, what="the reevaluation log line")
+        # Each worker logs how many of its connections it decided again and closed: once the
+        # counts cover every live connection, the survivors have been judged too.
+        def counts():
+            found = re.findall(r"worker \d+: policy generation 2 reevaluated (\d+) "
+                               r"connection\(s\), closed (\d+)", proxy.log_text()[start:])
+            checked, closed = (sum(int(f[i]) for f in found) for i in (0, 1))
+            return (checked, closed) if checked >= len(live) else None
+
+        self.assertEqual(wait_until(counts, timeout=5, what="reevaluation of every connection"),
+                         (len(live), 3), "(connections reevaluated, closed)")
         for label, sock in live.items():
             if label.startswith("ch-"):
                 self.roundtrip(label, sock)
@@ -743,6 +750,7 @@ class ReloadLiveConnections(PolicyTestCase):
         for label, sock in live.items():
             self.assertEqual(wait_end(sock, 0.05)[0], "open", f"{label} was closed")
         self.assertNotIn("policy-reload", proxy.log_text()[start:])
+        self.assertNotIn("reevaluated", proxy.log_text()[start:])
 
     def test_keep_is_the_default(self):
         self.check_keep(extra=[])
