@@ -27,20 +27,21 @@ class LogFile(ProxyTestCase):
         def read(p):
             with open(p, encoding="utf-8", errors="replace") as f:
                 return f.read()
-        self.echo_once(proxy, echo)
-        wait_until(lambda: "close conn=1 " in read(path), what="conn 1 in the log file")
+        # Each step moves a different number of bytes, which its close event shows.
+        self.echo_once(proxy, echo, b"1" * 11)
+        wait_until(lambda: "bytes_up=11 " in read(path), what="step 1 in the log file")
         self.assertEqual(proxy.log_text(), "", "lines went to stderr as well")
 
         os.rename(path, path + ".1")  # what logrotate does
-        self.echo_once(proxy, echo)  # still written to the moved file
-        wait_until(lambda: "close conn=2 " in read(path + ".1"), what="conn 2 in the old file")
+        self.echo_once(proxy, echo, b"2" * 22)  # still written to the moved file
+        wait_until(lambda: "bytes_up=22 " in read(path + ".1"), what="step 2 in the old file")
         proxy.send_signal(signal.SIGUSR1)
         wait_until(lambda: os.path.exists(path) and "reopened" in read(path),
                    what="the reopened log file")
-        self.echo_once(proxy, echo)
-        wait_until(lambda: "close conn=3 " in read(path), what="conn 3 in the new file")
-        self.assertNotIn("conn=3 ", read(path + ".1"))
-        self.assertNotIn("conn=2 ", read(path))
+        self.echo_once(proxy, echo, b"3" * 33)
+        wait_until(lambda: "bytes_up=33 " in read(path), what="step 3 in the new file")
+        self.assertNotIn("bytes_up=33 ", read(path + ".1"))
+        self.assertNotIn("bytes_up=22 ", read(path))
 
     def test_full_log_disk_is_counted_and_service_goes_on(self):
         admin = free_port()
