@@ -4,7 +4,7 @@
 #
 # usage: bench/run.sh [--quick] [--scenario LIST] [--peer LIST] [--reps N] [--duration S]
 #                     [--idle-conns N] [--port-base P] [--geoproxy PATH] [--no-build]
-#                     [--no-install] [--keep DIR]
+#                     [--no-install] [--keep DIR] [--observed]
 #   LIST is comma-separated. Scenarios: throughput, connrate, idle.
 #   Peers (always run in this order, dante last: see docs/BENCHMARKS.md): direct, haproxy,
 #   geoproxy, microsocks, dante.
@@ -18,6 +18,9 @@
 #   --no-build        do not (re)build geoproxy; use build-bench/geoproxy if it is there
 #   --no-install      do not apt-get install missing peers
 #   --keep DIR        write configs, logs and raw results to DIR (default: a temp dir, removed)
+#   --observed        geoproxy runs with its admin listener while a scraper reads /metrics every
+#                     second and `geoproxy tail --json` follows every event (bench/observability.sh
+#                     compares this with the plain runs)
 set -euo pipefail
 
 bench_dir="$(cd "$(dirname "$0")" && pwd)"
@@ -36,6 +39,8 @@ build_geoproxy=1
 install=1
 keep=""
 quick=0
+observed=0
+observer_pids=()
 
 die() {
     echo "run.sh: $*" >&2
@@ -55,6 +60,7 @@ while [ $# -gt 0 ]; do
     --no-build) build_geoproxy=0 ;;
     --no-install) install=0 ;;
     --keep) keep="${2:?}"; shift ;;
+    --observed) observed=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (try --help)" ;;
     esac
@@ -234,6 +240,9 @@ listen mixed 127.0.0.1:$geoproxy_port
 rule default pass
 limit connections 20000
 EOF
+    if [ "$observed" = 1 ]; then
+        echo "admin 127.0.0.1:$((geoproxy_port + 5))" >>"$work/geoproxy.conf"
+    fi
     # Dante forks; as root it needs the privileged and unprivileged users named.
     cat >"$work/danted.conf" <<EOF
 logoutput: $work/danted.log
@@ -302,10 +311,25 @@ start_peer() {
         peer_pid=-1
         return 1
     fi
+    if [ "$name" = geoproxy ] && [ "$observed" = 1 ]; then
+        local admin="127.0.0.1:$((geoproxy_port + 5))" watched=$peer_pid
+        "$geoproxy_bin" tail --json --admin "$admin" >/dev/null 2>&1 9>&- &
+        observer_pids+=("$!")
+        (while kill -0 "$watched" 2>/dev/null; do
+            curl -s -o /dev/null "http://$admin/metrics"
+            sleep 1
+        done) 9>&- &
+        observer_pids+=("$!")
+    fi
 }
 
 stop_peer() {
     local kept=() p
+    for p in "${observer_pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    observer_pids=()
     if [ "$peer_pid" -gt 0 ]; then
         stop_pid "$peer_pid"
         # Forget it, so that the exit handler never signals a PID the system has reused.
@@ -406,6 +430,10 @@ if want_peer geoproxy; then
     fi
 fi
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$observed" = 1 ]; then
+    echo "observed: admin listener on, /metrics scraped every second, geoproxy tail --json" \
+        "following every event"
+fi
 
 # Peers that can run here, in the fixed order (dante last: see docs/BENCHMARKS.md).
 run_peers=()

@@ -36,7 +36,8 @@ READ_PAGE = """(() => {
     active: t('active-connections'), pass: t('count-pass'), block: t('count-block'),
     total: t('count-total'), closed: t('count-closed'), totalPass: t('total-pass'),
     totalBlock: t('total-block'), chartPass: t('chart-pass'), chartBlock: t('chart-block'),
-    generation: t('policy-generation'), policyPath: t('policy-path'), geoAge: t('geo-age'), places: places,
+    generation: t('policy-generation'), policyPath: t('policy-path'), geoAge: t('geo-age'),
+    places: places,
     blocks: rows('blocks-body'), upstreams: document.getElementById('upstreams-body').innerText,
     text: document.body.innerText,
   };
