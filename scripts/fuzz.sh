@@ -51,7 +51,8 @@ failed=0
 report_failure() {
     local name="$1" what="$2" log="$3"
     echo "fuzz: FAILED: fuzz_$name ($what); log: $log" >&2
-    tail -n 40 "$log" | sed 's/^/    /' >&2
+    grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|INITED|RELOAD)' "$log" | tail -n 40 |
+        sed 's/^/    /' >&2
     sed -n 's/^Running: \(.*\)/\1/p' "$log" | tail -n 1 |
         while read -r input; do echo "fuzz: fuzz_$name failed on stored input: $input" >&2; done
     for artifact in "$work/artifacts/$name"/*; do
