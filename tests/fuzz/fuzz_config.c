@@ -13,10 +13,14 @@
  *   - nothing leaks (LeakSanitizer checks after the inputs that allocated more than they freed).
  *
  * Files. 'include', 'users FILE' and 'geoip country|asn FILE' open files, so an input could make
- * the parser read anything on the machine. Two guards keep every path inside an empty directory
- * that this target makes at start (mkdtemp under $TMPDIR) and removes at exit:
- *   - base_dir is that directory, so a relative path names nothing that exists and every
- *     include or users file fails cleanly ("cannot include ...: No such file or directory");
+ * the parser read anything on the machine. Two guards keep every path inside a directory that
+ * this target makes at start (mkdtemp under $TMPDIR) and removes at exit:
+ *   - base_dir is that directory. It holds nothing but the fixtures below, written by this
+ *     target, so any other relative path names nothing and its include or users file fails
+ *     cleanly ("cannot include ...: No such file or directory"); the fixtures let the fuzzer
+ *     reach what an empty directory never would: a successful include, an include cycle
+ *     (a.conf and b.conf include each other), a users file that loads and one refused for its
+ *     mode;
  *   - inputs that could name a file elsewhere are skipped before parsing: one holding "..", or
  *     a '/' that can start a path. A '/' is kept only after a letter, digit or one of ". _ - : ]",
  *     which still lets CIDR networks through ("10.0.0.0/8", "[2001:db8::]/32", "::/0" in rule
@@ -32,10 +36,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+
+#include <sanitizer/common_interface_defs.h>
 
 #include "policy/config.h"
 #include "policy/policy.h"
@@ -43,11 +51,14 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void remove_base_dir(void);
+
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
             fprintf(stderr, "fuzz_config: check failed at %s:%d: %s\n", __FILE__, __LINE__,        \
                     #cond);                                                                        \
+            remove_base_dir();                                                                     \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -66,15 +77,50 @@ static const char default_geoip[] = GEOPROXY_DEFAULT_GEOIP_COUNTRY;
 static const char default_geoip[] = "<no default country database>";
 #endif
 
+/* The files in base_dir, and their modes. The users line is well-formed (docs/CONFIG.md). */
+static const struct {
+    const char *name, *text;
+    mode_t mode;
+} fixtures[] = {
+    {"a.conf", "include b.conf\n", 0644},
+    {"b.conf", "# included by a.conf\ninclude a.conf\n", 0644},
+    {"rules.conf", "rule included block reason \"from rules.conf\" log full\n", 0644},
+    {"listen.conf", "listen socks5 127.0.0.1:1081 name from-include\n", 0644},
+    {"users",
+     "# users\nalice:$pbkdf2-sha256$1000$c2FsdHNhbHQ=$"
+     "ZmFrZS1oYXNoLWZvci10aGUtZG9jcy1leGFtcGxlLSE=\n",
+     0600},
+    {"open-users",
+     "bob:$pbkdf2-sha256$1000$c2FsdHNhbHQ=$ZmFrZS1oYXNoLWZvci10aGUtZG9jcy1leGFtcGxlLSE=\n", 0644},
+};
+
+#define N_FIXTURES (sizeof fixtures / sizeof fixtures[0])
+
+static int fixture_path(char *buf, size_t len, size_t i)
+{
+    int n = snprintf(buf, len, "%s/%s", base_dir, fixtures[i].name);
+
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
 static void remove_base_dir(void)
 {
-    if (base_dir[0] != '\0') {
-        rmdir(base_dir); /* empty unless the parser created something: then it stays to be seen */
+    char path[sizeof base_dir + 64];
+
+    if (base_dir[0] == '\0') {
+        return;
     }
+    for (size_t i = 0; i < N_FIXTURES; i++) {
+        if (fixture_path(path, sizeof path, i) == 0) {
+            unlink(path);
+        }
+    }
+    rmdir(base_dir); /* fails if the parser created something: then it stays to be seen */
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+    char path[sizeof base_dir + 64];
     const char *tmp = getenv("TMPDIR");
     int n;
 
@@ -87,6 +133,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     CHECK(n > 0 && (size_t)n < sizeof base_dir);
     CHECK(mkdtemp(base_dir) != NULL);
     atexit(remove_base_dir);
+    __sanitizer_set_death_callback(remove_base_dir); /* and after a sanitizer's report */
+    for (size_t i = 0; i < N_FIXTURES; i++) {
+        size_t len = strlen(fixtures[i].text);
+        int fd;
+
+        CHECK(fixture_path(path, sizeof path, i) == 0);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fixtures[i].mode);
+        CHECK(fd >= 0);
+        CHECK(fchmod(fd, fixtures[i].mode) == 0); /* whatever the umask */
+        CHECK(write(fd, fixtures[i].text, len) == (ssize_t)len);
+        CHECK(close(fd) == 0);
+    }
     return 0;
 }
 
@@ -163,7 +221,7 @@ static void check_config(const struct config *cfg)
         CHECK(strcmp(config_listener_kind_name(l->kind), "unknown") != 0);
         config_format_addr(&l->addr, addr, sizeof addr);
         CHECK(strnlen(addr, sizeof addr) < sizeof addr);
-        CHECK(l->users == NULL); /* no users file exists under base_dir */
+        CHECK(l->users == NULL || l->users_path != NULL);
     }
     for (size_t i = 0; i < cfg->n_resolvers; i++) {
         config_format_addr(&cfg->resolvers[i], addr, sizeof addr);
