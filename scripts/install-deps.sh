@@ -11,6 +11,9 @@ fi
 packages=(
     # build
     build-essential cmake pkg-config clang clang-format
+    # fuzzing (scripts/fuzz.sh): libFuzzer and clang's sanitizer runtimes, only recommended by
+    # clang-14 (through libclang-common-14-dev), so --no-install-recommends leaves them out
+    libclang-rt-14-dev
     # libraries (see README "Dependencies" for why each one)
     libuv1-dev libssl-dev libmaxminddb-dev libc-ares-dev libcmocka-dev node-llhttp
     # test clients and servers
