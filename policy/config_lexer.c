@@ -91,7 +91,7 @@ static int lex_quoted(const char *src, size_t len, size_t *i, char *storage, siz
                     return lex_fail_control(err, k + 1, e);
                 }
                 err->col = (unsigned)k + 1;
-                if (e < 0x80) {
+                if (e > 0x20 && e < 0x7f) {
                     snprintf(err->message, sizeof err->message,
                              "unknown escape '\\%c' (only \\\" and \\\\ are allowed in strings)",
                              e);

@@ -16,8 +16,11 @@ packages=(
     libclang-rt-14-dev
     # libraries (see README "Dependencies" for why each one)
     libuv1-dev libssl-dev libmaxminddb-dev libc-ares-dev libcmocka-dev node-llhttp
-    # test clients and servers
-    python3 curl netcat-openbsd dnsmasq-base mmdb-bin
+    # test clients and servers; openssl (the command) checks certificates and TLS handshakes
+    python3 curl netcat-openbsd dnsmasq-base mmdb-bin openssl
+    # operators' tools the tests check geoproxy against: promtool (in prometheus) reads
+    # /metrics, headless chromium loads the admin dashboard
+    prometheus chromium
     # real geo data for the embedded default database
     tor-geoipdb
 )
