@@ -539,8 +539,25 @@ static const struct bad_case bad_cases[] = {
     /* planned directives */
     {BASE "upstream exit-ch tls 192.0.2.1:443 ca ca.pem cert c.pem key k.pem\n",
      "E t.conf:3:1: 'upstream' is not available in this version yet (see docs/CONFIG.md)\n"},
-    {BASE "expect from CN to example.com:443 -> all\n",
-     "E t.conf:3:1: 'expect' is not available in this version yet (see docs/CONFIG.md)\n"},
+    /* expect */
+    {BASE "expect from CN to example.com:443 -> other\n",
+     "E t.conf:3:1: expectation failed: from CN to example.com:443 is decided by rule 'all' "
+     "(t.conf:2, pass), not 'other'\n"},
+    {BASE "expect from CN to example.com -> all\n",
+     "E t.conf:3:19: expected HOST:PORT after 'to' (a port from 1 to 65535; an IPv6 address in "
+     "brackets)\n"},
+    {BASE "expect from CN to [::1]:0 -> all\n",
+     "E t.conf:3:25: expected HOST:PORT after 'to' (a port from 1 to 65535; an IPv6 address in "
+     "brackets)\n"},
+    {BASE "expect from nowhere to 10.0.0.1:80 -> all\n",
+     "E t.conf:3:1: expect: 'nowhere' is neither an IP address nor a country code\n"},
+    {BASE "expect from CN to 10.0.0.1:80 all rules\n",
+     "E t.conf:3:31: expected 'user', 'listener' or '->' in an expect line\n"},
+    {BASE "expect from CN to 10.0.0.1:80 user bob\n",
+     "E t.conf:3:39: expected '-> RULE' at the end of the expect line\n"},
+    {BASE "expect to CN:80 -> all\n",
+     "E t.conf:3:1: expected 'expect from ADDRESS-or-COUNTRY to HOST:PORT [user U] [listener L] "
+     "-> RULE'\n"},
 
     /* include */
     {BASE "include\n", "E t.conf:3:8: missing path after 'include'\n"},
