@@ -574,7 +574,7 @@ static const struct bad_case bad_cases[] = {
      "E t.conf:3:24: unknown escape '\\n' (only \\\" and \\\\ are allowed in strings)\n"},
     /* found by fuzz_config: a tab after a backslash is shown as \x09, never raw */
     {BASE "rule r2 block reason \"a\\\tb\"\n",
-     "E t.conf:3:24: unknown escape '\\x09' (only \\\" and \\\\ are allowed in strings)\n"},
+     "E t.conf:3:24: unknown escape '\\\\x09' (only \\\" and \\\\ are allowed in strings)\n"},
     {BASE "rule r2 block reason \"x\"y\n",
      "E t.conf:3:25: expected a blank after the closing quote\n"},
     {BASE "rule r\"2\" pass\n",
