@@ -217,10 +217,9 @@ void policy_classify(const struct policy_snapshot *snap, const struct sockaddr *
     geo_classify(g->country, g->asn, addr, out);
 }
 
-size_t policy_regions_of(const struct policy_snapshot *snap, const char cc[2], const char **names,
-                         size_t cap)
+size_t policy_config_regions_of(const struct config *cfg, const char cc[2], const char **names,
+                                size_t cap)
 {
-    const struct config *cfg = snap->cfg;
     const struct region *extra[CONFIG_MAX_REGIONS];
     const struct region *found[CONFIG_MAX_REGIONS + 16];
     size_t n_extra = cfg->n_regions < CONFIG_MAX_REGIONS ? cfg->n_regions : CONFIG_MAX_REGIONS;
@@ -233,6 +232,12 @@ size_t policy_regions_of(const struct policy_snapshot *snap, const char cc[2], c
     for (size_t i = 0; i < shown && i < cap; i++)
         names[i] = found[i]->name;
     return total;
+}
+
+size_t policy_regions_of(const struct policy_snapshot *snap, const char cc[2], const char **names,
+                         size_t cap)
+{
+    return policy_config_regions_of(snap->cfg, cc, names, cap);
 }
 
 const char *policy_action_name(enum verdict_action action)

@@ -117,6 +117,10 @@ int policy_probe_init(struct policy_probe *p, const struct config *cfg, const ch
                       const char *to_host, uint16_t port, const char *user, const char *listener,
                       char *err, size_t err_len);
 
+/* policy_regions_of on a configuration not wrapped in a snapshot (geoproxy explain). */
+size_t policy_config_regions_of(const struct config *cfg, const char cc[2], const char **names,
+                                size_t cap);
+
 const char *policy_action_name(enum verdict_action action);
 
 #endif

@@ -51,18 +51,8 @@ static void print_place(const struct config *cfg, const char *what, const char *
         printf("%s\n", geo_class_name(geo->cls));
         return;
     }
-    printf("country %s%s", geo->country, geo->local ? " (a local range)" : "");
-    /* Regions through a temporary view of the configuration's catalog. */
-    size_t n = 0;
-    const struct region *extra[CONFIG_MAX_REGIONS];
-    const struct region *found[CONFIG_MAX_REGIONS + 16];
-    size_t n_extra = cfg->n_regions < CONFIG_MAX_REGIONS ? cfg->n_regions : CONFIG_MAX_REGIONS;
-    for (size_t i = 0; i < n_extra; i++)
-        extra[i] = &cfg->regions[i];
-    n = region_list_for_country(geo->country, extra, n_extra, found, 16);
-    for (size_t i = 0; i < n && i < 16; i++)
-        names[i] = found[i]->name;
-    printf(", regions ");
+    printf("country %s%s, regions ", geo->country, geo->local ? " (a local range)" : "");
+    size_t n = policy_config_regions_of(cfg, geo->country, names, 16);
     for (size_t i = 0; i < n && i < 16; i++)
         printf("%s%s", i ? "," : "", names[i]);
     printf("%s", n == 0 ? "-" : "");

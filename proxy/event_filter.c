@@ -3,18 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proxy/hex.h"
 #include "proxy/json_flat.h"
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Percent-decodes s[0..len) into out (cap bytes with the NUL); -1 when bad or too long. */
 static int query_decode(const char *s, size_t len, char *out, size_t cap)
@@ -27,8 +17,8 @@ static int query_decode(const char *s, size_t len, char *out, size_t cap)
         } else if (c == '%') {
             if (i + 2 >= len)
                 return -1;
-            int hi = hex_value(s[i + 1]);
-            int lo = hex_value(s[i + 2]);
+            int hi = hex_digit_value(s[i + 1]);
+            int lo = hex_digit_value(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi * 16 + lo);

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "proxy/hex.h"
+
 struct json_cursor {
     const char *p, *end;
     char *buf;
@@ -11,17 +13,6 @@ static void json_skip_space(struct json_cursor *c)
 {
     while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
         c->p++;
-}
-
-static int json_hex(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
 }
 
 /* Reads a string at c->p (on the opening quote) into c->buf; returns its start, or NULL. */
@@ -65,7 +56,7 @@ static const char *json_string(struct json_cursor *c)
                     return NULL;
                 int v = 0;
                 for (int i = 0; i < 4; i++) {
-                    int h = json_hex(c->p[i]);
+                    int h = hex_digit_value(c->p[i]);
                     if (h < 0)
                         return NULL;
                     v = v * 16 + h;
