@@ -26,21 +26,25 @@ done
 
 # Lines look like: "  geoproxy       rep 1  throughput x8: 1234.5 MB/s, ..." and
 # "  geoproxy       rep 1  connrate: 12345 conn/s, ...".
-awk '
-FNR == 1 { split(FILENAME, parts, "/"); split(parts[length(parts)], m, "."); mode = m[1] }
-/^  geoproxy +rep 1  throughput x1:/ { v[mode, "throughput x1 (MB/s)"] = v[mode, "throughput x1 (MB/s)"] " " $6 }
-/^  geoproxy +rep 1  throughput x8:/ { v[mode, "throughput x8 (MB/s)"] = v[mode, "throughput x8 (MB/s)"] " " $6 }
-/^  geoproxy +rep 1  connrate:/ { v[mode, "connections/s"] = v[mode, "connections/s"] " " $5 }
-function median(list,   a, n, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-END {
-    printf "%-22s %12s %12s %8s   (runs plain | observed)\n", "measure", "plain", "observed", "ratio"
-    split("throughput x1 (MB/s);throughput x8 (MB/s);connections/s", names, ";")
-    for (k = 1; k <= 3; k++) {
-        p = median(v["plain", names[k]]); o = median(v["observed", names[k]])
-        printf "%-22s %12.1f %12.1f %8.3f   (%s |%s)\n", names[k], p, o, p > 0 ? o / p : 0, v["plain", names[k]], v["observed", names[k]]
-    }
-}' "$out"/plain.* "$out"/observed.*
+python3 - "$out" <<'PY'
+import glob, os, re, statistics, sys
+out = sys.argv[1]
+rows = {"throughput x1 (MB/s)": r"^  geoproxy +rep 1  throughput x1: ([\d.]+) MB/s",
+        "throughput x8 (MB/s)": r"^  geoproxy +rep 1  throughput x8: ([\d.]+) MB/s",
+        "connections/s": r"^  geoproxy +rep 1  connrate: ([\d.]+) conn/s"}
+values = {}
+for path in sorted(glob.glob(os.path.join(out, "*.*"))):
+    mode = os.path.basename(path).split(".")[0]
+    text = open(path).read()
+    for name, rx in rows.items():
+        for m in re.finditer(rx, text, re.M):
+            values.setdefault((mode, name), []).append(float(m.group(1)))
+print(f"{'measure':22s} {'plain':>12s} {'observed':>12s} {'ratio':>7s}   runs plain | observed")
+for name in rows:
+    p, o = values.get(("plain", name), []), values.get(("observed", name), [])
+    if not p or not o:
+        print(f"{name:22s} missing")
+        continue
+    mp, mo = statistics.median(p), statistics.median(o)
+    print(f"{name:22s} {mp:12.1f} {mo:12.1f} {mo / mp:7.3f}   {p} | {o}")
+PY
