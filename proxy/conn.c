@@ -474,15 +474,21 @@ static void conn_apply_verdict(struct conn *c, const struct resolver_answer *add
         conn_defer_result(c, OUTBOUND_FAILED);
 }
 
-/* The policy needed the destination's address: decide once per resolved address. The first
- * address (the one Happy Eyeballs tries first) gives the verdict, and only the addresses the
- * same rule decides are connected to, so no address another rule would refuse is ever tried. */
+/* The policy needed the destination's address: decide once per resolved address. The verdict
+ * is the one of the first address the policy lets through (so a name with addresses in several
+ * countries reaches an allowed one whatever order the resolver gives them in), or, when none
+ * is let through, the first address's refusal. Only the addresses that the same rule decides
+ * are connected to: no address another rule would treat differently is ever tried. */
 static void on_dest_resolved(void *arg, enum outbound_status status,
                              const struct resolver_answer *answer)
 {
     struct conn *c = arg;
+    struct policy_verdict verdicts[RESOLVER_MAX_ADDRS];
+    struct geo_result geos[RESOLVER_MAX_ADDRS];
+    bool decided[RESOLVER_MAX_ADDRS] = {false};
     struct resolver_answer same_rule = {.n_addrs = 0};
     struct policy_request req;
+    size_t chosen = RESOLVER_MAX_ADDRS;
 
     c->resolving = NULL;
     conn_observe_since(c, METRICS_DNS);
@@ -491,24 +497,28 @@ static void on_dest_resolved(void *arg, enum outbound_status status,
         return;
     }
     conn_request_init(c, &req);
-    for (size_t i = 0; i < answer->n_addrs; i++) {
-        struct policy_verdict v;
+    for (size_t i = 0; i < answer->n_addrs && i < RESOLVER_MAX_ADDRS; i++) {
         req.dest = (const struct sockaddr *)&answer->addrs[i];
         policy_classify(c->snap, req.dest, &req.dest_geo);
-        if (policy_decide(c->snap, &req, &v) != POLICY_DECIDED)
-            continue; /* cannot happen with an address; never connect undecided */
-        if (same_rule.n_addrs == 0 && !c->dest_classified) {
-            c->verdict = v;
-            c->dest_geo = req.dest_geo;
-            c->dest_classified = true;
-        }
-        if (v.rule == c->verdict.rule)
-            same_rule.addrs[same_rule.n_addrs++] = answer->addrs[i];
+        geos[i] = req.dest_geo;
+        /* An address always decides; never connect anywhere undecided. */
+        decided[i] = policy_decide(c->snap, &req, &verdicts[i]) == POLICY_DECIDED;
+        if (!decided[i])
+            continue;
+        if (chosen == RESOLVER_MAX_ADDRS ||
+            (verdicts[chosen].action != VERDICT_PASS && verdicts[i].action == VERDICT_PASS))
+            chosen = i;
     }
-    if (!c->dest_classified) {
+    if (chosen == RESOLVER_MAX_ADDRS) {
         conn_defer_result(c, OUTBOUND_FAILED);
         return;
     }
+    c->verdict = verdicts[chosen];
+    c->dest_geo = geos[chosen];
+    c->dest_classified = true;
+    for (size_t i = 0; i < answer->n_addrs && i < RESOLVER_MAX_ADDRS; i++)
+        if (decided[i] && verdicts[i].rule == c->verdict.rule)
+            same_rule.addrs[same_rule.n_addrs++] = answer->addrs[i];
     conn_apply_verdict(c, &same_rule);
 }
 

@@ -4,7 +4,8 @@ The kernel routes all of 127.0.0.0/8 to loopback, so a client that binds 127.0.1
 on 127.0.2.9 talk over loopback while a country database built by geoproxy itself (at test time,
 with `geoproxy geodb build` from a CIDR overlay) says the first is in Hong Kong and the second
 in Switzerland. The test DNS server (harness.Dnsmasq) also answers <cc>.geo.test with the .9
-address of each block, and split.geo.test with two addresses in two countries.
+address of each block, and split.geo.test and split-cn-first.geo.test with two addresses in two
+countries (CH and CN, in both orders).
 """
 
 import os
@@ -36,9 +37,12 @@ def server_addr(cc):
 
 
 def dns_host_records():
-    """dnsmasq --host-record values for the fixture names."""
+    """dnsmasq --host-record values for the fixture names. dnsmasq keeps one IPv4 address per
+    --host-record, so a name with two addresses takes two records (answered in this order)."""
     records = [f"{cc.lower()}.geo.test,{server_addr(cc)}" for cc in BLOCKS]
-    records.append(f"split.geo.test,{server_addr('CH')},{server_addr('CN')}")
+    records += [f"split.geo.test,{server_addr('CH')}", f"split.geo.test,{server_addr('CN')}"]
+    records += [f"split-cn-first.geo.test,{server_addr('CN')}",
+                f"split-cn-first.geo.test,{server_addr('CH')}"]
     return records
 
 
