@@ -42,6 +42,7 @@ struct admin_conn {
     struct event_filter filter;
     bool closing;
     bool close_after_write; /* Connection: close was answered */
+    bool head_only;         /* a HEAD request: the reply has no body */
     unsigned writes;        /* in flight */
     uint64_t cursor;
     struct admin_load *load;
@@ -125,7 +126,9 @@ void admin_reply(struct admin_conn *ac, unsigned status, const char *reason, con
                   "Connection: %s\r\n\r\n",
                   status, reason, ctype, len, extra_headers != NULL ? extra_headers : "",
                   ac->keep_alive ? "keep-alive" : "close");
-    strbuf_append(&sb, body, len);
+    if (!ac->head_only)
+        strbuf_append(&sb, body, len);
+    ac->head_only = false;
     admin_send(ac, &sb);
     ac->busy = false;
     if (!ac->keep_alive) {
@@ -432,6 +435,10 @@ static void admin_route(struct admin_conn *ac, const struct http_request *req, c
         path_len = (size_t)(q - req->uri);
     const char *path = req->uri;
     bool get = req->method == HTTP_GET, post = req->method == HTTP_POST;
+    if (req->method == HTTP_HEAD) { /* as GET without the body (admin_reply leaves it out) */
+        get = true;
+        ac->head_only = true;
+    }
     struct strbuf sb;
 
     if (!admin_authorized(a, req)) {
@@ -440,7 +447,11 @@ static void admin_route(struct admin_conn *ac, const struct http_request *req, c
                           "this admin listener needs 'Authorization: Bearer TOKEN'");
         return;
     }
-    if (get && path_is(path, path_len, "/")) {
+    if (get && path_is(path, path_len, "/favicon.ico")) {
+        admin_reply(ac, 204, "No Content", "image/x-icon", NULL, "", 0);
+    } else if (get && path_is(path, path_len, "/events") && ac->head_only) {
+        admin_reply(ac, 200, "OK", "application/x-ndjson", NULL, "", 0);
+    } else if (get && path_is(path, path_len, "/")) {
         size_t len;
         const char *page = admin_dashboard_page(&len);
         admin_reply(ac, 200, "OK", "text/html; charset=utf-8",
@@ -491,7 +502,7 @@ static void admin_route(struct admin_conn *ac, const struct http_request *req, c
     } else if (path_is(path, path_len, "/") || path_is(path, path_len, "/status") ||
                path_is(path, path_len, "/metrics") || path_is(path, path_len, "/connections") ||
                path_is(path, path_len, "/events")) {
-        admin_reply_error(ac, 405, "Method Not Allowed", "Allow: GET\r\n", "use GET");
+        admin_reply_error(ac, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n", "use GET");
     } else if (path_is(path, path_len, "/reload") || path_is(path, path_len, "/dry-run")) {
         admin_reply_error(ac, 405, "Method Not Allowed", "Allow: POST\r\n", "use POST");
     } else {

@@ -15,8 +15,13 @@
  * Stable element ids the end-to-end test reads (tests/e2e/test_dashboard.py): stream-state
  * (data-state: connecting, live, reconnecting, offline), active-connections, count-pass,
  * count-block, count-total, count-closed, total-pass, total-block, chart-pass, chart-block,
- * policy-generation, geo-age, regions-body (rows carry data-name), blocks-body,
- * upstreams-body. */
+ * policy-generation, policy-path, geo-age, regions-body (rows carry data-name), blocks-body,
+ * upstreams-body.
+ *
+ * Editing: the page is written one source line per C line, in single quotes where HTML and
+ * JavaScript allow, so that few characters need escaping. Keep lines within the 100 columns
+ * clang-format allows, write no "??" (a trigraph in strict C11), and run
+ * tests/e2e/test_dashboard.py: it fails on any console error or exception in the page. */
 #include "proxy/admin_routes.h"
 
 static const char dashboard_page[] =
@@ -26,10 +31,7 @@ static const char dashboard_page[] =
     "<meta charset='utf-8'>\n"
     "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
     "<title>geoproxy</title>\n"
-    "<!-- An icon link the CSP allows (same origin, answers 200, draws nothing): without one\n"
-    "     the browser asks for /favicon.ico, which the admin listener answers 404, a console\n"
-    "     error. -->\n"
-    "<link rel='icon' href='status'>\n"
+
     "<style>\n"
     ":root { --bg: #f6f7f9; --card: #fff; --fg: #1d2430; --dim: #5f6b7a; --line: #dde2e8;\n"
     "  --pass: #1f8a4c; --block: #c23b32; --warn: #b26a00; }\n"

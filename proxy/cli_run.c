@@ -163,8 +163,22 @@ int cli_run(struct config *cfg, const char *config_path)
     /* Signals first: once a port accepts, SIGTERM must already mean "drain", not "die". */
     server_watch_signals(&s);
     s.workers = calloc(s.n_workers, sizeof(*s.workers));
-    if (s.workers == NULL || server_start_workers(&s, cfg) != 0) {
+    /* The reloader and the admin listener come before the workers: once a proxy port accepts,
+     * the admin port does too, and a bind error stops the start like a listener's would. */
+    struct admin_deps deps = {
+        .rt = &s.rt,
+        .workers = s.workers,
+        .n_workers = s.n_workers,
+        .reloader = &s.reloader,
+    };
+    bool started = s.workers != NULL && reloader_start(&s.reloader, s.loop, &s.rt, config_path, cfg,
+                                                       on_policy_published, &s) == 0;
+    if (started && cfg->admin.enabled && admin_start(s.loop, &cfg->admin, &deps, &s.admin) != 0)
+        started = false;
+    if (!started || server_start_workers(&s, cfg) != 0) {
         free(s.workers);
+        admin_close(s.admin);
+        reloader_close(&s.reloader);
         server_close_handles(&s);
         uv_run(s.loop, UV_RUN_DEFAULT);
         uv_loop_close(s.loop);
@@ -173,21 +187,6 @@ int cli_run(struct config *cfg, const char *config_path)
         return 1;
     }
     log_listeners(cfg, s.n_workers);
-    if (reloader_start(&s.reloader, s.loop, &s.rt, config_path, cfg, on_policy_published, &s) !=
-        0) {
-        log_msg(LOG_ERROR, "out of memory");
-        abort(); /* worker threads are running: there is no clean way back */
-    }
-    if (cfg->admin.enabled) {
-        struct admin_deps deps = {
-            .rt = &s.rt,
-            .workers = s.workers,
-            .n_workers = s.n_workers,
-            .reloader = &s.reloader,
-        };
-        if (admin_start(s.loop, &cfg->admin, &deps, &s.admin) != 0)
-            log_msg(LOG_WARN, "serving without the admin listener");
-    }
     uv_run(s.loop, UV_RUN_DEFAULT);
 
     for (unsigned i = 0; i < s.n_workers; i++)

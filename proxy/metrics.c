@@ -171,7 +171,8 @@ static void render_connections(struct worker_metrics *const *w, size_t n, struct
     }
     for (size_t a = 0; a < METRICS_ACTIONS; a++)
         if (overflow[a] > 0)
-            strbuf_printf(out, "geoproxy_connections_total{action=\"%s\",rule=\"other\"} %llu\n",
+            strbuf_printf(out,
+                          "geoproxy_connections_total{action=\"%s\",rule=\"(other rules)\"} %llu\n",
                           action_names[a], (unsigned long long)overflow[a]);
     if (all == NULL)
         out->failed = true;

@@ -446,8 +446,7 @@ static void reload_start_job(struct reloader *r, const char *trigger, bool force
 int reloader_start(struct reloader *r, uv_loop_t *loop, struct runtime *rt, const char *config_path,
                    const struct config *running, reload_published_fn published, void *published_arg)
 {
-    memset(r, 0, sizeof *r);
-    r->loop = loop;
+    memset(r, 0, sizeof *r); /* r->loop stays NULL until it started: reloader_close skips it */
     r->published = published;
     r->published_arg = published_arg;
     r->rt = rt;
@@ -469,6 +468,7 @@ int reloader_start(struct reloader *r, uv_loop_t *loop, struct runtime *rt, cons
     r->n_listeners = running->n_listeners;
     /* The first stamps are taken now: startup may block; the loop serves nothing yet. */
     r->stamps = reload_stamps_take(running->sources, running->n_sources);
+    r->loop = loop;
     uv_timer_init(loop, &r->debounce);
     r->loaded_at = (int64_t)time(NULL);
     reload_log_policy(running, r->generation, NULL);
@@ -507,7 +507,7 @@ void reloader_forget(struct reloader *r, void *arg)
 
 void reloader_close(struct reloader *r)
 {
-    if (r->closing)
+    if (r->closing || r->loop == NULL)
         return;
     r->closing = true;
     reload_unwatch_all(r);

@@ -89,7 +89,8 @@ int reloader_request_then(struct reloader *r, const char *trigger, reload_done_f
 void reloader_forget(struct reloader *r, void *arg);
 
 /* Stops watching, closes the handles and frees what the reloader holds; a load in flight is
- * discarded when it ends. The loop must run until the handles are closed and the load ended. */
+ * discarded when it ends. The loop must run until the handles are closed and the load ended.
+ * A reloader whose start failed (or that never started, zeroed) is left alone. */
 void reloader_close(struct reloader *r);
 
 #endif
