@@ -47,6 +47,17 @@ static bool admin_is_loopback(const struct sockaddr_storage *ss)
     return memcmp(&in6->sin6_addr, &in6addr_loopback, sizeof in6addr_loopback) == 0;
 }
 
+static void admin_forget_token(struct config_admin *a)
+{
+    free(a->token_path);
+    a->token_path = NULL;
+    if (a->token != NULL) {
+        OPENSSL_cleanse(a->token, strlen(a->token));
+        free(a->token);
+        a->token = NULL;
+    }
+}
+
 /* Reads the token file: private (mode 0600 or stricter), one line of printable ASCII. */
 static int admin_load_token(struct config_parser *p, const struct config_token *file)
 {
@@ -124,6 +135,7 @@ void config_parse_admin(struct config_parser *p, const struct config_line *w)
     }
     if (!config_check_once(p, &p->admin_at, w->tokens[0].col, "'admin'"))
         return;
+    admin_forget_token(a); /* an earlier admin line that failed may have left one */
     const struct config_token *addr = &w->tokens[1];
     if (config_word_is(addr, "off")) {
         if (config_expect_end(p, w, 2, "admin off"))

@@ -522,6 +522,10 @@ static const struct bad_case bad_cases[] = {
     /* admin and on-reload */
     {BASE "admin 127.0.0.1:9090 token admin.token\n",
      "E t.conf:3:28: cannot read token file admin.token: No such file or directory\n"},
+    /* found by fuzz_config: a second admin line after a failed one leaked the first path */
+    {BASE "admin 127.0.0.1:9090 token a.token\nadmin 127.0.0.1:9091 token b.token\n",
+     "E t.conf:3:28: cannot read token file a.token: No such file or directory\n"
+     "E t.conf:4:28: cannot read token file b.token: No such file or directory\n"},
     {BASE "admin\n", "E t.conf:3:6: missing address after 'admin' (for example 127.0.0.1:9090, "
                      "or off)\n"},
     {BASE "admin 0.0.0.0:9090\n",
