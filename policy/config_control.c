@@ -37,16 +37,6 @@ void config_parse_on_reload(struct config_parser *p, const struct config_line *w
     config_mark_set(p, &p->on_reload_at);
 }
 
-static bool admin_is_loopback(const struct sockaddr_storage *ss)
-{
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
-        return (ntohl(in4->sin_addr.s_addr) >> 24) == 127;
-    }
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-    return memcmp(&in6->sin6_addr, &in6addr_loopback, sizeof in6addr_loopback) == 0;
-}
-
 static void admin_forget_token(struct config_admin *a)
 {
     free(a->token_path);
@@ -158,7 +148,7 @@ void config_parse_admin(struct config_parser *p, const struct config_line *w)
         return;
     if (token != NULL && admin_load_token(p, token) != 0)
         return;
-    if (token == NULL && !admin_is_loopback(&a->addr)) {
+    if (token == NULL && !config_address_is_loopback(&a->addr)) {
         config_parser_error(p, addr->col,
                             "an admin listener on a non-loopback address needs 'token FILE' "
                             "(anyone who reaches it could reload the policy and read metrics)");

@@ -174,6 +174,13 @@ void config_parse_listen(struct config_parser *p, const struct config_line *w)
     if (listen_check_unique(p, &l, o.name != NULL ? o.name : &w->tokens[2], &w->tokens[2]) != 0) {
         return;
     }
+    if (o.users == NULL && !config_address_is_loopback(&l.addr)) {
+        config_parser_error(p, w->tokens[2].col,
+                            "a listener on %s without 'users FILE' is an open proxy for anyone "
+                            "who can reach it: add 'users FILE' or listen on a loopback address",
+                            config_format_addr(&l.addr, addr, sizeof addr));
+        return;
+    }
     if (o.users != NULL && listen_load_users(p, &l, o.users) != 0) {
         return;
     }

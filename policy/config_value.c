@@ -335,3 +335,15 @@ bool config_address_overlaps(const struct sockaddr_storage *a, const struct sock
     }
     return config_address_equal(a, b) || address_is_wildcard(a) || address_is_wildcard(b);
 }
+
+bool config_address_is_loopback(const struct sockaddr_storage *addr)
+{
+    if (addr->ss_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)addr;
+        return (ntohl(in4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (addr->ss_family != AF_INET6)
+        return false;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+    return memcmp(&in6->sin6_addr, &in6addr_loopback, sizeof in6addr_loopback) == 0;
+}

@@ -44,6 +44,9 @@ bool config_name_is_valid(const char *s, size_t len);
 const char *config_suggest(const char *word, size_t len, const char *const *candidates);
 
 /* True when both addresses have the same family, address and port. */
+/* True for 127.0.0.0/8 and ::1 (the port is ignored). */
+bool config_address_is_loopback(const struct sockaddr_storage *addr);
+
 bool config_address_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
 /* True when binding both would conflict: same family and port, and the same address or either is

@@ -187,7 +187,7 @@ static void test_every_directive(void **state)
         "listen mixed 127.0.0.1:1080 name main   # the default listener\n"
         "listen\tsocks5 [::1]:1081\n"
         "listen socks4 127.0.0.2:1082 name legacy\n"
-        "listen http [2001:db8::1]:8080 name web\n"
+        "listen http [::1]:8080 name web\n"
         "resolver 1.1.1.1 9.9.9.9:5353 [2001:4860:4860::8888] [::1]:5300\n"
         "timeout handshake 250ms\n"
         "timeout connect 3s\n"
@@ -218,7 +218,7 @@ static void test_every_directive(void **state)
     assert_int_equal(cfg->listeners[2].kind, LISTENER_SOCKS4);
     assert_string_equal(cfg->listeners[3].name, "web");
     assert_int_equal(cfg->listeners[3].kind, LISTENER_HTTP);
-    assert_string_equal(addr_text(&cfg->listeners[3].addr, buf), "[2001:db8::1]:8080");
+    assert_string_equal(addr_text(&cfg->listeners[3].addr, buf), "[::1]:8080");
 
     assert_int_equal(cfg->n_resolvers, 4);
     assert_string_equal(addr_text(&cfg->resolvers[0], buf), "1.1.1.1:53");
@@ -310,12 +310,12 @@ static void test_resolver_system_and_limits(void **state)
 
 static void test_wildcard_listeners_on_other_ports(void **state)
 {
-    struct config *cfg = load_ok("listen mixed 0.0.0.0:1080\nlisten mixed [::]:1080\n"
-                                 "listen http 127.0.0.1:8080\nrule r pass\n");
+    struct config *cfg = load_ok("listen mixed 127.0.0.1:1080\nlisten mixed [::1]:1080\n"
+                                 "listen http 127.0.0.2:8080\nrule r pass\n");
 
     (void)state;
     assert_int_equal(cfg->n_listeners, 3);
-    assert_string_equal(cfg->listeners[1].name, "mixed-[::]:1080");
+    assert_string_equal(cfg->listeners[1].name, "mixed-[::1]:1080");
     config_free(cfg);
 }
 
@@ -407,12 +407,19 @@ static const struct bad_case bad_cases[] = {
     {BASE "listen http 127.0.0.1:1080\n",
      "E t.conf:3:13: listener address 127.0.0.1:1080 is already used by listener "
      "'mixed-127.0.0.1:1080' (t.conf:1)\n"},
+    /* open proxies: a non-loopback listener needs users */
+    {BASE "listen http 0.0.0.0:3128\n",
+     "E t.conf:3:13: a listener on 0.0.0.0:3128 without 'users FILE' is an open proxy for anyone "
+     "who can reach it: add 'users FILE' or listen on a loopback address\n"},
+    {BASE "listen socks5 [2001:db8::1]:1080 name pub\n",
+     "E t.conf:3:15: a listener on [2001:db8::1]:1080 without 'users FILE' is an open proxy for "
+     "anyone who can reach it: add 'users FILE' or listen on a loopback address\n"},
     {BASE "listen http 0.0.0.0:1080\n",
      "E t.conf:3:13: listener address 0.0.0.0:1080 overlaps 127.0.0.1:1080 of listener "
      "'mixed-127.0.0.1:1080' (t.conf:1)\n"},
     {"listen mixed [::]:1080\nlisten http [::1]:1080 name x\nrule r pass\n",
-     "E t.conf:2:13: listener address [::1]:1080 overlaps [::]:1080 of listener "
-     "'mixed-[::]:1080' (t.conf:1)\n"},
+     "E t.conf:1:14: a listener on [::]:1080 without 'users FILE' is an open proxy for anyone "
+     "who can reach it: add 'users FILE' or listen on a loopback address\n"},
 
     /* workers */
     {BASE "workers\n",
