@@ -6,6 +6,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "geo/region.h"
 #include "policy/rule_index.h"
@@ -79,6 +80,62 @@ static void verdict_no_rule(struct policy_verdict *out)
     out->line = 0;
 }
 
+/* True for 0.0.0.0 and :: (also IPv4-mapped): connecting there reaches this machine. */
+static bool dest_is_unspecified(const struct sockaddr *sa)
+{
+    static const uint8_t zero[16] = {0};
+    static const uint8_t v4mapped_zero[16] = {[10] = 0xff, [11] = 0xff};
+    if (sa->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == 0;
+    if (sa->sa_family != AF_INET6)
+        return false;
+    const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    return memcmp(a, zero, 16) == 0 || memcmp(a, v4mapped_zero, 16) == 0;
+}
+
+/* True when the rule itself names local destinations: 'to local' or a network or address. */
+static bool rule_names_local_destinations(const struct config_rule *rule)
+{
+    const struct rule_match *m = rule->match;
+    return m != NULL && (m->present & MATCH_HAS_TO) &&
+           (m->to[MATCH_POS].local || m->to[MATCH_POS].n_nets > 0);
+}
+
+static void verdict_builtin(struct policy_verdict *out, const char *rule, const char *reason)
+{
+    out->action = VERDICT_BLOCK;
+    out->rule = rule;
+    out->reason = reason;
+    out->log = LOG_LEVEL_META;
+    out->file = NULL;
+    out->line = 0;
+}
+
+/* Refusals that no catch-all rule can lift (safe defaults), applied once the destination's
+ * address is known: an unspecified address, and a local destination for a client outside the
+ * local ranges unless the deciding rule names local destinations. 'rule' is the deciding rule,
+ * or NULL. Returns true when *out was replaced. */
+static bool policy_guard(const struct config_rule *rule, const struct policy_request *req,
+                         struct policy_verdict *out)
+{
+    if (req->dest == NULL)
+        return false;
+    if (dest_is_unspecified(req->dest)) {
+        verdict_builtin(out, "(unspecified destination)",
+                        "0.0.0.0 and :: are not destinations (they would reach the proxy's own "
+                        "machine)");
+        return true;
+    }
+    if (out->action == VERDICT_PASS && req->dest_geo.local && !req->client_geo.local &&
+        (rule == NULL || !rule_names_local_destinations(rule))) {
+        verdict_builtin(out, "(local destination)",
+                        "local networks are closed to clients outside them unless a rule names "
+                        "them ('to local' or a network)");
+        return true;
+    }
+    return false;
+}
+
 enum policy_outcome policy_decide_config(const struct config *cfg, const struct policy_request *req,
                                          struct policy_verdict *out)
 {
@@ -98,6 +155,7 @@ enum policy_outcome policy_decide_config(const struct config *cfg, const struct 
         verdict_from_rule(&cfg->rules[i], out);
     else
         verdict_no_rule(out);
+    policy_guard(found == RULE_FOUND ? &cfg->rules[i] : NULL, req, out);
     return POLICY_DECIDED;
 }
 
@@ -120,6 +178,7 @@ enum policy_outcome policy_explain(const struct config *cfg, const struct policy
         case MATCH_YES:
             step(arg, rule, POLICY_STEP_MATCH);
             verdict_from_rule(rule, out);
+            policy_guard(rule, req, out);
             return POLICY_DECIDED;
         case MATCH_NEED:
             if (rule->no_resolve) {
@@ -134,6 +193,7 @@ enum policy_outcome policy_explain(const struct config *cfg, const struct policy
         }
     }
     verdict_no_rule(out);
+    policy_guard(NULL, req, out);
     return POLICY_DECIDED;
 }
 

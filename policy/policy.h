@@ -61,7 +61,11 @@ enum policy_outcome {
                             name, then decide again once per resolved address */
 };
 
-/* First matching rule wins; when no rule matches the connection is blocked (fail closed). A
+/* First matching rule wins; when no rule matches the connection is blocked (fail closed). Two
+ * built-in refusals come after the rules, once the destination's address is known: rule
+ * "(unspecified destination)" for 0.0.0.0 and ::, and rule "(local destination)" for a
+ * destination in a local range asked by a client outside the local ranges, unless the deciding
+ * rule names local destinations itself (to local, or a network or address). A
  * rule marked no-resolve whose to-matcher needs an address it does not have is skipped (does
  * not match) instead of asking for one. The strings in the verdict live as long as the
  * snapshot. Thread-safe; never blocks, never allocates. */

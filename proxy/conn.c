@@ -543,7 +543,12 @@ void conn_connect(struct conn *c)
         c->dest_classified = true;
         req.dest_geo = c->dest_geo;
     }
-    if (policy_decide(c->snap, &req, &c->verdict) == POLICY_NEED_ADDRESS) {
+    enum policy_outcome outcome = policy_decide(c->snap, &req, &c->verdict);
+    /* A client outside the local ranges may only reach local destinations a rule names: a
+     * name it is let through to is resolved here, so the policy sees where it really leads. */
+    bool check_addresses = outcome == POLICY_DECIDED && c->verdict.action == VERDICT_PASS &&
+                           !target_is_literal(&c->target) && !c->client_geo.local;
+    if (outcome == POLICY_NEED_ADDRESS || check_addresses) {
         c->step_started_ms = uv_now(&c->worker->loop);
         struct resolver_query *q =
             resolver_resolve(c->worker->resolver, c->target.host, on_dest_resolved, c);

@@ -512,6 +512,18 @@ class Ordering(PolicyTestCase):
         self.assertIn("no rule: every connection will be blocked", proxy.log_text())
 
 
+class BuiltinRefusals(PolicyTestCase):
+    def test_unspecified_destinations_are_refused_even_to_a_catch_all(self):
+        echo = self.start_echo()
+        proxy = self.start_policy(["rule everyone pass"])
+        for host in ("0.0.0.0", "::"):
+            with self.subTest(host):
+                self.assertBlocked(proxy, host, echo.port, "(unspecified destination)",
+                                   server=echo)
+        self.assertEqual(echo.peers.qsize(), 0)
+        self.assertIn("they would reach the proxy's own machine", proxy.log_text())
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. Lazy resolution: names go to the resolver only when a rule needs their address
 

@@ -9,7 +9,7 @@
  *     addresses config_format_addr can print;
  *   - every decision is DECIDED, or NEED_ADDRESS while the destination is a name not yet
  *     resolved (and DECIDED once it is); a verdict names one of the configuration's rules, or
- *     "(no rule)" and blocks; a reason comes only with a block;
+ *     "(no rule)" or a built-in refusal, "(...)", and blocks; a reason comes only with a block;
  *   - nothing leaks (LeakSanitizer checks after the inputs that allocated more than they freed).
  *
  * Files. 'include', 'users FILE' and 'geoip country|asn FILE' open files, so an input could make
@@ -264,7 +264,8 @@ static void check_verdict(const struct config *cfg, const struct policy_verdict 
     CHECK(v->rule != NULL);
     CHECK(v->log == LOG_LEVEL_NONE || v->log == LOG_LEVEL_META || v->log == LOG_LEVEL_FULL);
     CHECK(v->reason == NULL || v->action == VERDICT_BLOCK);
-    if (strcmp(v->rule, "(no rule)") == 0) {
+    /* "(no rule)" and the built-in refusals ("(local destination)", ...) block, from no file */
+    if (v->rule[0] == '(') {
         CHECK(v->action == VERDICT_BLOCK && v->file == NULL);
         return;
     }

@@ -311,6 +311,23 @@ static void run_table(const struct eval_table *t)
 }
 
 static const struct eval_table eval_tables[] = {
+    /* built-in refusals: 0.0.0.0 and :: never; local destinations for clients outside the
+     * local ranges only through a rule that names them (to local, or a network) */
+    {"rule lan pass to 10.0.0.0/8\nrule home pass to local :8080\nrule rest pass\n",
+     {
+         {"127.0.0.1", "L", NULL, "0.0.0.0", "L", 80, NULL, NULL, "(unspecified destination)"},
+         {"127.0.0.1", "L", NULL, "::", "L", 80, NULL, NULL, "(unspecified destination)"},
+         {"127.0.0.1", "L", NULL, "::ffff:0.0.0.0", "L", 80, NULL, NULL,
+          "(unspecified destination)"},
+         {"203.0.113.1", "HK", NULL, "192.168.1.1", "L", 80, NULL, NULL, "(local destination)"},
+         {"203.0.113.1", "HK", NULL, "127.0.0.1", "L", 22, NULL, NULL, "(local destination)"},
+         {"203.0.113.1", "HK", "intranet.example", "10.1.2.3", "L", 80, NULL, NULL, "lan"},
+         {"203.0.113.1", "HK", NULL, "192.168.1.1", "L", 8080, NULL, NULL, "home"},
+         {"203.0.113.1", "HK", NULL, "198.51.100.1", "CN", 80, NULL, NULL, "rest"},
+         {"192.168.1.7", "L", NULL, "192.168.1.1", "L", 80, NULL, NULL, "rest"},
+         {"203.0.113.1", "HK", "router.example", NULL, NULL, 80, NULL, NULL, "NEED"},
+         {0},
+     }},
     /* the example: a client in HK may not reach CN; every other pair passes */
     {"rule hk-cn block from HK to CN reason \"not from HK to CN\"\nrule others pass\n",
      {
@@ -407,7 +424,7 @@ static const struct eval_table eval_tables[] = {
          {"10.0.0.1", "L", NULL, "198.51.100.1", "-", 443, NULL, NULL, "lan"},
          {"203.0.113.1", "HK", NULL, "198.51.100.1", "-", 443, NULL, NULL, "unknown-destinations"},
          {"203.0.113.1", "HK", NULL, "198.51.100.1", "US", 443, NULL, NULL, "hk"},
-         {"203.0.113.1", "HK", NULL, "10.0.0.1", "L", 443, NULL, NULL, "hk"},
+         {"203.0.113.1", "HK", NULL, "10.0.0.1", "L", 443, NULL, NULL, "(local destination)"},
          {"203.0.113.1", "-", NULL, "198.51.100.1", "US", 443, NULL, NULL, "(no rule)"},
          {0},
      }},
