@@ -343,16 +343,18 @@ static void admin_follow(struct admin_conn *ac, const struct event_filter *filte
         [EVENT_FORMAT_TEXT] = "text/plain; charset=utf-8",
         [EVENT_FORMAT_SSE] = "text/event-stream",
     };
+    /* Followed before the head goes out (uv_write may send it at once): an event published
+     * after the client has read the head is then always in its stream. */
+    events_follow(&ac->srv->deps.rt->events, &ac->cursor);
+    ac->following = true;
     struct strbuf sb;
     strbuf_init(&sb, 512);
     strbuf_printf(&sb, head, types[filter->format]);
     if (filter->format == EVENT_FORMAT_SSE)
         strbuf_puts(&sb, ": geoproxy events\n\n");
-    admin_send(ac, &sb);
-    ac->following = true;
     ac->filter = *filter;
     ac->keep_alive = false;
-    events_follow(&ac->srv->deps.rt->events, &ac->cursor);
+    admin_send(ac, &sb);
 }
 
 static void admin_feed_lines(struct admin_conn *ac, const char *lines, size_t n, uint64_t lost);

@@ -84,9 +84,11 @@ class Faults(ProxyTestCase):
         sock.recv(65536)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()  # RST in the middle of the download
-        # The origin's side is closed: it reports what it received up to the end.
-        length, _ = server.results.get(timeout=WAIT)
-        self.assertEqual(length, len(b"some bytes before the reset"))
+        # The origin's side is closed promptly: it reports what it received up to its EOF, or
+        # the reset itself (closing a socket with unread bytes makes the kernel send RST).
+        result = server.results.get(timeout=WAIT)
+        if not isinstance(result, ConnectionResetError):
+            self.assertEqual(result[0], len(b"some bytes before the reset"))
         proxy.wait_log(r"close conn=\d+ .*end=\S+")
         self.assert_still_serving(proxy)
 
