@@ -20,8 +20,8 @@ MIB = 1024 * 1024
 
 
 class ResettingServer:
-    """Accepts connections; for each, sends 'first' bytes then resets (RST) after reading
-    anything, or at once when reset_at_once."""
+    """Accepts connections; for each, waits for one byte from the client, sends 'first' bytes,
+    then resets the connection (RST), as a server that crashes mid-response does."""
 
     def __init__(self, first=b"x" * 65536):
         self.sock = socket.socket()
@@ -40,7 +40,12 @@ class ResettingServer:
             except OSError:
                 return
             self.accepted += 1
-            conn.sendall(self.first)
+            conn.settimeout(10)
+            try:
+                conn.recv(1)
+                conn.sendall(self.first)
+            except OSError:
+                pass
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()  # with linger 0: RST
 
@@ -64,6 +69,7 @@ class Faults(ProxyTestCase):
         sock, reply = socks5_open(proxy.port, "127.0.0.1", origin.port)
         self.track(sock)
         self.assertSocks5Reply(reply, 0)
+        sock.sendall(b"g")  # the origin answers part of it, then resets
         started = time.monotonic()
         got = b""
         try:
