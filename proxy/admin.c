@@ -115,8 +115,9 @@ static void admin_send(struct admin_conn *ac, struct strbuf *sb)
     ac->writes++;
 }
 
-void admin_reply(struct admin_conn *ac, unsigned status, const char *reason, const char *ctype,
-                 const char *extra_headers, const char *body, size_t len)
+/* A whole response with Content-Length (no body for HEAD). */
+static void admin_reply(struct admin_conn *ac, unsigned status, const char *reason,
+                        const char *ctype, const char *extra_headers, const char *body, size_t len)
 {
     struct strbuf sb;
     strbuf_init(&sb, len + 1024);
@@ -140,8 +141,9 @@ void admin_reply(struct admin_conn *ac, unsigned status, const char *reason, con
     }
 }
 
-void admin_reply_json(struct admin_conn *ac, unsigned status, const char *reason,
-                      struct strbuf *json)
+/* A JSON response; takes the strbuf over. */
+static void admin_reply_json(struct admin_conn *ac, unsigned status, const char *reason,
+                             struct strbuf *json)
 {
     if (json->failed) {
         static const char msg[] = "{\"error\":\"reply too large or out of memory\"}\n";

@@ -15,8 +15,6 @@
 
 #define ADMIN_REPLY_MAX (64u * 1024u * 1024u)
 
-struct admin_conn;
-
 /* Start-up facts the status reports, and where to read the live ones. */
 struct admin_status_info {
     struct admin_deps deps;
@@ -43,11 +41,5 @@ void admin_render_diags(const char *path, const struct config_diags *d, struct s
 
 /* GET /: the dashboard, a self-contained HTML page. */
 const char *admin_dashboard_page(size_t *len);
-
-/* Replies (admin.c): a whole response with Content-Length; the JSON one takes over the strbuf. */
-void admin_reply(struct admin_conn *ac, unsigned status, const char *reason, const char *ctype,
-                 const char *extra_headers, const char *body, size_t len);
-void admin_reply_json(struct admin_conn *ac, unsigned status, const char *reason,
-                      struct strbuf *json);
 
 #endif

@@ -18,6 +18,7 @@
 #include "policy/config.h"
 #include "policy/policy.h"
 #include "policy/userdb.h"
+#include "proxy/pseudonym.h"
 #include "proxy/relay.h"
 #include "proxy/target.h"
 
@@ -97,6 +98,7 @@ struct conn {
     struct policy_verdict verdict;          /* set by conn_connect() */
     struct geo_result client_geo;           /* the client's classification, from accept */
     bool client_classified;                 /* client_geo is set */
+    char client_id[PSEUDONYM_LEN + 1];      /* its pseudonym once an event needed it, or "" */
     struct geo_result dest_geo;             /* the destination's, once dest_classified */
     bool dest_classified;                   /* a destination address has been classified */
     struct resolver_query *resolving;       /* the policy asked for the destination's address */

@@ -1,6 +1,7 @@
 #include "proxy/conn_log.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "geo/region.h"
@@ -86,8 +87,11 @@ static void fields_add_jurisdictions(struct conn_fields *f, const struct conn *c
 static void fields_add_identities(struct conn_fields *f, const struct conn *c)
 {
     if (conn_log_level(c) == LOG_LEVEL_META && c->client_classified) {
-        pseudonym_of(&c->worker->rt->pseudonym_key, (const struct sockaddr *)&c->client_addr,
-                     (uint64_t)time(NULL) / 86400u, f->client_id);
+        if (c->client_id[0] != '\0')
+            memcpy(f->client_id, c->client_id, sizeof f->client_id);
+        else
+            pseudonym_of(&c->worker->rt->pseudonym_key, (const struct sockaddr *)&c->client_addr,
+                         (uint64_t)time(NULL) / 86400u, f->client_id);
         fields_add(f, LOG_FIELD_STR("client_id", f->client_id));
     }
     if (conn_log_level(c) != LOG_LEVEL_FULL)
@@ -101,6 +105,14 @@ static void fields_add_identities(struct conn_fields *f, const struct conn *c)
             f, LOG_FIELD_STR("target", target_format(&c->target, f->target, sizeof(f->target))));
 }
 
+/* Keeps the pseudonym worked out for one event for the connection's next ones (one HMAC per
+ * connection). */
+static void conn_remember_client_id(struct conn *c, const struct conn_fields *f)
+{
+    if (c->client_id[0] == '\0' && f->client_id[0] != '\0')
+        memcpy(c->client_id, f->client_id, sizeof c->client_id);
+}
+
 /* Writes an event to the log and to the live event stream. */
 static void conn_emit(const struct conn *c, const char *event, const struct conn_fields *f)
 {
@@ -108,7 +120,7 @@ static void conn_emit(const struct conn *c, const char *event, const struct conn
     events_publish(&c->worker->rt->events, event, f->items, f->n);
 }
 
-void conn_log_decision(const struct conn *c)
+void conn_log_decision(struct conn *c)
 {
     metrics_count_decision(&c->worker->metrics, &c->verdict, &c->client_geo,
                            c->dest_classified ? &c->dest_geo : NULL);
@@ -120,10 +132,11 @@ void conn_log_decision(const struct conn *c)
         fields_add(&f, LOG_FIELD_STR("reason", c->verdict.reason));
     fields_add_jurisdictions(&f, c);
     fields_add_identities(&f, c);
+    conn_remember_client_id(c, &f);
     conn_emit(c, "decision", &f);
 }
 
-void conn_log_close(const struct conn *c)
+void conn_log_close(struct conn *c)
 {
     metrics_count_close(&c->worker->metrics, c->verdict.rule != NULL, c->verdict.action,
                         c->bytes_up, c->bytes_down,
@@ -140,6 +153,7 @@ void conn_log_close(const struct conn *c)
     fields_add(&f, LOG_FIELD_NUM("duration_ms", uv_now(&c->worker->loop) - c->accepted_ms));
     fields_add_jurisdictions(&f, c);
     fields_add_identities(&f, c);
+    conn_remember_client_id(c, &f);
     conn_emit(c, "close", &f);
 }
 

@@ -12,8 +12,8 @@
 
 struct conn;
 
-void conn_log_decision(const struct conn *c);
-void conn_log_close(const struct conn *c);
+void conn_log_decision(struct conn *c);
+void conn_log_close(struct conn *c);
 
 /* The connection as one JSON line (event "connection") for the admin listener: what its events
  * show at its log level (at none only the rule, action, phase and counters), its phase, age and
