@@ -281,14 +281,20 @@ class Control(AdminBase):
         self.assertEqual(status, 422)
         self.assertRegex(json.loads(body)["errors"][0], r"candidate\.conf:\d+:\d+: unknown action")
 
-        # POST /reload answers with the outcome.
+        # POST /reload answers with the outcome; so does the CLI.
         status, body = http(self.admin_port, "/reload", method="POST", body="")
         self.assertEqual((status, json.loads(body)["generation"]), (200, 2), body)
+        r = run([geoproxy_bin(), "reload", "--admin", f"127.0.0.1:{self.admin_port}"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["generation"], 3)
         with open(proxy.config_path, "a") as f:
             f.write("rule broken blok\n")
         status, body = http(self.admin_port, "/reload", method="POST", body="")
         self.assertEqual(status, 422, body)
         self.assertRegex(json.loads(body)["error"], r"geoproxy\.conf:\d+:\d+: unknown action")
+        r = run([geoproxy_bin(), "reload", "--admin", f"127.0.0.1:{self.admin_port}"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"unknown action", r.stderr)
         _, body = http(self.admin_port, "/status")
         self.assertRegex(json.loads(body)["policy"]["last_reload_error"], "unknown action")
 

@@ -8,7 +8,8 @@ import signal
 import unittest
 import urllib.request
 
-from harness import ProxyTestCase, free_port, recv_exact, socks5_open, wait_until
+from harness import (ProxyTestCase, free_port, geoproxy_bin, recv_exact, run, socks5_open,
+                     wait_until)
 
 
 class LogFile(ProxyTestCase):
@@ -42,6 +43,15 @@ class LogFile(ProxyTestCase):
         wait_until(lambda: "bytes_up=33 " in read(path), what="step 3 in the new file")
         self.assertNotIn("bytes_up=33 ", read(path + ".1"))
         self.assertNotIn("bytes_up=22 ", read(path))
+
+    def test_unwritable_log_file_stops_the_start(self):
+        conf = os.path.join(self.workdir(), "t.conf")
+        with open(conf, "w") as f:
+            f.write("listen mixed 127.0.0.1:1\nrule r pass\n")
+        r = run([geoproxy_bin(), "run", "-c", conf, "--log-file", "/nonexistent/dir/g.log"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"cannot open log file /nonexistent/dir/g.log: No such file or directory",
+                      r.stderr)
 
     def test_full_log_disk_is_counted_and_service_goes_on(self):
         admin = free_port()

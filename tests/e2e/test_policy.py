@@ -782,6 +782,35 @@ class Check(ProxyTestCase):
     def line_of(self, n):
         return self.first_rule_line + n
 
+    def explain(self, path, *args):
+        r = run([geoproxy_bin(), "explain", "-c", path, *args])
+        return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+    def test_explain_shows_each_rule_tried_and_the_verdict(self):
+        path = self.write(['rule hk-to-cn block from HK to CN reason "not from HK to CN"',
+                           "rule web pass to :80 :443", "rule rest block"])
+        one, two = self.line_of(0), self.line_of(1)
+        rc, out, err = self.explain(path, "--from", client_addr("HK"), "--to",
+                                    f"{server_addr('CN')}:443")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, rf"client +{re.escape(client_addr('HK'))}: country HK \(a local")
+        self.assertRegex(out, r"destination +127\.0\.3\.9: country CN")
+        self.assertRegex(out, rf"policy\.conf:{one} +hk-to-cn +MATCH")
+        self.assertIn(f"verdict: block by rule 'hk-to-cn' (", out)
+        self.assertIn(f"policy.conf:{one}): not from HK to CN", out)
+        # A country code as the client, a name decided by its port: no DNS needed.
+        rc, out, err = self.explain(path, "--from", "DE", "--to", "www.example.test:443")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, rf"policy\.conf:{one} +hk-to-cn +no match")
+        self.assertRegex(out, rf"policy\.conf:{two} +web +MATCH")
+        self.assertNotIn("resolving", out)
+        # Bad arguments are usage errors.
+        for args in (["--from", "DE", "--to", "no-port"], ["--from", "DE"],
+                     ["--from", "nowhere", "--to", "1.2.3.4:80"]):
+            rc, out, err = self.explain(path, *args)
+            self.assertIn(rc, (1, 2), args)
+            self.assertTrue(err, args)
+
     def test_clean_policy(self):
         path, rc, out = self.check(['rule hk-to-cn block from HK to CN reason "no"',
                                     "rule rest pass"])
