@@ -236,11 +236,33 @@ static void reload_watch_dir(struct reloader *r, const char *dir)
     r->watches[r->n_watches++] = w;
 }
 
+/* True if one of the n paths lies directly in dir. */
+static bool reload_dir_is_needed(const char *dir, char *const *paths, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *copy = strdup(paths[i]);
+        bool same = copy != NULL && strcmp(dirname(copy), dir) == 0;
+        free(copy);
+        if (same)
+            return true;
+    }
+    return false;
+}
+
 /* Watches the directory of every source; the directories, not the files, so that a file
- * replaced by rename or a swapped symlink is still seen. */
+ * replaced by rename or a swapped symlink is still seen. Watches that are still needed are kept
+ * as they are: closing and opening them again would lose a change made in between. */
 static void reload_watch_sources(struct reloader *r, char *const *paths, size_t n)
 {
-    reload_unwatch_all(r);
+    size_t kept = 0;
+    for (size_t i = 0; i < r->n_watches; i++) {
+        struct reload_watch *w = r->watches[i];
+        if (reload_dir_is_needed(w->dir, paths, n))
+            r->watches[kept++] = w;
+        else
+            uv_close((uv_handle_t *)&w->event, on_watch_closed);
+    }
+    r->n_watches = kept;
     for (size_t i = 0; i < n; i++) {
         char *copy = strdup(paths[i]);
         if (copy == NULL)
@@ -323,11 +345,12 @@ static void reload_publish(struct reloader *r, struct reload_job *job)
     r->reloads_ok++;
     r->loaded_at = (int64_t)time(NULL);
     r->last_error[0] = '\0';
-    /* Published before it is announced: whoever reads the log line gets the new policy. Our
-     * reference goes to the runtime, which only this loop replaces: 'published' stays valid. */
+    /* Published and watched before it is announced: whoever reads the log line gets the new
+     * policy, and a change made after it is seen. Our reference goes to the runtime, which
+     * only this loop replaces: 'published' stays valid. */
     runtime_publish_snapshot(r->rt, snap);
-    reload_log_policy(published, r->generation, job->trigger);
     reload_watch_sources(r, published->sources, published->n_sources);
+    reload_log_policy(published, r->generation, job->trigger);
     if (r->published != NULL)
         r->published(r->published_arg, published);
 }
