@@ -452,6 +452,8 @@ const char *config_listener_kind_name(enum listener_kind kind)
         return "socks4";
     case LISTENER_HTTP:
         return "http";
+    case LISTENER_TUNNEL:
+        return "tunnel";
     }
     return "unknown";
 }

@@ -23,11 +23,13 @@ enum listener_kind {
     LISTENER_SOCKS5, /* SOCKS5 only */
     LISTENER_SOCKS4, /* SOCKS4 and 4a only */
     LISTENER_HTTP,   /* HTTP proxy only (CONNECT and absolute-form) */
+    LISTENER_TUNNEL, /* exit role: HTTP proxy over TLS 1.3 with client certificates required */
 };
 
 enum rule_action {
     RULE_PASS,
     RULE_BLOCK,
+    RULE_TUNNEL, /* "tunnel via UPSTREAM-or-GROUP" */
 };
 
 enum log_level {
@@ -39,6 +41,7 @@ enum log_level {
 struct userdb;     /* policy/userdb.h */
 struct geo_db;     /* geo/geo.h */
 struct region;     /* geo/region.h */
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 struct rule_match; /* policy/rule_match.h */
 struct rule_index; /* policy/rule_index.h */
 
@@ -48,6 +51,67 @@ struct config_listener {
     struct sockaddr_storage addr; /* bind address with port */
     char *users_path;             /* "users FILE" option, resolved against the config's dir */
     struct userdb *users;         /* loaded users file, or NULL: no authentication */
+    /* LISTENER_TUNNEL only ("cert FILE key FILE ca FILE"; paths resolved like users): */
+    char *cert_path;
+    char *key_path;
+    char *ca_path;
+    struct ssl_ctx_st *tls; /* server context built at load (certs/tls_context.h); owned */
+    int64_t cert_not_after; /* the listener certificate's notAfter (unix time), for metrics */
+};
+
+/* "upstream NAME tls|socks5|http HOST:PORT [options]" and "upstream NAME group STRATEGY
+ * MEMBER...": where tunnel rules send traffic. docs/CONFIG.md has the grammar. */
+enum upstream_kind {
+    UPSTREAM_TLS,    /* another geoproxy's tunnel listener: HTTP CONNECT over mutual TLS 1.3 */
+    UPSTREAM_SOCKS5, /* a SOCKS5 proxy (Tor's SocksPort, ...): names passed unresolved */
+    UPSTREAM_HTTP,   /* a plain HTTP CONNECT parent proxy */
+    UPSTREAM_GROUP,  /* members tried by 'strategy' among the healthy ones */
+};
+
+enum upstream_strategy {
+    UPSTREAM_FAILOVER,    /* the first healthy member in the order written */
+    UPSTREAM_ROUND_ROBIN, /* healthy members in turn */
+};
+
+#define CONFIG_MAX_UPSTREAMS 64
+#define CONFIG_GROUP_MEMBERS_MAX 16
+#define CONFIG_HOST_MAX 256 /* a DNS name or an address literal, including the NUL */
+
+struct config_upstream {
+    char name[CONFIG_NAME_MAX];
+    enum upstream_kind kind;
+    unsigned index; /* its position in cfg->upstreams */
+    /* tls, socks5, http: where it listens. host is an address literal (IPv6 without brackets)
+     * or a DNS name resolved with the local resolver when connecting. */
+    char host[CONFIG_HOST_MAX];
+    uint16_t port;
+    /* tls: "ca FILE cert FILE key FILE [pin sha256//BASE64] [server-name NAME]" */
+    char *ca_path;
+    char *cert_path;
+    char *key_path;
+    char *pin;              /* or NULL */
+    char *server_name;      /* name checked in the exit's certificate: server-name, else host */
+    struct ssl_ctx_st *tls; /* client context built at load (certs/tls_context.h); owned */
+    int64_t cert_not_after; /* our client certificate's notAfter (unix time), for metrics */
+    unsigned pool;          /* "pool N": idle TLS connections kept ready per worker (default 2) */
+    /* socks5, http: "user NAME password-file FILE" (optional) */
+    char *user;
+    char *password;
+    /* "egress CC-or-REGION" (tls only): where its traffic must leave; "" when not declared.
+     * The health check verifies it (policy_egress_matches). */
+    char egress[CONFIG_NAME_MAX];
+    /* group */
+    enum upstream_strategy strategy;
+    unsigned members[CONFIG_GROUP_MEMBERS_MAX]; /* indices in cfg->upstreams; never groups */
+    size_t n_members;
+    char *file; /* where it is defined, for messages */
+    unsigned line;
+};
+
+/* "health-check every DURATION timeout DURATION": how upstreams are probed. */
+struct config_health {
+    uint32_t interval_ms; /* default 5 s */
+    uint32_t timeout_ms;  /* default 3 s */
 };
 
 struct config_rule {
@@ -60,6 +124,9 @@ struct config_rule {
     struct rule_match *match; /* from/to/user/listener (policy/rule_match.h); NULL: none, the
                                  rule matches every connection */
     bool no_resolve;          /* "no-resolve": skip the rule rather than resolve the name */
+    const struct config_upstream *via;         /* RULE_TUNNEL: the upstream or group */
+    const struct config_upstream *resolve_via; /* "resolve via UPSTREAM": the destination's
+                                                  name is resolved by that exit; or NULL */
 };
 
 /* "geoip country FILE" / "geoip asn FILE". Without a country line the default database
@@ -138,6 +205,13 @@ struct config {
     size_t n_expects;
     struct region *regions; /* "region NAME = CC ..." in file order */
     size_t n_regions;
+    struct config_upstream *upstreams; /* in file order; never reallocated once loaded */
+    size_t n_upstreams;
+    struct config_health health;
+    /* "external ADDRESS" (no port): the source address of direct outbound connections, and the
+     * egress a tunnel listener reports to entries. has_external false: the kernel chooses. */
+    struct sockaddr_storage external;
+    bool has_external;
     /* Every file this configuration was read from: the top file, included files, users files
      * and GeoIP databases, as opened (relative to the working directory or absolute). A reload
      * is due when any of them changes. */

@@ -307,6 +307,8 @@ const char *policy_action_name(enum verdict_action action)
         return "pass";
     case VERDICT_BLOCK:
         return "block";
+    case VERDICT_TUNNEL:
+        return "tunnel";
     }
     return "?";
 }

@@ -4,6 +4,7 @@
 #ifndef GEOPROXY_POLICY_POLICY_H
 #define GEOPROXY_POLICY_POLICY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -28,6 +29,7 @@ uint64_t policy_snapshot_generation(const struct policy_snapshot *snap);
 enum verdict_action {
     VERDICT_PASS,
     VERDICT_BLOCK,
+    VERDICT_TUNNEL, /* through verdict.via */
 };
 
 /* What is known about a connection when it is decided. The caller classifies addresses with
@@ -51,6 +53,10 @@ struct policy_verdict {
     enum log_level log;
     const char *file; /* where the rule is written; NULL for "(no rule)" */
     unsigned line;
+    const struct config_upstream *via; /* VERDICT_TUNNEL: the upstream or group; else NULL */
+    /* With POLICY_NEED_ADDRESS: the rule that needs the address says "resolve via UPSTREAM";
+     * NULL: use the local resolver. */
+    const struct config_upstream *resolve_via;
 };
 
 enum policy_outcome {
@@ -126,5 +132,11 @@ size_t policy_config_regions_of(const struct config *cfg, const char cc[2], cons
                                 size_t cap);
 
 const char *policy_action_name(enum verdict_action action);
+
+/* Whether 'egress' (an exit's reported egress address) lies in u->egress (a country code or a
+ * region name) by the snapshot's databases. An upstream without a declared egress matches any
+ * address; an unknown or local address matches no declared egress (fail closed). */
+bool policy_egress_matches(const struct policy_snapshot *snap, const struct config_upstream *u,
+                           const struct sockaddr *egress);
 
 #endif

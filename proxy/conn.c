@@ -175,6 +175,7 @@ static const struct inbound_ops *conn_pick_protocol(const struct conn *c)
     case LISTENER_SOCKS4:
         return first == 4 ? &inbound_socks4_ops : NULL;
     case LISTENER_HTTP:
+    case LISTENER_TUNNEL:
         return &inbound_http_ops;
     case LISTENER_MIXED:
         if (first == 5)
@@ -322,6 +323,7 @@ void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_nam
     case LISTENER_MIXED:
         break; /* chosen from the first byte */
     case LISTENER_HTTP:
+    case LISTENER_TUNNEL:
         c->proto = &inbound_http_ops;
         break;
     }
