@@ -33,9 +33,9 @@ static const struct config *conn_config(const struct conn *c)
     return policy_snapshot_config(c->snap);
 }
 
-uv_stream_t *conn_side_stream(struct conn *c, enum conn_side side)
+struct link *conn_side_link(struct conn *c, enum conn_side side)
 {
-    return side == CONN_CLIENT ? (uv_stream_t *)&c->client : (uv_stream_t *)c->upstream;
+    return side == CONN_CLIENT ? &c->client : c->upstream;
 }
 
 static bool conn_side_open(const struct conn *c, enum conn_side side)
@@ -72,23 +72,30 @@ static void conn_close_handle(struct conn *c, uv_handle_t *handle)
     uv_close(handle, on_handle_closed);
 }
 
-/* The upstream handle was allocated by proxy/outbound.c and is ours to free. */
-static void on_upstream_closed(uv_handle_t *handle)
+static void on_client_closed(struct link *l)
 {
-    struct conn *c = handle->data;
-    free(handle);
+    struct conn *c = l->data;
     c->pending_closes--;
     conn_maybe_free(c);
 }
 
-/* Closes the upstream handle, if any, with 'closed' (which frees it). */
-static void conn_close_upstream(struct conn *c, uv_close_cb closed)
+/* The upstream link was allocated by proxy/outbound.c and is ours to free. */
+static void on_upstream_closed(struct link *l)
+{
+    struct conn *c = l->data;
+    free(l);
+    c->pending_closes--;
+    conn_maybe_free(c);
+}
+
+/* Closes the upstream link, if any, with 'closed' (which frees it). */
+static void conn_close_upstream(struct conn *c, link_closed_fn closed)
 {
     if (!(c->flags & CONN_F_UPSTREAM_OPEN))
         return;
     c->flags &= ~CONN_F_UPSTREAM_OPEN;
     c->pending_closes++;
-    uv_close((uv_handle_t *)c->upstream, closed);
+    link_close(c->upstream, closed);
     c->upstream = NULL;
 }
 
@@ -122,7 +129,8 @@ void conn_close(struct conn *c)
     conn_log_close(c);
     if (c->flags & CONN_F_CLIENT_OPEN) {
         c->flags &= ~CONN_F_CLIENT_OPEN;
-        conn_close_handle(c, (uv_handle_t *)&c->client);
+        c->pending_closes++;
+        link_close(&c->client, on_client_closed);
     }
     conn_close_upstream(c, on_upstream_closed);
     if (c->flags & CONN_F_TIMER_OPEN) {
@@ -158,9 +166,9 @@ void conn_touch(struct conn *c)
 
 /* ---- handshake reading ---------------------------------------------------------------- */
 
-static void on_hs_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+static void on_hs_alloc(struct link *l, uv_buf_t *buf)
 {
-    struct conn *c = container_of(handle, struct conn, client);
+    struct conn *c = l->data;
     *buf = uv_buf_init((char *)c->hs + c->hs_len, (unsigned)(c->hs_cap - c->hs_len));
 }
 
@@ -206,9 +214,10 @@ static void conn_hs_dispatch(struct conn *c)
         conn_close_because(c, "handshake-too-large");
 }
 
-static void on_hs_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void on_hs_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
 {
-    struct conn *c = container_of(stream, struct conn, client);
+    struct conn *c = l->data;
+    (void)buf;
     if (nread == 0)
         return;
     if (nread < 0) {
@@ -224,7 +233,7 @@ static void conn_hs_read_start(struct conn *c)
 {
     if (!(c->flags & CONN_F_CLIENT_OPEN))
         return;
-    int err = uv_read_start((uv_stream_t *)&c->client, on_hs_alloc, on_hs_read);
+    int err = link_read_start(&c->client, on_hs_alloc, on_hs_read);
     if (err != 0)
         conn_close_because(c, "client-error");
 }
@@ -277,10 +286,10 @@ static const char *conn_setup(struct conn *c, const char *listener_name)
     }
     c->flags |= CONN_F_ADMITTED;
     int len = sizeof(c->client_addr);
-    uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->client_addr, &len);
+    uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&c->client_addr, &len);
     policy_classify(c->snap, (const struct sockaddr *)&c->client_addr, &c->client_geo);
     c->client_classified = true;
-    uv_tcp_nodelay(&c->client, 1);
+    uv_tcp_nodelay(&c->client.tcp, 1);
     c->hs_cap = cfg->limits.header_bytes;
     c->hs = malloc(c->hs_cap);
     if (c->hs == NULL)
@@ -303,12 +312,12 @@ void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_nam
     c->accepted_ms = c->last_activity_ms = uv_now(&w->loop);
     worker_add_conn(w, c);
 
-    uv_tcp_init(&w->loop, &c->client);
+    link_init(&w->loop, &c->client, AF_UNSPEC);
     c->client.data = c;
     c->flags |= CONN_F_CLIENT_OPEN;
     uv_timer_init(&w->loop, &c->timer);
     c->flags |= CONN_F_TIMER_OPEN;
-    if (uv_accept(server, (uv_stream_t *)&c->client) != 0) {
+    if (uv_accept(server, (uv_stream_t *)&c->client.tcp) != 0) {
         conn_close_because(c, "accept-failed");
         return;
     }
@@ -411,21 +420,21 @@ static void conn_observe_since(struct conn *c, enum metrics_latency which)
     metrics_observe(&c->worker->metrics, which, ms * 1000u);
 }
 
-static void on_outbound_done(void *arg, enum outbound_status status, uv_tcp_t *tcp,
+static void on_outbound_done(void *arg, enum outbound_status status, struct link *link,
                              const struct sockaddr *peer)
 {
     struct conn *c = arg;
     c->connecting = NULL;
     conn_observe_since(c, METRICS_CONNECT);
     if (status == OUTBOUND_OK) {
-        c->upstream = tcp;
-        tcp->data = c;
+        c->upstream = link;
+        link->data = c;
         c->flags |= CONN_F_UPSTREAM_OPEN;
         socklen_t plen =
             peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
         memcpy(&c->upstream_peer, peer, plen);
         int len = sizeof(c->upstream_local);
-        uv_tcp_getsockname(tcp, (struct sockaddr *)&c->upstream_local, &len);
+        uv_tcp_getsockname(&link->tcp, (struct sockaddr *)&c->upstream_local, &len);
         if (!c->dest_classified) { /* decided on the name alone: classify for the logs */
             policy_classify(c->snap, peer, &c->dest_geo);
             c->dest_classified = true;
@@ -467,11 +476,13 @@ static void conn_apply_verdict(struct conn *c, const struct resolver_answer *add
     conn_arm_deadline(c);
     c->step_started_ms = uv_now(&c->worker->loop);
     uv_loop_t *loop = &c->worker->loop;
-    c->connecting = addrs != NULL
-                        ? outbound_connect_addrs(loop, addrs, c->target.port,
-                                                 cfg->timeouts.connect_ms, on_outbound_done, c)
-                        : outbound_connect(loop, c->worker->resolver, &c->target,
-                                           cfg->timeouts.connect_ms, on_outbound_done, c);
+    const struct sockaddr *bind =
+        cfg->has_external ? (const struct sockaddr *)&cfg->external : NULL;
+    c->connecting =
+        addrs != NULL ? outbound_connect_addrs(loop, addrs, c->target.port,
+                                               cfg->timeouts.connect_ms, bind, on_outbound_done, c)
+                      : outbound_connect(loop, c->worker->resolver, &c->target,
+                                         cfg->timeouts.connect_ms, bind, on_outbound_done, c);
     if (c->connecting == NULL)
         conn_defer_result(c, OUTBOUND_FAILED);
 }
@@ -666,7 +677,7 @@ void conn_verify_user(struct conn *c, const char *user, size_t user_len, const c
 /* ---- writes ------------------------------------------------------------------------------ */
 
 struct send_req {
-    uv_write_t req;
+    struct link_write req;
     struct conn *c;
     conn_sent_fn sent;
     enum conn_side side;
@@ -675,7 +686,7 @@ struct send_req {
 
 static void conn_linger_start(struct conn *c);
 
-static void on_send_done(uv_write_t *req, int status)
+static void on_send_done(struct link_write *req, int status)
 {
     struct send_req *s = container_of(req, struct send_req, req);
     struct conn *c = s->c;
@@ -703,11 +714,10 @@ int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len,
 {
     if (conn_is_closing(c) || !conn_side_open(c, side))
         return UV_ECANCELED;
-    uv_stream_t *stream = conn_side_stream(c, side);
-    if (sent == NULL && uv_stream_get_write_queue_size(stream) == 0) {
+    struct link *link = conn_side_link(c, side);
+    if (sent == NULL && link_write_queue_size(link) == 0) {
         /* Most replies fit in the socket buffer: write them now, without a request. */
-        uv_buf_t now = uv_buf_init((char *)data, (unsigned)len);
-        int written = uv_try_write(stream, &now, 1);
+        int written = link_try_write(link, data, len);
         if (written == (int)len) {
             conn_touch(c);
             return 0;
@@ -730,8 +740,7 @@ int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len,
     s->sent = sent;
     s->side = side;
     memcpy(s->data, data, len);
-    uv_buf_t buf = uv_buf_init(s->data, (unsigned)len);
-    int err = uv_write(&s->req, stream, &buf, 1, on_send_done);
+    int err = link_write(link, &s->req, s->data, len, on_send_done);
     if (err != 0) {
         free(s);
         conn_close_because(c, "write-error");
@@ -746,26 +755,26 @@ size_t conn_send_queue_size(const struct conn *c, enum conn_side side)
 {
     if (!conn_side_open(c, side))
         return 0;
-    return side == CONN_CLIENT ? c->client.write_queue_size : c->upstream->write_queue_size;
+    return link_write_queue_size(side == CONN_CLIENT ? &c->client : c->upstream);
 }
 
 /* ---- closing after an error reply (lingering close) -------------------------------------- */
 
-static void on_linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void on_linger_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
 {
-    struct conn *c = stream->data;
+    struct conn *c = l->data;
     bufpool_put(&c->worker->relay_bufs, buf->base); /* what the client still sends is dropped */
     if (nread < 0)
         conn_close_because(c, "error-reply-sent");
 }
 
-static void on_linger_shutdown(uv_shutdown_t *req, int status)
+static void on_linger_shutdown(struct link_shutdown *req, int status)
 {
     struct conn *c = req->data;
     free(req);
     if (!conn_request_done(c))
         return;
-    if (status < 0 || uv_read_start((uv_stream_t *)&c->client, conn_alloc_buffer, on_linger_read))
+    if (status < 0 || link_read_start(&c->client, conn_alloc_buffer, on_linger_read))
         conn_close_because(c, "error-reply-sent");
 }
 
@@ -773,14 +782,14 @@ static void on_linger_shutdown(uv_shutdown_t *req, int status)
  * not turn into a reset that destroys the reply before the client has read it. */
 static void conn_linger_start(struct conn *c)
 {
-    uv_shutdown_t *req = malloc(sizeof(*req));
+    struct link_shutdown *req = malloc(sizeof(*req));
     if (req == NULL || !(c->flags & CONN_F_CLIENT_OPEN)) {
         free(req);
         conn_close_because(c, "error-reply-sent");
         return;
     }
     req->data = c;
-    if (uv_shutdown(req, (uv_stream_t *)&c->client, on_linger_shutdown) != 0) {
+    if (link_shutdown(&c->client, req, on_linger_shutdown) != 0) {
         free(req);
         conn_close_because(c, "error-reply-sent");
         return;
@@ -796,7 +805,7 @@ void conn_close_after_send(struct conn *c, const char *reason)
         c->end_reason = reason;
     c->flags |= CONN_F_LINGERING;
     if (c->flags & CONN_F_CLIENT_OPEN)
-        uv_read_stop((uv_stream_t *)&c->client);
+        link_read_stop(&c->client);
     conn_cancel_outbound(c);
     conn_close_upstream(c, on_upstream_closed); /* only the reply to the client matters now */
     c->linger_until_ms = uv_now(&c->worker->loop) + LINGER_MS;
@@ -811,7 +820,7 @@ void conn_relay_start(struct conn *c)
 {
     if (conn_is_closing(c))
         return;
-    uv_read_stop((uv_stream_t *)&c->client);
+    link_read_stop(&c->client);
     c->readers[CONN_CLIENT] = c->readers[CONN_UPSTREAM] = NULL;
     c->phase = CONN_PHASE_RELAY;
     conn_touch(c);
@@ -822,9 +831,9 @@ void conn_relay_start(struct conn *c)
     c->hs_len = c->hs_cap = 0;
 }
 
-void conn_alloc_buffer(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+void conn_alloc_buffer(struct link *l, uv_buf_t *buf)
 {
-    struct conn *c = handle->data;
+    struct conn *c = l->data;
     char *mem = bufpool_get(&c->worker->relay_bufs);
     *buf = uv_buf_init(mem, mem != NULL ? (unsigned)c->worker->relay_bufs.buf_size : 0);
 }
@@ -838,26 +847,23 @@ static void conn_side_read(struct conn *c, enum conn_side side, ssize_t nread, c
     bufpool_put(&c->worker->relay_bufs, buf->base);
 }
 
-static void on_side_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void on_side_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
 {
-    struct conn *c = stream->data;
-    conn_side_read(c, stream == (uv_stream_t *)&c->client ? CONN_CLIENT : CONN_UPSTREAM, nread,
-                   buf);
+    struct conn *c = l->data;
+    conn_side_read(c, l == &c->client ? CONN_CLIENT : CONN_UPSTREAM, nread, buf);
 }
 
 int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn)
 {
     if (conn_is_closing(c) || !conn_side_open(c, side))
         return UV_ECANCELED;
-    uv_stream_t *stream = conn_side_stream(c, side);
-    stream->data = c;
+    struct link *link = conn_side_link(c, side);
     c->readers[side] = fn;
     if (c->phase != CONN_PHASE_FORWARD) {
         c->phase = CONN_PHASE_FORWARD;
         conn_arm_deadline(c);
     }
-    uv_read_stop(stream);
-    int err = uv_read_start(stream, conn_alloc_buffer, on_side_read);
+    int err = link_read_start(link, conn_alloc_buffer, on_side_read);
     if (err != 0)
         conn_close_because(c, "read-error");
     return err;
@@ -866,13 +872,13 @@ int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn)
 void conn_read_stop(struct conn *c, enum conn_side side)
 {
     if (conn_side_open(c, side))
-        uv_read_stop(conn_side_stream(c, side));
+        link_read_stop(conn_side_link(c, side));
 }
 
-static void on_upstream_reset_closed(uv_handle_t *handle)
+static void on_upstream_reset_closed(struct link *l)
 {
-    struct conn *c = handle->data;
-    free(handle);
+    struct conn *c = l->data;
+    free(l);
     c->pending_closes--;
     if (conn_is_closing(c)) {
         conn_maybe_free(c);

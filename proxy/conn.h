@@ -18,6 +18,7 @@
 #include "policy/config.h"
 #include "policy/policy.h"
 #include "policy/userdb.h"
+#include "proxy/link.h"
 #include "proxy/pseudonym.h"
 #include "proxy/relay.h"
 #include "proxy/target.h"
@@ -67,10 +68,11 @@ struct conn {
     const struct config_listener *listener;
     uint64_t id; /* unique within the process, for logs */
 
-    uv_tcp_t client;
-    uv_tcp_t *upstream; /* connected handle from proxy/outbound.c, owned; NULL when none */
-    uv_timer_t timer;   /* handshake and idle deadlines */
-    unsigned flags;     /* CONN_F_* in conn.c */
+    struct link client;
+    struct link *upstream; /* connected link from proxy/outbound.c (or an upstream), owned;
+                              NULL when none */
+    uv_timer_t timer;      /* handshake and idle deadlines */
+    unsigned flags;        /* CONN_F_* in conn.c */
     int pending_closes;
     int refs; /* in-flight requests that point at the conn (writes, shutdowns, auth work) */
     unsigned sends_in_flight[2]; /* conn_send() writes not yet completed, per side */
@@ -193,12 +195,12 @@ enum conn_reevaluate_result {
  * connection keeps its own snapshot otherwise. Does not free c. */
 enum conn_reevaluate_result conn_reevaluate(struct conn *c, const struct policy_snapshot *snap);
 
-/* A libuv allocation callback handing out the worker's pool buffers (handle->data is the
+/* A link allocation callback handing out the worker's pool buffers (l->data is the
  * connection); the read callback must give the buffer back with bufpool_put(). */
-void conn_alloc_buffer(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+void conn_alloc_buffer(struct link *l, uv_buf_t *buf);
 
-/* The stream of a side (the upstream one exists only once connected). */
-uv_stream_t *conn_side_stream(struct conn *c, enum conn_side side);
+/* The link of a side (the upstream one exists only once connected). */
+struct link *conn_side_link(struct conn *c, enum conn_side side);
 
 /* Requests in flight that point at the connection (writes, shutdowns, work) hold a reference;
  * the memory is freed once the connection is closed and the last reference is dropped.

@@ -1,6 +1,6 @@
 /* Direct outbound connections, Happy Eyeballs (RFC 8305 §5).
  *
- * Each attempt is a uv_tcp_t of its own (malloc'd, so the winner can outlive the request) with
+ * Each attempt is a link of its own (malloc'd, so the winner can outlive the request) with
  * a uv_tcp_connect in progress. The 'step' timer starts the next address
  * OUTBOUND_ATTEMPT_DELAY_MS after the previous one (at once when an attempt fails) and also
  * delivers results decided before outbound_connect returned, so the callback never runs under
@@ -14,6 +14,7 @@
 
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "proxy/container_of.h"
 
@@ -26,7 +27,7 @@
 
 struct outbound_attempt {
     uv_connect_t connect; /* data: the request */
-    uv_tcp_t *tcp;        /* NULL: not started, closing, or handed over */
+    struct link *link;    /* NULL: not started, closing, or handed over */
 };
 
 struct outbound_req {
@@ -47,6 +48,8 @@ struct outbound_req {
     bool resolving;
     bool done; /* the callback ran or the request was cancelled: closing */
     uint16_t port;
+    const struct sockaddr *bind; /* &bind_addr, or NULL */
+    struct sockaddr_storage bind_addr;
 };
 
 static void outbound_on_step(uv_timer_t *t);
@@ -62,26 +65,26 @@ static void outbound_on_timer_close(uv_handle_t *h)
     outbound_release(h->data);
 }
 
-static void outbound_on_tcp_close(uv_handle_t *h)
+static void outbound_on_link_close(struct link *l)
 {
-    struct outbound_req *req = h->data;
-    free(h);
+    struct outbound_req *req = l->data;
+    free(l);
     outbound_release(req);
 }
 
-/* Closes an initialised attempt handle; it is freed in its close callback. */
-static void outbound_tcp_close(struct outbound_req *req, uv_tcp_t *tcp)
+/* Closes an initialised attempt link; it is freed in its close callback. */
+static void outbound_link_close(struct outbound_req *req, struct link *l)
 {
     req->pending_closes++;
-    uv_close((uv_handle_t *)tcp, outbound_on_tcp_close);
+    link_close(l, outbound_on_link_close);
 }
 
 static void outbound_attempt_close(struct outbound_req *req, struct outbound_attempt *a)
 {
-    if (a->tcp == NULL)
+    if (a->link == NULL)
         return;
-    outbound_tcp_close(req, a->tcp);
-    a->tcp = NULL;
+    outbound_link_close(req, a->link);
+    a->link = NULL;
     req->active--;
 }
 
@@ -100,12 +103,12 @@ static void outbound_teardown(struct outbound_req *req)
     uv_close((uv_handle_t *)&req->step, outbound_on_timer_close);
 }
 
-static void outbound_finish(struct outbound_req *req, enum outbound_status status, uv_tcp_t *tcp,
-                            const struct sockaddr *peer)
+static void outbound_finish(struct outbound_req *req, enum outbound_status status,
+                            struct link *link, const struct sockaddr *peer)
 {
     outbound_teardown(req);
     /* 'peer' points into req, which stays allocated until the close callbacks. */
-    req->cb(req->arg, status, tcp, peer);
+    req->cb(req->arg, status, link, peer);
 }
 
 /* 'err' is a libuv error (negative). */
@@ -152,12 +155,12 @@ static enum outbound_status outbound_status_from_errors(unsigned seen)
 /* Hands the attempt's handle to the caller; the request no longer owns it. */
 static void outbound_win(struct outbound_req *req, struct outbound_attempt *a)
 {
-    uv_tcp_t *tcp = a->tcp;
+    struct link *link = a->link;
     const struct sockaddr *peer = (const struct sockaddr *)&req->addrs.addrs[a - req->attempts];
-    a->tcp = NULL;
+    a->link = NULL;
     req->active--;
-    tcp->data = NULL;
-    outbound_finish(req, OUTBOUND_OK, tcp, peer);
+    link->data = NULL;
+    outbound_finish(req, OUTBOUND_OK, link, peer);
 }
 
 static void outbound_attempt_next(struct outbound_req *req);
@@ -185,36 +188,38 @@ static int outbound_attempt_start(struct outbound_req *req, size_t i)
 {
     const struct sockaddr *sa = (const struct sockaddr *)&req->addrs.addrs[i];
     struct outbound_attempt *a = &req->attempts[i];
-    uv_tcp_t *tcp = NULL;
+    struct link *link = NULL;
     int err = UV_EAFNOSUPPORT;
 
     if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
         goto fail;
     err = UV_ENOMEM;
-    tcp = malloc(sizeof(*tcp));
-    if (tcp == NULL)
+    link = malloc(sizeof(*link));
+    if (link == NULL)
         goto fail;
     /* Creates the socket now (EMFILE shows here), so TCP_NODELAY below is set at once. */
-    err = uv_tcp_init_ex(req->loop, tcp, sa->sa_family);
+    err = link_init(req->loop, link, sa->sa_family);
     if (err != 0)
         goto fail_free; /* a failed init leaves nothing on the loop to close */
-    tcp->data = req;
-    err = uv_tcp_nodelay(tcp, 1);
+    link->data = req;
+    err = uv_tcp_nodelay(&link->tcp, 1);
+    if (err == 0 && req->bind != NULL && req->bind->sa_family == sa->sa_family)
+        err = uv_tcp_bind(&link->tcp, req->bind, 0);
     if (err != 0)
         goto fail_close;
     a->connect.data = req;
-    err = uv_tcp_connect(&a->connect, tcp, sa, outbound_on_connect);
+    err = uv_tcp_connect(&a->connect, &link->tcp, sa, outbound_on_connect);
     if (err != 0)
         goto fail_close;
-    a->tcp = tcp;
+    a->link = link;
     req->active++;
     return 0;
 
 fail_close:
-    outbound_tcp_close(req, tcp); /* freed in its close callback */
-    tcp = NULL;
+    outbound_link_close(req, link); /* freed in its close callback */
+    link = NULL;
 fail_free:
-    free(tcp);
+    free(link);
 fail:
     outbound_note_error(req, err);
     return -1;
@@ -276,12 +281,18 @@ static void outbound_set_addrs(struct outbound_req *req, const struct resolver_a
     }
 }
 
-static struct outbound_req *outbound_req_new(uv_loop_t *loop, uint32_t timeout_ms, outbound_cb cb,
-                                             void *arg)
+static struct outbound_req *outbound_req_new(uv_loop_t *loop, uint32_t timeout_ms,
+                                             const struct sockaddr *bind, outbound_cb cb, void *arg)
 {
     struct outbound_req *req = calloc(1, sizeof(*req));
     if (req == NULL)
         return NULL;
+    if (bind != NULL) {
+        memcpy(&req->bind_addr, bind,
+               bind->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                           : sizeof(struct sockaddr_in));
+        req->bind = (const struct sockaddr *)&req->bind_addr;
+    }
     req->loop = loop;
     req->cb = cb;
     req->arg = arg;
@@ -296,10 +307,10 @@ static struct outbound_req *outbound_req_new(uv_loop_t *loop, uint32_t timeout_m
 }
 
 struct outbound_req *outbound_connect_addrs(uv_loop_t *loop, const struct resolver_answer *addrs,
-                                            uint16_t port, uint32_t timeout_ms, outbound_cb cb,
-                                            void *arg)
+                                            uint16_t port, uint32_t timeout_ms,
+                                            const struct sockaddr *bind, outbound_cb cb, void *arg)
 {
-    struct outbound_req *req = outbound_req_new(loop, timeout_ms, cb, arg);
+    struct outbound_req *req = outbound_req_new(loop, timeout_ms, bind, cb, arg);
     if (req == NULL)
         return NULL;
     outbound_set_addrs(req, addrs, port);
@@ -319,10 +330,10 @@ static void outbound_on_resolved(void *arg, enum outbound_status status,
 }
 
 struct outbound_req *outbound_connect(uv_loop_t *loop, struct resolver *resolver,
-                                      const struct target *t, uint32_t timeout_ms, outbound_cb cb,
-                                      void *arg)
+                                      const struct target *t, uint32_t timeout_ms,
+                                      const struct sockaddr *bind, outbound_cb cb, void *arg)
 {
-    struct outbound_req *req = outbound_req_new(loop, timeout_ms, cb, arg);
+    struct outbound_req *req = outbound_req_new(loop, timeout_ms, bind, cb, arg);
     if (req == NULL)
         return NULL;
     if (target_is_literal(t)) {

@@ -1,10 +1,6 @@
 #include "proxy/relay.h"
 
-#include <errno.h>
 #include <string.h>
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 
 #include "proxy/bufpool.h"
 #include "proxy/conn.h"
@@ -30,7 +26,7 @@ static void relay_dir_finished(struct conn *c, struct relay_dir *dir)
         conn_close_because(c, "done");
 }
 
-static void on_shutdown_done(uv_shutdown_t *req, int status)
+static void on_shutdown_done(struct link_shutdown *req, int status)
 {
     struct relay_dir *dir = container_of(req, struct relay_dir, shutdown_req);
     struct conn *c = req->data;
@@ -48,27 +44,27 @@ static void on_shutdown_done(uv_shutdown_t *req, int status)
 static void relay_forward_eof(struct conn *c, enum conn_side from)
 {
     struct relay_dir *dir = &c->relay.dirs[from];
-    uv_stream_t *to = conn_side_stream(c, other_side(from));
-    uv_os_fd_t fd;
-    if (uv_stream_get_write_queue_size(to) == 0 && c->sends_in_flight[other_side(from)] == 0 &&
-        uv_fileno((uv_handle_t *)to, &fd) == 0) {
-        if (shutdown(fd, SHUT_WR) != 0 && errno != ENOTCONN) {
+    struct link *to = conn_side_link(c, other_side(from));
+    if (c->sends_in_flight[other_side(from)] == 0) {
+        int now = link_shutdown_now(to);
+        if (now == 0) {
+            relay_dir_finished(c, dir);
+            return;
+        }
+        if (now != UV_EAGAIN) {
             conn_close_because(c, "shutdown-error");
             return;
         }
-        relay_dir_finished(c, dir);
-        return;
     }
     dir->shutdown_req.data = c;
-    if (uv_shutdown(&dir->shutdown_req, conn_side_stream(c, other_side(from)), on_shutdown_done) !=
-        0) {
+    if (link_shutdown(to, &dir->shutdown_req, on_shutdown_done) != 0) {
         conn_close_because(c, "shutdown-error");
         return;
     }
     conn_ref(c);
 }
 
-static void on_write_done(uv_write_t *req, int status)
+static void on_write_done(struct link_write *req, int status)
 {
     struct relay_dir *dir = container_of(req, struct relay_dir, write_req);
     struct conn *c = req->data;
@@ -89,18 +85,6 @@ static void on_write_done(uv_write_t *req, int status)
         relay_read_start(c, from);
 }
 
-/* Writes what was read; what the kernel does not take at once is queued without copying, and
- * the reading side pauses until it is written (backpressure). */
-/* Bytes the kernel holds in a socket's send queue, or -1 when that cannot be known. */
-static int stream_unsent_bytes(uv_stream_t *stream)
-{
-    uv_os_fd_t fd;
-    int unsent;
-    if (uv_fileno((uv_handle_t *)stream, &fd) != 0 || ioctl(fd, SIOCOUTQ, &unsent) != 0)
-        return -1;
-    return unsent;
-}
-
 bool relay_write_progressed(struct conn *c)
 {
     bool progressed = false;
@@ -108,7 +92,7 @@ bool relay_write_progressed(struct conn *c)
         struct relay_dir *dir = &c->relay.dirs[side];
         if (dir->buf == NULL)
             continue;
-        int unsent = stream_unsent_bytes(conn_side_stream(c, other_side(side)));
+        int unsent = link_unsent_bytes(conn_side_link(c, other_side(side)));
         if (unsent != dir->unsent)
             progressed = true;
         dir->unsent = unsent;
@@ -116,11 +100,12 @@ bool relay_write_progressed(struct conn *c)
     return progressed;
 }
 
+/* Writes what was read; what the kernel does not take at once is queued without copying, and
+ * the reading side pauses until it is written (backpressure). */
 static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t len)
 {
-    uv_stream_t *to = conn_side_stream(c, other_side(from));
-    uv_buf_t chunk = uv_buf_init(buf, (unsigned)len);
-    int written = uv_try_write(to, &chunk, 1);
+    struct link *to = conn_side_link(c, other_side(from));
+    int written = link_try_write(to, buf, len);
     if (written == (int)len) {
         bufpool_put(conn_pool(c), buf);
         return;
@@ -134,11 +119,10 @@ static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t l
     struct relay_dir *dir = &c->relay.dirs[from];
     dir->buf = buf;
     dir->pending = len - done;
-    dir->unsent = stream_unsent_bytes(to);
+    dir->unsent = link_unsent_bytes(to);
     dir->write_req.data = c;
-    chunk = uv_buf_init(buf + done, (unsigned)dir->pending);
-    uv_read_stop(conn_side_stream(c, from));
-    if (uv_write(&dir->write_req, to, &chunk, 1, on_write_done) != 0) {
+    link_read_stop(conn_side_link(c, from));
+    if (link_write(to, &dir->write_req, buf + done, dir->pending, on_write_done) != 0) {
         bufpool_put(conn_pool(c), buf);
         dir->buf = NULL;
         conn_close_because(c, from == CONN_CLIENT ? "upstream-write-error" : "client-write-error");
@@ -166,23 +150,21 @@ static void relay_on_read(struct conn *c, enum conn_side from, ssize_t nread, co
         return;
     }
     struct relay_dir *dir = &c->relay.dirs[from];
-    uv_read_stop(conn_side_stream(c, from));
+    link_read_stop(conn_side_link(c, from));
     dir->eof = true;
     if (dir->buf == NULL)
         relay_forward_eof(c, from);
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void on_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
 {
-    struct conn *c = stream->data;
-    relay_on_read(c, stream == (uv_stream_t *)&c->client ? CONN_CLIENT : CONN_UPSTREAM, nread, buf);
+    struct conn *c = l->data;
+    relay_on_read(c, l == &c->client ? CONN_CLIENT : CONN_UPSTREAM, nread, buf);
 }
 
 static void relay_read_start(struct conn *c, enum conn_side side)
 {
-    uv_stream_t *stream = conn_side_stream(c, side);
-    stream->data = c;
-    int err = uv_read_start(stream, conn_alloc_buffer, on_read);
+    int err = link_read_start(conn_side_link(c, side), conn_alloc_buffer, on_read);
     if (err != 0)
         conn_close_because(c, side == CONN_CLIENT ? "client-error" : "upstream-error");
 }

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "proxy/link.h"
+
 struct conn;
 
 /* One direction: bytes read from 'from' and written to the other side. */
@@ -19,8 +21,8 @@ struct relay_dir {
     bool eof;       /* the reading side sent EOF */
     bool done;      /* EOF forwarded (shutdown completed) */
     int unsent;     /* the writing socket's send queue (SIOCOUTQ) when last looked at */
-    uv_write_t write_req;
-    uv_shutdown_t shutdown_req;
+    struct link_write write_req;
+    struct link_shutdown shutdown_req;
 };
 
 struct relay {

@@ -201,7 +201,7 @@ struct outcome {
     enum outbound_status status;
     struct sockaddr_storage peer;
     uv_loop_t *loop;
-    uv_tcp_t *upstream; /* handed over in the callback; the test closes and frees it */
+    struct link *upstream; /* handed over in the callback; the test closes and frees it */
     uv_write_t write;
     int write_status;
     bool written;
@@ -209,16 +209,16 @@ struct outcome {
     bool close_at_once;       /* close the handle inside the callback instead of writing */
 };
 
-static void on_upstream_close(uv_handle_t *h)
+static void on_upstream_close(struct link *l)
 {
-    free(h);
+    free(l);
 }
 
 static void outcome_close_upstream(struct outcome *o)
 {
     if (o->upstream == NULL)
         return;
-    uv_close((uv_handle_t *)o->upstream, on_upstream_close);
+    link_close(o->upstream, on_upstream_close);
     o->upstream = NULL;
 }
 
@@ -255,9 +255,10 @@ static void on_write(uv_write_t *w, int status)
     o->written = true;
 }
 
-static void on_outbound(void *arg, enum outbound_status status, uv_tcp_t *tcp,
+static void on_outbound(void *arg, enum outbound_status status, struct link *link,
                         const struct sockaddr *peer)
 {
+    uv_tcp_t *tcp = link != NULL ? &link->tcp : NULL;
     struct outcome *o = arg;
     o->calls++;
     o->status = status;
@@ -272,7 +273,7 @@ static void on_outbound(void *arg, enum outbound_status status, uv_tcp_t *tcp,
     assert_non_null(peer);
     memcpy(&o->peer, peer, sockaddr_len(peer));
     assert_handed_over(o, tcp, peer);
-    o->upstream = tcp; /* ours now */
+    o->upstream = link; /* ours now */
     if (o->close_at_once) {
         outcome_close_upstream(o);
         return;
@@ -357,7 +358,8 @@ static void test_connects_and_hands_over_a_usable_handle(void **state)
     struct outcome o = {.loop = &loop};
     struct resolver_answer a = answer_of((const char *[]){"127.0.0.1", NULL});
 
-    struct outbound_req *req = outbound_connect_addrs(&loop, &a, s.port, 2000, on_outbound, &o);
+    struct outbound_req *req =
+        outbound_connect_addrs(&loop, &a, s.port, 2000, NULL, on_outbound, &o);
     assert_non_null(req);
     assert_int_equal(o.calls, 0); /* never before returning */
     struct ping_wait w = {&o, &s};
@@ -382,7 +384,7 @@ static void check_closed_port_is_refused(bool cancel_in_callback)
     int fd = closed_port("127.0.0.1", &port);
     struct outcome o = {.loop = &loop};
     struct resolver_answer a = answer_of((const char *[]){"127.0.0.1", NULL});
-    struct outbound_req *req = outbound_connect_addrs(&loop, &a, port, 2000, on_outbound, &o);
+    struct outbound_req *req = outbound_connect_addrs(&loop, &a, port, 2000, NULL, on_outbound, &o);
     assert_non_null(req);
     if (cancel_in_callback)
         o.req = req;
@@ -410,7 +412,7 @@ static void test_falls_back_after_a_refusal(void **state)
     struct outcome o = {.loop = &loop};
     struct resolver_answer a = answer_of((const char *[]){"::1", "127.0.0.1", NULL});
     uint64_t start = uv_hrtime();
-    assert_non_null(outbound_connect_addrs(&loop, &a, s.port, 2000, on_outbound, &o));
+    assert_non_null(outbound_connect_addrs(&loop, &a, s.port, 2000, NULL, on_outbound, &o));
     run_until(&loop, outcome_called, &o, 3000);
     /* the refusal started the next attempt at once, not after the attempt delay */
     assert_true((uv_hrtime() - start) / 1000000 < OUTBOUND_ATTEMPT_DELAY_MS);
@@ -438,7 +440,7 @@ static void test_next_attempt_starts_after_the_delay(void **state)
     struct resolver_answer a = answer_of((const char *[]){"127.0.0.1", "::1", NULL});
 
     uint64_t start = uv_hrtime();
-    assert_non_null(outbound_connect_addrs(&loop, &a, port, 5000, on_outbound, &o));
+    assert_non_null(outbound_connect_addrs(&loop, &a, port, 5000, NULL, on_outbound, &o));
     run_until(&loop, outcome_called, &o, 5000);
     uint64_t elapsed_ms = (uv_hrtime() - start) / 1000000;
     assert_int_equal(o.status, OUTBOUND_OK);
@@ -462,7 +464,7 @@ static void test_deadline_gives_timeout(void **state)
     struct outcome o = {.loop = &loop};
     struct resolver_answer a = answer_of((const char *[]){"127.0.0.1", NULL});
     uint64_t start = uv_hrtime();
-    assert_non_null(outbound_connect_addrs(&loop, &a, port, 300, on_outbound, &o));
+    assert_non_null(outbound_connect_addrs(&loop, &a, port, 300, NULL, on_outbound, &o));
     run_until(&loop, outcome_called, &o, 5000);
     uint64_t elapsed_ms = (uv_hrtime() - start) / 1000000;
     assert_int_equal(o.calls, 1);
@@ -479,7 +481,7 @@ static void test_no_usable_address(void **state)
     uv_loop_init(&loop);
     struct outcome o = {.loop = &loop};
     struct resolver_answer none = {.n_addrs = 0};
-    assert_non_null(outbound_connect_addrs(&loop, &none, 80, 1000, on_outbound, &o));
+    assert_non_null(outbound_connect_addrs(&loop, &none, 80, 1000, NULL, on_outbound, &o));
     assert_int_equal(o.calls, 0);
     run_until(&loop, outcome_called, &o, 2000);
     assert_int_equal(o.status, OUTBOUND_HOST_UNREACH);
@@ -488,7 +490,7 @@ static void test_no_usable_address(void **state)
     struct resolver_answer odd = {.n_addrs = 1};
     memset(&odd.addrs[0], 0, sizeof(odd.addrs[0]));
     odd.addrs[0].ss_family = AF_UNIX;
-    assert_non_null(outbound_connect_addrs(&loop, &odd, 80, 1000, on_outbound, &o2));
+    assert_non_null(outbound_connect_addrs(&loop, &odd, 80, 1000, NULL, on_outbound, &o2));
     run_until(&loop, outcome_called, &o2, 2000);
     assert_int_equal(o2.status, OUTBOUND_HOST_UNREACH);
     finish_loop(&loop, NULL);
@@ -506,13 +508,14 @@ static void test_cancel_right_after_start(void **state)
 
     /* before anything started */
     struct outcome o1 = {.loop = &loop};
-    struct outbound_req *req = outbound_connect_addrs(&loop, &a, s.port, 2000, on_outbound, &o1);
+    struct outbound_req *req =
+        outbound_connect_addrs(&loop, &a, s.port, 2000, NULL, on_outbound, &o1);
     outbound_cancel(req);
     outbound_cancel(NULL);
 
     /* with a connect in progress */
     struct outcome o2 = {.loop = &loop};
-    req = outbound_connect_addrs(&loop, &a, bh_port, 2000, on_outbound, &o2);
+    req = outbound_connect_addrs(&loop, &a, bh_port, 2000, NULL, on_outbound, &o2);
     uv_run(&loop, UV_RUN_NOWAIT);
     uv_run(&loop, UV_RUN_NOWAIT);
     outbound_cancel(req);
@@ -540,7 +543,7 @@ static void test_close_inside_callback_is_harmless(void **state)
     server_start(&loop, &s, "127.0.0.1", 0);
     struct outcome o = {.loop = &loop, .close_at_once = true};
     struct resolver_answer a = answer_of((const char *[]){"127.0.0.1", NULL});
-    o.req = outbound_connect_addrs(&loop, &a, s.port, 2000, on_outbound, &o);
+    o.req = outbound_connect_addrs(&loop, &a, s.port, 2000, NULL, on_outbound, &o);
     run_until(&loop, outcome_called, &o, 3000);
     assert_int_equal(o.calls, 1);
     assert_int_equal(o.status, OUTBOUND_OK);
@@ -567,7 +570,7 @@ static void test_no_socket_left_fails(void **state)
     struct rlimit tight = {.rlim_cur = (rlim_t)lowest, .rlim_max = saved.rlim_max};
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
     /* no assertion until the limit is restored: a failure would leave it in place */
-    struct outbound_req *req = outbound_connect_addrs(&loop, &a, 9, 2000, on_outbound, &o);
+    struct outbound_req *req = outbound_connect_addrs(&loop, &a, 9, 2000, NULL, on_outbound, &o);
     int early_calls = o.calls;
     run_until(&loop, outcome_called, &o, 2000);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
@@ -619,7 +622,7 @@ static void test_connect_to_targets(void **state)
     struct target t = {.port = s.port};
     set_ip(&t.addr, "127.0.0.1", 0);
     struct outcome o = {.loop = &loop};
-    assert_non_null(outbound_connect(&loop, r, &t, 2000, on_outbound, &o));
+    assert_non_null(outbound_connect(&loop, r, &t, 2000, NULL, on_outbound, &o));
     assert_int_equal(o.calls, 0);
     struct ping_wait w1 = {&o, &s};
     run_until(&loop, ping_arrived, &w1, 3000);
@@ -636,7 +639,7 @@ static void test_connect_to_targets(void **state)
     /* a name from /etc/hosts */
     struct target named = {.host = "localhost", .port = s.port};
     struct outcome o2 = {.loop = &loop};
-    assert_non_null(outbound_connect(&loop, r, &named, 2000, on_outbound, &o2));
+    assert_non_null(outbound_connect(&loop, r, &named, 2000, NULL, on_outbound, &o2));
     assert_int_equal(o2.calls, 0); /* even when the resolver answers at once */
     struct ping_wait w = {&o2, &s};
     run_until(&loop, ping_arrived, &w, 3000);
@@ -647,14 +650,14 @@ static void test_connect_to_targets(void **state)
     /* a name the DNS server never answers: the resolver's status comes straight through */
     struct target lost = {.host = "nowhere.test", .port = 80};
     struct outcome o3 = {.loop = &loop};
-    assert_non_null(outbound_connect(&loop, r, &lost, 2000, on_outbound, &o3));
+    assert_non_null(outbound_connect(&loop, r, &lost, 2000, NULL, on_outbound, &o3));
     run_until(&loop, outcome_called, &o3, 3000);
     assert_int_equal(o3.status, OUTBOUND_DNS_TIMEOUT);
 
     /* an impossible name */
     struct target bad = {.host = "a..b", .port = 80};
     struct outcome o4 = {.loop = &loop};
-    assert_non_null(outbound_connect(&loop, r, &bad, 2000, on_outbound, &o4));
+    assert_non_null(outbound_connect(&loop, r, &bad, 2000, NULL, on_outbound, &o4));
     assert_int_equal(o4.calls, 0);
     run_until(&loop, outcome_called, &o4, 3000);
     assert_int_equal(o4.status, OUTBOUND_DNS_NOT_FOUND);
@@ -663,13 +666,13 @@ static void test_connect_to_targets(void **state)
     struct target slow = {.host = "slow.test", .port = 80};
     struct outcome o5 = {.loop = &loop};
     struct resolver *slow_r = make_resolver(&loop, dns_port, 5000);
-    assert_non_null(outbound_connect(&loop, slow_r, &slow, 200, on_outbound, &o5));
+    assert_non_null(outbound_connect(&loop, slow_r, &slow, 200, NULL, on_outbound, &o5));
     run_until(&loop, outcome_called, &o5, 3000);
     assert_int_equal(o5.status, OUTBOUND_DNS_TIMEOUT);
 
     /* cancelled while resolving */
     struct outcome o6 = {.loop = &loop};
-    struct outbound_req *req = outbound_connect(&loop, slow_r, &slow, 2000, on_outbound, &o6);
+    struct outbound_req *req = outbound_connect(&loop, slow_r, &slow, 2000, NULL, on_outbound, &o6);
     uv_run(&loop, UV_RUN_NOWAIT);
     outbound_cancel(req);
     run_until(&loop, NULL, NULL, 50);

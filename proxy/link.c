@@ -1,0 +1,182 @@
+/* Links: the plain TCP side, and the dispatch to link_tls.c when TLS runs over the socket. */
+#include "proxy/link.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "proxy/container_of.h"
+#include "proxy/link_internal.h"
+
+/* TLS reads ciphertext here: it is copied into OpenSSL's memory BIO before the read callback
+ * returns, so one buffer per thread serves every TLS link of that thread. */
+static _Thread_local char tls_cipher_buf[64 * 1024];
+
+int link_init(uv_loop_t *loop, struct link *l, int family)
+{
+    *l = (struct link){.tls = NULL};
+    int err = family == AF_UNSPEC ? uv_tcp_init(loop, &l->tcp)
+                                  : uv_tcp_init_ex(loop, &l->tcp, (unsigned)family);
+    if (err != 0)
+        return err;
+    l->tcp.data = l;
+    l->open_handles = 1;
+    return 0;
+}
+
+static void on_tcp_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct link *l = handle->data;
+    if (l->tls != NULL) {
+        *buf = uv_buf_init(tls_cipher_buf, sizeof(tls_cipher_buf));
+        return;
+    }
+    l->alloc(l, buf);
+}
+
+static void on_tcp_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct link *l = stream->data;
+    if (l->tls != NULL) {
+        link_tls_on_read(l, nread, buf->base);
+        return;
+    }
+    l->read(l, nread, buf);
+}
+
+/* Starts reading the socket into link_tls.c or the owner's callbacks (for link_tls.c too). */
+int link_tcp_read_start(struct link *l)
+{
+    if (uv_is_closing((uv_handle_t *)&l->tcp))
+        return UV_ECANCELED;
+    uv_read_stop((uv_stream_t *)&l->tcp); /* starting twice is an error in libuv */
+    return uv_read_start((uv_stream_t *)&l->tcp, on_tcp_alloc, on_tcp_read);
+}
+
+int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read)
+{
+    l->alloc = alloc;
+    l->read = read;
+    if (l->tls != NULL)
+        return link_tls_read_start(l);
+    return link_tcp_read_start(l);
+}
+
+void link_read_stop(struct link *l)
+{
+    if (l->tls != NULL) {
+        link_tls_read_stop(l);
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&l->tcp);
+}
+
+int link_try_write(struct link *l, const char *data, size_t len)
+{
+    if (l->tls != NULL)
+        return UV_EAGAIN;
+    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+    return uv_try_write((uv_stream_t *)&l->tcp, &buf, 1);
+}
+
+static void on_tcp_write(uv_write_t *req, int status)
+{
+    struct link_write *w = container_of(req, struct link_write, req);
+    free(w->cipher);
+    w->cipher = NULL;
+    w->cb(w, status);
+}
+
+/* Writes 'len' bytes of 'data' with w's request; link_tls.c uses it for ciphertext. */
+int link_tcp_write(struct link *l, struct link_write *w, const char *data, size_t len)
+{
+    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+    return uv_write(&w->req, (uv_stream_t *)&l->tcp, &buf, 1, on_tcp_write);
+}
+
+int link_write(struct link *l, struct link_write *w, const char *data, size_t len, link_write_fn cb)
+{
+    w->link = l;
+    w->cb = cb;
+    w->cipher = NULL;
+    if (uv_is_closing((uv_handle_t *)&l->tcp))
+        return UV_ECANCELED;
+    if (l->tls != NULL)
+        return link_tls_write(l, w, data, len);
+    return link_tcp_write(l, w, data, len);
+}
+
+static void on_tcp_shutdown(uv_shutdown_t *req, int status)
+{
+    struct link_shutdown *s = container_of(req, struct link_shutdown, req);
+    s->cb(s, status);
+}
+
+int link_tcp_shutdown(struct link *l, struct link_shutdown *s)
+{
+    return uv_shutdown(&s->req, (uv_stream_t *)&l->tcp, on_tcp_shutdown);
+}
+
+int link_shutdown(struct link *l, struct link_shutdown *s, link_shutdown_fn cb)
+{
+    s->link = l;
+    s->cb = cb;
+    if (uv_is_closing((uv_handle_t *)&l->tcp))
+        return UV_ECANCELED;
+    if (l->tls != NULL)
+        return link_tls_shutdown(l, s);
+    return link_tcp_shutdown(l, s);
+}
+
+int link_shutdown_now(struct link *l)
+{
+    uv_os_fd_t fd;
+    if (l->tls != NULL || uv_stream_get_write_queue_size((uv_stream_t *)&l->tcp) != 0)
+        return UV_EAGAIN;
+    if (uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0)
+        return UV_EBADF;
+    if (shutdown(fd, SHUT_WR) != 0 && errno != ENOTCONN)
+        return uv_translate_sys_error(errno);
+    return 0;
+}
+
+size_t link_write_queue_size(const struct link *l)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&l->tcp);
+}
+
+int link_unsent_bytes(const struct link *l)
+{
+    uv_os_fd_t fd;
+    int unsent;
+    if (uv_fileno((const uv_handle_t *)&l->tcp, &fd) != 0 || ioctl(fd, SIOCOUTQ, &unsent) != 0)
+        return -1;
+    return unsent;
+}
+
+static void on_link_handle_closed(uv_handle_t *handle)
+{
+    struct link *l = handle->data;
+    if (--l->open_handles > 0)
+        return;
+    link_tls_free(l);
+    l->closed(l);
+}
+
+void link_close(struct link *l, link_closed_fn closed)
+{
+    if (uv_is_closing((uv_handle_t *)&l->tcp))
+        return;
+    l->closed = closed;
+    if (l->tls != NULL)
+        link_tls_close(l, on_link_handle_closed);
+    uv_close((uv_handle_t *)&l->tcp, on_link_handle_closed);
+}
+
+bool link_is_closing(const struct link *l)
+{
+    return uv_is_closing((const uv_handle_t *)&l->tcp) != 0;
+}
