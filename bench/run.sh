@@ -282,7 +282,8 @@ echo "finished in $(($(date +%s) - started)) s"
 # ---- table ------------------------------------------------------------------------------------
 
 echo
-awk -v geoproxy_status="$geoproxy_status" -f "$bench_dir/report.awk" "$results"
+awk -v geoproxy_status="$geoproxy_status" -f "$bench_dir/stats.awk" -f "$bench_dir/report.awk" \
+    "$results"
 if [ -n "$keep" ]; then
     echo
     echo "raw results: $results"
