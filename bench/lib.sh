@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # bench_name, bench_dir, repo, payload... come from the sourcing script
 # Shell helpers shared by bench/run.sh and bench/tunnel.sh: the work directory, starting and
 # stopping processes by PID, the port lock, installing peers, building the tools and geoproxy,
 # and one loadgen measurement against a fresh peer. Sourced, never run.

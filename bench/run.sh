@@ -86,9 +86,6 @@ want_peer() { [[ ",$peers," == *",$1,"* ]]; }
 
 # Ports: the target's four (echo, ping, source, sink), then one per proxy; haproxy gets one
 # frontend per target port because it relays to a fixed backend.
-target_port=$port_base
-ping_port=$((port_base + 1))
-source_port=$((port_base + 2))
 geoproxy_port=$((port_base + 10))
 microsocks_port=$((port_base + 20))
 dante_port=$((port_base + 30))
