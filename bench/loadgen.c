@@ -11,6 +11,13 @@
  *               back, read the EOF of the target (which closes first), close. Reports completed
  *               cycles per second and the latency of a cycle (connect() to EOF) and of its
  *               request part (connect() to the echo's last byte), p50/p99/max.
+ *   setup       one client makes --conns connections one after another (after --warmup-conns
+ *               that are not counted), each as in connrate; reports the connection set-up
+ *               latency, from connect() to the first echoed byte (so it includes the SOCKS5
+ *               exchange, and any tunnel the proxy opens behind it), and from connect() to the
+ *               SOCKS5 reply, p50/p99/max. Some proxies (ss-local, trojan) reply at once and
+ *               only open their tunnel when the first bytes arrive: only the first figure
+ *               compares them fairly.
  *   idle        opens --conns connections (at most --concurrency being set up at a time), each
  *               checked end to end with a one-byte echo, and holds them idle; reports the memory
  *               of the proxy before and after, per connection. Then it closes them cleanly: it
@@ -19,6 +26,8 @@
  * With --pid, the CPU time (utime+stime, of the process and all its descendants, plus reaped
  * children) of the proxy across the measured window and its memory (RSS summed over the process
  * tree, and PSS, which shares common pages fairly between forked children) are read from /proc.
+ * --pid may be given several times (up to MAX_ROOTS): a two-hop tunnel is measured as the sum
+ * of both hops' process trees.
  *
  * The last line of output is "RESULT key=value ...", for bench/run.sh. */
 #define _GNU_SOURCE
@@ -53,9 +62,11 @@
 #define LATENCY_CAP (4u * 1024 * 1024)
 #define PAYLOAD_MAX 256
 #define NS_PER_SEC 1000000000ull
+#define MAX_ROOTS 8
+#define SETUP_MAX_ERRORS 20
 
 enum proto { PROTO_NONE, PROTO_SOCKS5, PROTO_HTTP };
-enum scenario { SC_THROUGHPUT, SC_CONNRATE, SC_IDLE };
+enum scenario { SC_THROUGHPUT, SC_CONNRATE, SC_SETUP, SC_IDLE };
 
 enum lstate {
     ST_FREE,
@@ -89,6 +100,8 @@ struct lconn {
     bool teardown;     /* idle scenario: this echo ends the connection */
     uint32_t events;   /* currently registered epoll events */
     uint64_t t_start;  /* connect() */
+    uint64_t t_ready;  /* handshake reply complete (tunnel open, as the proxy says) */
+    uint64_t t_first;  /* first echo byte */
     uint64_t t_echo;   /* last echo byte */
     uint64_t deadline; /* no progress by then: timeout (or: backoff over) */
     size_t hs_len;
@@ -104,10 +117,11 @@ struct options {
     struct sockaddr_in hop;    /* where the TCP connection goes: proxy, relay or target */
     struct sockaddr_in target; /* what the handshake asks for */
     bool upload;
-    unsigned streams, clients, conns, concurrency;
+    unsigned streams, clients, conns, concurrency, warmup_conns;
     unsigned payload;
     double duration, warmup, settle, timeout, setup_limit;
-    pid_t pid;        /* the proxy: CPU and memory measured */
+    pid_t pids[MAX_ROOTS]; /* the proxy's processes (two for a tunnel): CPU and memory */
+    size_t npids;
     pid_t target_pid; /* the target server: CPU reported, to show it is not the bottleneck */
     const char *label;
 };
@@ -143,6 +157,8 @@ struct run {
     uint64_t win_start, win_end;
     uint64_t cycles_in_window, cycles_total;
     struct lat_log lat_cycle, lat_echo;
+    /* setup */
+    struct lat_log lat_first, lat_reply;
     /* idle */
     unsigned launched, setting_up, established, finished, closed_clean;
 };
@@ -236,8 +252,19 @@ static uint64_t read_pss(pid_t pid)
 
 static struct proc_row proc_rows[MAX_PROCS];
 
-static void proc_tree_stats(pid_t root, bool want_pss, struct proc_stats *out)
+static bool pid_is_root(pid_t pid, const pid_t *roots, size_t nroots)
 {
+    for (size_t i = 0; i < nroots; i++)
+        if (roots[i] == pid)
+            return true;
+    return false;
+}
+
+/* Sums the trees under each of roots[0..nroots); ok only when every root was found. */
+static void proc_tree_stats(const pid_t *roots, size_t nroots, bool want_pss,
+                            struct proc_stats *out)
+{
+    unsigned roots_found = 0;
     long page = sysconf(_SC_PAGESIZE);
     size_t n = 0;
     bool changed = true;
@@ -245,7 +272,7 @@ static void proc_tree_stats(pid_t root, bool want_pss, struct proc_stats *out)
     DIR *d;
 
     memset(out, 0, sizeof(*out));
-    if (root <= 0)
+    if (nroots == 0 || roots[0] <= 0)
         return;
     d = opendir("/proc");
     if (d == NULL)
@@ -259,7 +286,7 @@ static void proc_tree_stats(pid_t root, bool want_pss, struct proc_stats *out)
         pid = strtol(de->d_name, &end, 10);
         if (*end != '\0' || read_proc_stat((pid_t)pid, &proc_rows[n]) != 0)
             continue;
-        proc_rows[n].in_tree = proc_rows[n].pid == root;
+        proc_rows[n].in_tree = pid_is_root(proc_rows[n].pid, roots, nroots);
         n++;
     }
     closedir(d);
@@ -281,8 +308,8 @@ static void proc_tree_stats(pid_t root, bool want_pss, struct proc_stats *out)
     for (size_t i = 0; i < n; i++) {
         if (!proc_rows[i].in_tree)
             continue;
-        if (proc_rows[i].pid == root)
-            out->ok = true;
+        if (pid_is_root(proc_rows[i].pid, roots, nroots))
+            roots_found++;
         out->cpu_ticks += proc_rows[i].ticks;
         out->rss += proc_rows[i].rss_pages * (uint64_t)page;
         out->threads += proc_rows[i].threads;
@@ -290,6 +317,7 @@ static void proc_tree_stats(pid_t root, bool want_pss, struct proc_stats *out)
         if (want_pss)
             out->pss += read_pss(proc_rows[i].pid);
     }
+    out->ok = roots_found == nroots;
 }
 
 static double ticks_to_s(uint64_t ticks)
@@ -431,7 +459,15 @@ static void cycle_done(struct run *r, struct lconn *c)
 
     conn_close(c, false);
     r->cycles_total++;
-    if (t >= r->win_start && t < r->win_end) {
+    if (r->o.scenario == SC_SETUP) {
+        if (r->cycles_total > r->o.warmup_conns) {
+            r->cycles_in_window++;
+            lat_add(&r->lat_first, c->t_first - c->t_start);
+            lat_add(&r->lat_reply, c->t_ready - c->t_start);
+        }
+        if (r->cycles_total >= (uint64_t)r->o.warmup_conns + r->o.conns)
+            r->launching = false;
+    } else if (t >= r->win_start && t < r->win_end) {
         r->cycles_in_window++;
         lat_add(&r->lat_cycle, t - c->t_start);
         lat_add(&r->lat_echo, c->t_echo - c->t_start);
@@ -443,7 +479,8 @@ static void cycle_done(struct run *r, struct lconn *c)
 /* Continues once the tunnel is open; 'extra' are bytes that followed the handshake reply. */
 static void conn_ready(struct run *r, struct lconn *c, const char *extra, size_t n_extra)
 {
-    c->deadline = now_ns() + secs_to_ns(r->o.timeout);
+    c->t_ready = now_ns();
+    c->deadline = c->t_ready + secs_to_ns(r->o.timeout);
     switch (r->o.scenario) {
     case SC_THROUGHPUT:
         c->st = ST_BULK;
@@ -453,10 +490,11 @@ static void conn_ready(struct run *r, struct lconn *c, const char *extra, size_t
             conn_fail(r, c, ERR_HANDSHAKE, "epoll", errno);
         return;
     case SC_CONNRATE:
+    case SC_SETUP:
     case SC_IDLE:
         c->st = ST_ECHO_WAIT;
         c->echo_got = 0;
-        c->echo_want = r->o.scenario == SC_CONNRATE ? r->o.payload : 1;
+        c->echo_want = r->o.scenario == SC_IDLE ? 1 : r->o.payload;
         if (n_extra > 0) {
             conn_fail(r, c, ERR_ECHO, "bytes before the payload was sent", 0);
             return;
@@ -480,7 +518,9 @@ static void conn_fail(struct run *r, struct lconn *c, enum err_kind kind, const 
             r->setting_up--;
         return;
     }
-    if (r->o.scenario == SC_CONNRATE && r->launching) {
+    if (r->o.scenario == SC_SETUP && err_total(r) >= SETUP_MAX_ERRORS)
+        r->launching = false; /* a broken proxy: report it rather than retry until the limit */
+    if ((r->o.scenario == SC_CONNRATE || r->o.scenario == SC_SETUP) && r->launching) {
         /* Retry after a short pause, so a refusing proxy is not hammered in a tight loop. */
         c->st = ST_BACKOFF;
         c->deadline = now_ns() + 10 * 1000 * 1000;
@@ -658,6 +698,8 @@ static void on_echo_data(struct run *r, struct lconn *c)
         conn_fail(r, c, ERR_ECHO, "echoed bytes differ", 0);
         return;
     }
+    if (c->echo_got == 0)
+        c->t_first = now_ns();
     c->echo_got += (size_t)n;
     if (c->echo_got < c->echo_want)
         return;
@@ -836,7 +878,7 @@ static void side_cpu_read(const struct run *r, struct side_cpu *out)
     memset(out, 0, sizeof(*out));
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         out->self_s = timeval_s(ru.ru_utime) + timeval_s(ru.ru_stime);
-    proc_tree_stats(r->o.target_pid, false, &out->target);
+    proc_tree_stats(&r->o.target_pid, 1, false, &out->target);
 }
 
 /* Prints the share of one core that the load generator and the target used in the window. */
@@ -863,7 +905,7 @@ static int run_throughput(struct run *r)
     if (r->ready < streams)
         fprintf(stderr, "loadgen: only %u of %u streams ready after the warm-up\n", r->ready,
                 streams);
-    proc_tree_stats(r->o.pid, false, &p0);
+    proc_tree_stats(r->o.pids, r->o.npids, false, &p0);
     side_cpu_read(r, &s0);
     t0 = now_ns();
     b0 = r->bytes;
@@ -871,7 +913,7 @@ static int run_throughput(struct run *r)
     b1 = r->bytes;
     t1 = now_ns();
     side_cpu_read(r, &s1);
-    proc_tree_stats(r->o.pid, false, &p1);
+    proc_tree_stats(r->o.pids, r->o.npids, false, &p1);
     close_all(r);
 
     secs = (double)(t1 - t0) / 1e9;
@@ -914,7 +956,7 @@ static int run_connrate(struct run *r)
     for (unsigned i = 0; i < r->o.clients; i++)
         conn_start(r, &r->conns[i]);
     loop_until(r, r->win_start, NULL);
-    proc_tree_stats(r->o.pid, false, &p0);
+    proc_tree_stats(r->o.pids, r->o.npids, false, &p0);
     side_cpu_read(r, &s0);
     t0 = now_ns();
     r->win_start = t0;
@@ -922,7 +964,7 @@ static int run_connrate(struct run *r)
     loop_until(r, r->win_end, NULL);
     t1 = now_ns();
     side_cpu_read(r, &s1);
-    proc_tree_stats(r->o.pid, false, &p1);
+    proc_tree_stats(r->o.pids, r->o.npids, false, &p1);
     r->win_end = t1;
     /* Let the cycles in flight finish (they are not counted), then stop. */
     r->launching = false;
@@ -952,6 +994,56 @@ static int run_connrate(struct run *r)
     print_errors(r);
     printf(" unfinished=%" PRIu64 "\n", aborted);
     return err_total(r) == 0 ? 0 : 1;
+}
+
+static bool setup_done(const struct run *r)
+{
+    return !r->launching && all_free(r);
+}
+
+/* One connection at a time: --warmup-conns uncounted, then --conns measured (fewer if
+ * SETUP_MAX_ERRORS errors or --setup-limit seconds come first). */
+static int run_setup(struct run *r)
+{
+    struct side_cpu s0, s1;
+    struct proc_stats p0, p1;
+    uint64_t t0, t1;
+    double secs, cpu = 0.0;
+
+    proc_tree_stats(r->o.pids, r->o.npids, false, &p0);
+    side_cpu_read(r, &s0);
+    t0 = now_ns();
+    r->launching = true;
+    conn_start(r, &r->conns[0]);
+    loop_until(r, t0 + secs_to_ns(r->o.setup_limit), setup_done);
+    t1 = now_ns();
+    side_cpu_read(r, &s1);
+    proc_tree_stats(r->o.pids, r->o.npids, false, &p1);
+    if (!setup_done(r))
+        fprintf(stderr, "loadgen: set-up limit reached after %" PRIu64 " connections\n",
+                r->cycles_total);
+    r->launching = false;
+    close_all(r);
+
+    secs = (double)(t1 - t0) / 1e9;
+    if (p0.ok && p1.ok)
+        cpu = ticks_to_s(p1.cpu_ticks - p0.cpu_ticks);
+    qsort(r->lat_first.us, r->lat_first.n, sizeof(uint32_t), cmp_u32);
+    qsort(r->lat_reply.us, r->lat_reply.n, sizeof(uint32_t), cmp_u32);
+    print_first_error(r);
+    printf("RESULT scenario=setup label=%s conns=%u measured=%" PRIu64 " warmup_conns=%u"
+           " payload=%u secs=%.3f setup_p50_ms=%.3f setup_p99_ms=%.3f setup_max_ms=%.3f"
+           " reply_p50_ms=%.3f reply_p99_ms=%.3f",
+           r->o.label, r->o.conns, r->cycles_in_window, r->o.warmup_conns, r->o.payload, secs,
+           lat_pct(&r->lat_first, 50), lat_pct(&r->lat_first, 99), lat_pct(&r->lat_first, 100),
+           lat_pct(&r->lat_reply, 50), lat_pct(&r->lat_reply, 99));
+    if (p0.ok && p1.ok)
+        printf(" cpu_s=%.3f cpu_ms_per_conn=%.4f", cpu,
+               r->cycles_total ? cpu * 1e3 / (double)r->cycles_total : 0.0);
+    print_side_cpu(&s0, &s1, secs);
+    print_errors(r);
+    printf("\n");
+    return r->cycles_in_window == r->o.conns && err_total(r) == 0 ? 0 : 1;
 }
 
 static bool idle_setup_done(const struct run *r)
@@ -992,7 +1084,7 @@ static int run_idle(struct run *r)
     unsigned held;
     int setup;
 
-    proc_tree_stats(r->o.pid, true, &p0);
+    proc_tree_stats(r->o.pids, r->o.npids, true, &p0);
     t_launch = now_ns();
     setup = idle_open_all(r, t_launch + secs_to_ns(r->o.setup_limit));
     t_up = now_ns();
@@ -1005,7 +1097,7 @@ static int run_idle(struct run *r)
     held = 0;
     for (size_t i = 0; i < r->launched; i++)
         held += r->conns[i].st == ST_IDLE;
-    proc_tree_stats(r->o.pid, true, &p1);
+    proc_tree_stats(r->o.pids, r->o.npids, true, &p1);
 
     /* Teardown: the rest of the ping payload makes the target close first. */
     for (size_t i = 0; i < r->launched; i++) {
@@ -1024,7 +1116,7 @@ static int run_idle(struct run *r)
     loop_until(r, now_ns() + 30 * NS_PER_SEC, idle_teardown_done);
     close_all(r);
     loop_until(r, now_ns() + NS_PER_SEC, NULL); /* let the proxy see the closes */
-    proc_tree_stats(r->o.pid, true, &p2);
+    proc_tree_stats(r->o.pids, r->o.npids, true, &p2);
 
     if (held > 0 && p0.ok && p1.ok) {
         per_conn_rss = ((double)p1.rss - (double)p0.rss) / held / 1024.0;
@@ -1089,16 +1181,19 @@ static int parse_secs(const char *s, double min, double max, double *out)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: loadgen --scenario throughput|connrate|idle --hop IP:PORT\n"
+            "usage: loadgen --scenario throughput|connrate|setup|idle --hop IP:PORT\n"
             "               [--proto socks5|http|none] [--target IP:PORT] [--label NAME]\n"
-            "               [--pid PID] [--target-pid PID] [--duration S] [--warmup S]\n"
+            "               [--pid PID]... [--target-pid PID] [--duration S] [--warmup S]\n"
             "               [--timeout S]\n"
             "  throughput: [--streams N] [--dir down|up]   (target: source or sink port)\n"
             "  connrate:   [--clients N] [--payload N]     (target: ping port)\n"
+            "  setup:      [--conns N] [--warmup-conns N] [--setup-limit S] [--payload N]\n"
+            "              one connection at a time        (target: ping port)\n"
             "  idle:       [--conns N] [--concurrency N] [--settle S] [--setup-limit S]\n"
             "              [--payload N]                   (target: ping port)\n"
             "  --hop is where connections go (the proxy, or the target itself); --target is\n"
-            "  what the SOCKS5/HTTP handshake asks for. --payload must equal target -b.\n");
+            "  what the SOCKS5/HTTP handshake asks for. --payload must equal target -b.\n"
+            "  --pid may be repeated (a tunnel's two hops): CPU and memory are summed.\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -1122,10 +1217,11 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"concurrency", required_argument, NULL, 'k'},
         {"settle", required_argument, NULL, 'S'},
         {"setup-limit", required_argument, NULL, 'L'},
+        {"warmup-conns", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    bool have_scenario = false, have_hop = false, have_target = false;
+    bool have_scenario = false, have_hop = false, have_target = false, have_conns = false;
     unsigned pid = 0;
     int opt, bad = 0;
 
@@ -1134,6 +1230,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->streams = 1;
     o->clients = 50;
     o->conns = 5000;
+    o->warmup_conns = 10;
     o->concurrency = 100;
     o->payload = 64;
     o->duration = 5.0;
@@ -1150,6 +1247,8 @@ static int parse_options(int argc, char **argv, struct options *o)
                 o->scenario = SC_THROUGHPUT;
             else if (strcmp(optarg, "connrate") == 0)
                 o->scenario = SC_CONNRATE;
+            else if (strcmp(optarg, "setup") == 0)
+                o->scenario = SC_SETUP;
             else if (strcmp(optarg, "idle") == 0)
                 o->scenario = SC_IDLE;
             else
@@ -1177,8 +1276,12 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->label = optarg;
             break;
         case 'p':
+            if (o->npids == MAX_ROOTS) {
+                bad = 1;
+                break;
+            }
             bad |= parse_u32(optarg, 1, 1u << 30, &pid) != 0;
-            o->pid = (pid_t)pid;
+            o->pids[o->npids++] = (pid_t)pid;
             break;
         case 't':
             bad |= parse_u32(optarg, 1, 1u << 30, &pid) != 0;
@@ -1209,7 +1312,11 @@ static int parse_options(int argc, char **argv, struct options *o)
             bad |= parse_u32(optarg, 2, PAYLOAD_MAX, &o->payload) != 0;
             break;
         case 'C':
+            have_conns = true;
             bad |= parse_u32(optarg, 1, 60000, &o->conns) != 0;
+            break;
+        case 'W':
+            bad |= parse_u32(optarg, 0, 60000, &o->warmup_conns) != 0;
             break;
         case 'k':
             bad |= parse_u32(optarg, 1, 10000, &o->concurrency) != 0;
@@ -1229,6 +1336,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         return -1;
     if (!have_target)
         o->target = o->hop;
+    if (o->scenario == SC_SETUP && !have_conns)
+        o->conns = 200;
     return 0;
 }
 
@@ -1259,6 +1368,9 @@ int main(int argc, char **argv)
     case SC_CONNRATE:
         r.nconns = r.o.clients;
         break;
+    case SC_SETUP:
+        r.nconns = 1;
+        break;
     case SC_IDLE:
         r.nconns = r.o.conns;
         break;
@@ -1271,9 +1383,13 @@ int main(int argc, char **argv)
     r.lat_cycle.cap = r.lat_echo.cap = LATENCY_CAP;
     r.lat_cycle.us = r.o.scenario == SC_CONNRATE ? calloc(LATENCY_CAP, sizeof(uint32_t)) : NULL;
     r.lat_echo.us = r.o.scenario == SC_CONNRATE ? calloc(LATENCY_CAP, sizeof(uint32_t)) : NULL;
+    r.lat_first.cap = r.lat_reply.cap = r.o.conns;
+    r.lat_first.us = r.o.scenario == SC_SETUP ? calloc(r.o.conns, sizeof(uint32_t)) : NULL;
+    r.lat_reply.us = r.o.scenario == SC_SETUP ? calloc(r.o.conns, sizeof(uint32_t)) : NULL;
     r.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (r.conns == NULL || r.bulk == NULL || r.epfd < 0 ||
-        (r.o.scenario == SC_CONNRATE && (r.lat_cycle.us == NULL || r.lat_echo.us == NULL))) {
+        (r.o.scenario == SC_CONNRATE && (r.lat_cycle.us == NULL || r.lat_echo.us == NULL)) ||
+        (r.o.scenario == SC_SETUP && (r.lat_first.us == NULL || r.lat_reply.us == NULL))) {
         perror("loadgen: setup");
         return 1;
     }
@@ -1285,12 +1401,16 @@ int main(int argc, char **argv)
         ret = run_throughput(&r);
     else if (r.o.scenario == SC_CONNRATE)
         ret = run_connrate(&r);
+    else if (r.o.scenario == SC_SETUP)
+        ret = run_setup(&r);
     else
         ret = run_idle(&r);
     fflush(stdout);
     close(r.epfd);
     free(r.lat_cycle.us);
     free(r.lat_echo.us);
+    free(r.lat_first.us);
+    free(r.lat_reply.us);
     free(r.bulk);
     free(r.conns);
     return ret;

@@ -1,0 +1,125 @@
+# Turns bench/tunnel.sh's raw result lines into Markdown tables: medians over the rounds, the
+# spread, then geoproxy's tunnel against each peer in the ratios issue 5 states its goals in
+# (against ss-libev; trojan is shown for reference). Run as
+#   awk -v tunnel_status=STATUS -v peer_order=PEER,... -f stats.awk -f tunnel_report.awk RESULTS
+# where peer_order is the peers in the order to print them.
+
+{
+    peer = parse_result()
+    if ("failed" in kv) {
+        failures[peer] = failures[peer] " " kv["failed"]
+        next
+    }
+    if ("crashed" in kv)
+        crashes[peer]++
+    errs[peer] += kv["errors"]
+    if (kv["scenario"] == "throughput") {
+        k = peer SUBSEP kv["streams"]
+        add("mbps" SUBSEP k, kv["mbytes_per_s"])
+        add("cpugb" SUBSEP k, kv["cpu_s_per_gb"])
+    } else if (kv["scenario"] == "setup") {
+        add("p50" SUBSEP peer, kv["setup_p50_ms"])
+        add("p99" SUBSEP peer, kv["setup_p99_ms"])
+        add("reply" SUBSEP peer, kv["reply_p50_ms"])
+        add("cpuconn" SUBSEP peer, kv["cpu_ms_per_conn"])
+    }
+}
+
+# One cell of the ratio table: "1.12 (met)", or the bare ratio when there is no goal.
+function cell(a, b, goal, higher_is_better,    r) {
+    r = ratio(a, b)
+    if (r == "")
+        return "–"
+    if (goal == "")
+        return sprintf("%.2f", r)
+    return sprintf("%.2f (%s)", r, verdict(r, goal, higher_is_better))
+}
+
+END {
+    nprint = split(peer_order, printing, ",")
+    print "| peer | MB/s, 1 stream | MB/s, 8 streams | CPU-s/GB, 1 / 8 streams | set-up p50 / p99 ms | SOCKS5 reply p50 ms | CPU ms/conn | errors |"
+    print "|---|---:|---:|---:|---:|---:|---:|---:|"
+    for (p = 1; p <= nprint; p++) {
+        peer = printing[p]
+        if (!(peer in seen))
+            continue
+        m1 = median("mbps" SUBSEP peer SUBSEP 1)
+        m8 = median("mbps" SUBSEP peer SUBSEP 8)
+        c1 = median("cpugb" SUBSEP peer SUBSEP 1)
+        c8 = median("cpugb" SUBSEP peer SUBSEP 8)
+        p50 = median("p50" SUBSEP peer)
+        p99 = median("p99" SUBSEP peer)
+        rep50 = median("reply" SUBSEP peer)
+        cpc = median("cpuconn" SUBSEP peer)
+        cpu = (c1 == "" && c8 == "") ? "–" : fmt(c1, "%.2f") " / " fmt(c8, "%.2f")
+        lat = (p50 == "") ? "–" : fmt(p50, "%.3f") " / " fmt(p99, "%.3f")
+        note = errs[peer] + 0
+        if (peer in crashes)
+            note = note ", crashed x" crashes[peer]
+        if (peer in failures)
+            note = note ", failed:" failures[peer]
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", peer, fmt(m1, "%.0f"),
+            fmt(m8, "%.0f"), cpu, lat, fmt(rep50, "%.3f"), fmt(cpc, "%.3f"), note
+        M1[peer] = m1; M8[peer] = m8; C1[peer] = c1; C8[peer] = c8; P50[peer] = p50
+    }
+    if (!("geoproxy-tunnel" in seen) && tunnel_status != "not selected")
+        printf "| geoproxy-tunnel | %s | | | | | | |\n", tunnel_status == "" ? "not run" : tunnel_status
+
+    print ""
+    print "Spread over the rounds (min–max); the table above shows medians:"
+    print ""
+    print "| peer | MB/s, 1 stream | MB/s, 8 streams | set-up p50 ms | rounds |"
+    print "|---|---:|---:|---:|---:|"
+    for (p = 1; p <= nprint; p++) {
+        peer = printing[p]
+        rounds = n["mbps" SUBSEP peer SUBSEP 1] + 0
+        if (n["p50" SUBSEP peer] + 0 > rounds)
+            rounds = n["p50" SUBSEP peer] + 0
+        if (rounds == 0)
+            continue
+        printf "| %s | %s | %s | %s | %d |\n", peer, spread("mbps" SUBSEP peer SUBSEP 1, "%.0f"),
+            spread("mbps" SUBSEP peer SUBSEP 8, "%.0f"), spread("p50" SUBSEP peer, "%.3f"), rounds
+    }
+
+    print ""
+    print "geoproxy's tunnel against each peer (issue 5's goals are against ss-libev):"
+    print ""
+    print "| geoproxy-tunnel / peer | MB/s, 1 stream | MB/s, 8 streams | set-up p50 | CPU-s/GB, 1 stream | CPU-s/GB, 8 streams |"
+    print "|---|---:|---:|---:|---:|---:|"
+    print "| goal | ≥ 1.0 | ≥ 1.0 | ≤ 1.0 | ≤ 1.0 | ≤ 1.0 |"
+    g = "geoproxy-tunnel"
+    if (!(g in seen)) {
+        printf "| (not measured: %s) | – | – | – | – | – |\n", tunnel_status == "" ? "not run" : tunnel_status
+    } else {
+        split("ss-aes256gcm ss-chacha20 trojan", against, " ")
+        for (i = 1; i <= 3; i++) {
+            b = against[i]
+            if (!(b in seen))
+                continue
+            goal = (b == "trojan") ? "" : 1.0
+            printf "| %s%s | %s | %s | %s | %s | %s |\n", b, goal == "" ? " (reference)" : "",
+                cell(M1[g], M1[b], goal, 1), cell(M8[g], M8[b], goal, 1),
+                cell(P50[g], P50[b], goal, 0), cell(C1[g], C1[b], goal, 0),
+                cell(C8[g], C8[b], goal, 0)
+        }
+    }
+
+    if (!("direct" in seen) && !((g in seen) && ("geoproxy-1hop" in seen)))
+        exit
+    print ""
+    print "For reference: each peer against the direct run, and geoproxy's tunnel against its single hop:"
+    print ""
+    print "| ratio | MB/s, 1 / 8 streams | set-up p50 |"
+    print "|---|---:|---:|"
+    for (p = 1; p <= nprint; p++) {
+        peer = printing[p]
+        if (peer == "direct" || !(peer in seen) || !("direct" in seen))
+            continue
+        printf "| %s / direct | %s / %s | %s |\n", peer, cell(M1[peer], M1["direct"], "", 1),
+            cell(M8[peer], M8["direct"], "", 1), cell(P50[peer], P50["direct"], "", 0)
+    }
+    if ((g in seen) && ("geoproxy-1hop" in seen))
+        printf "| geoproxy-tunnel / geoproxy-1hop | %s / %s | %s |\n",
+            cell(M1[g], M1["geoproxy-1hop"], "", 1), cell(M8[g], M8["geoproxy-1hop"], "", 1),
+            cell(P50[g], P50["geoproxy-1hop"], "", 0)
+}
