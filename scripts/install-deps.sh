@@ -16,8 +16,9 @@ packages=(
     libclang-rt-14-dev
     # libraries (see README "Dependencies" for why each one)
     libuv1-dev libssl-dev libmaxminddb-dev libc-ares-dev libcmocka-dev node-llhttp
-    # test clients and servers; openssl (the command) checks certificates and TLS handshakes
-    python3 curl netcat-openbsd dnsmasq-base mmdb-bin openssl
+    # test clients and servers; openssl (the command) checks certificates and TLS handshakes;
+    # microsocks is the SOCKS5 upstream the tunnel tests send names to
+    python3 curl netcat-openbsd dnsmasq-base mmdb-bin openssl microsocks
     # operators' tools the tests check geoproxy against: promtool (in prometheus) reads
     # /metrics, headless chromium loads the admin dashboard
     prometheus chromium

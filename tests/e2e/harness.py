@@ -75,10 +75,12 @@ def take_sanitizer_reports():
 
 class Dnsmasq:
     """dnsmasq on 127.0.0.1:<free port>, authoritative for the .test names (see module doc),
-    answering nothing else (no upstream). Queries are logged to .log_path."""
+    answering nothing else (no upstream). Queries are logged to .log_path (<tag>.log in the
+    workdir, so that several can run side by side). extra_records: more --host-record values
+    ("name,address[,address]"), for names only this server knows."""
 
-    def __init__(self, workdir):
-        self.log_path = os.path.join(workdir, "dnsmasq.log")
+    def __init__(self, workdir, tag="dnsmasq", extra_records=()):
+        self.log_path = os.path.join(workdir, f"{tag}.log")
         self.proc = None
         errors = []
         for _ in range(5):
@@ -93,6 +95,7 @@ class Dnsmasq:
                 "--host-record=v6.test,::1",
                 "--host-record=dual.test,127.0.0.1,::1",
                 *(f"--host-record={rec}" for rec in geo_fixtures.dns_host_records()),
+                *(f"--host-record={rec}" for rec in extra_records),
                 "--log-queries", f"--log-facility={self.log_path}",
             ]
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
@@ -149,11 +152,14 @@ class Dnsmasq:
 
 
 class Listener:
-    def __init__(self, kind, host, port, name=None, users=None):
+    def __init__(self, kind, host, port, name=None, users=None, options=None):
         self.kind, self.host, self.port, self.name, self.users = kind, host, port, name, users
+        self.options = options  # more words for the line, as written ("cert F key F ca F")
 
     def line(self):
         s = f"listen {self.kind} {hostport(self.host, self.port)}"
+        if self.options:
+            s += f" {self.options}"
         if self.name:
             s += f" name {self.name}"
         if self.users:
@@ -285,8 +291,9 @@ class ProxyTestCase(unittest.TestCase):
 
     # -- servers
 
-    def start_dns(self):
-        dns = Dnsmasq(self.workdir())
+    def start_dns(self, tag="dnsmasq", extra_records=()):
+        """A Dnsmasq (see there); give each one a test starts its own tag."""
+        dns = Dnsmasq(self.workdir(), tag, extra_records)
         self.addCleanup(dns.stop)
         return dns
 
@@ -342,7 +349,8 @@ class ProxyTestCase(unittest.TestCase):
                     config_path=None):
         """Writes a config and starts geoproxy; returns a ready Proxy.
 
-        listeners: tuples (kind, host[, dict of name=/users=]); ports are picked here.
+        listeners: tuples (kind, host[, dict of name=/users=/options=]); ports are picked here
+        (options: more words for the listen line, such as a tunnel listener's certificates).
         dns: a Dnsmasq (adds "resolver"); rules: config lines (default "rule default pass");
         extra: more config lines (timeouts, limits). config_path: where the config is written
         (default <workdir>/<tag>.conf). At cleanup the proxy gets SIGTERM and the test fails
@@ -357,7 +365,7 @@ class ProxyTestCase(unittest.TestCase):
                 opts = spec[2] if len(spec) > 2 else {}
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
                 lst.append(Listener(kind, host, free_port(family), opts.get("name"),
-                                    opts.get("users")))
+                                    opts.get("users"), opts.get("options")))
             lines = [l.line() for l in lst]
             if dns is not None:
                 lines.append(f"resolver 127.0.0.1:{dns.port}")

@@ -283,6 +283,12 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
                 chunk = data[i:i + 7001]
                 self.wfile.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
             self.wfile.write(b"0\r\n\r\n")
+        elif target_path == "/peer":
+            # Who connected: the address and port of the TCP peer, as "HOST PORT\n".
+            self._read_body()
+            host, port = self.client_address[:2]
+            self._send(200, f"{host} {port}\n".encode(), "text/plain",
+                       extra=[("X-Origin", owner.name)])
         elif target_path.startswith("/eof/"):
             # HTTP/1.0 style: no Content-Length, the body ends when the connection closes.
             self._read_body()
@@ -305,12 +311,12 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, family, owner, host=None):
+    def __init__(self, family, owner, host=None, port=0):
         self.address_family = family
         self.owner = owner
         if host is None:
             host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-        super().__init__((host, 0), _OriginHandler)
+        super().__init__((host, port), _OriginHandler)
 
 
 class HttpOrigin(_ServerBase):
@@ -320,15 +326,17 @@ class HttpOrigin(_ServerBase):
       /bytes/N     N bytes payload(N) with Content-Length
       /chunked/N   the same bytes with Transfer-Encoding: chunked
       /eof/N       the same bytes with neither: the body ends when the origin closes
+      /peer        "HOST PORT\n": the address the connection came from (X-Origin: name)
+    port: 0 for an ephemeral one, or a given port (OSError when it is taken).
     """
 
-    def __init__(self, name="origin", family=socket.AF_INET, host=None):
+    def __init__(self, name="origin", family=socket.AF_INET, host=None, port=0):
         self.name = name
         self.peers = queue.Queue()
         self.results = queue.Queue()
         self._live = set()
         self._lock = threading.Lock()
-        self.server = _HTTPServer(family, self, host)
+        self.server = _HTTPServer(family, self, host, port)
         self.host, self.port = self.server.server_address[:2]
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        kwargs={"poll_interval": 0.1}, daemon=True)

@@ -1,0 +1,886 @@
+"""Tunnels end to end: an entry geoproxy sends connections through upstreams (another geoproxy's
+tunnel listener over mutual TLS 1.3, a SOCKS5 proxy, an HTTP parent), and an exit geoproxy
+serves as an HTTPS proxy with client certificates. Written from the tunnel's specification
+before the feature; what each test shows:
+
+  TunnelToExit        curl through the entry reaches an origin from the exit's address, names
+                      travel unresolved, and the exit's own policy (by the entry certificate's
+                      name) refuses with SOCKS5 0x02 while other clients and the entry's direct
+                      rule still work
+  ExitAuthentication  curl --proxy https:// straight to the exit; handshakes refused (no
+                      certificate, another CA, expired) with the reason in the exit's log; the
+                      egress endpoint only over the authenticated TLS connection
+  EntryPin            the entry refuses an exit whose key does not match its pin
+  Failover            a failover group: SIGKILL the first exit mid-stream, the second serves
+                      within 1 s; both dead: SOCKS5 0x04 and HTTP 502 with Proxy-Status, at once
+  RoundRobin          a round-robin group uses both exits
+  Socks5Upstream      microsocks as upstream receives the name (its own log says so) and the
+                      entry's resolver sees no query; with user and password-file
+  HttpParent          a plain HTTP CONNECT parent (another geoproxy) as upstream
+  EgressVerification  an exit reporting an egress outside the declared one is down: no traffic
+  ResolveVia          "resolve via" decides with the address the exit resolved
+
+Exits are told apart by their `external` address, which is what origins see as the peer
+(the origin's /peer endpoint echoes it). Geography: the fixture database (geo_fixtures.py),
+127.0.N.0/24 blocks are countries; an exit with `external 127.0.5.1` egresses in the US.
+
+Needs curl, openssl (the command, for an expired certificate: `geoproxy certs issue` only makes
+certificates that start now) and microsocks (scripts/install-deps.sh installs them all): a
+missing one fails the tests that need it, saying which."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+import unittest
+from collections import namedtuple
+
+from geo_fixtures import server_addr
+from harness import (WAIT, HttpOrigin, ProxyTestCase, can_connect, free_port, geoproxy_bin,
+                     header_values, hostport, http_connect_open, http_response, payload,
+                     run, sha256, socks5_open, wait_end, wait_until)
+
+SOCKS5_OK, SOCKS5_NOT_ALLOWED, SOCKS5_HOST_UNREACHABLE = 0x00, 0x02, 0x04
+
+# `external` addresses: what an origin sees when a connection leaves through each exit.
+EXIT_DE = "127.0.4.1"
+EXIT_GB = "127.0.6.1"
+EXIT_US = "127.0.5.1"
+
+ENTRY_CN = "entry-a"  # the entry's client certificate: the exit's `user` for it
+HEALTH = "health-check every 200ms timeout 500ms"
+CONNECT_TIMEOUT_S = 10  # the entry's `timeout connect`: "promptly" is well under it
+PROMPT_S = 1.0  # how fast an all-down refusal must come
+FAILOVER_S = 1.0  # from killing exit 1 to the first connection served by exit 2
+
+Cert = namedtuple("Cert", "pem key")
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def need(program):
+    path = shutil.which(program)
+    if path is None:
+        raise AssertionError(f"'{program}' is not installed: run scripts/install-deps.sh")
+    return path
+
+
+def text(data):
+    return data.decode("utf-8", "replace")
+
+
+class Pki:
+    """A private CA made with `geoproxy certs` in root/ca, and certificates issued from it (or
+    from another CA) each in a directory of its own."""
+
+    def __init__(self, test, root):
+        self.test = test
+        self.root = root
+        os.makedirs(root, mode=0o700)
+        self.ca_dir = os.path.join(root, "ca")
+        self.certs("init-ca", self.ca_dir)
+        self.ca = os.path.join(self.ca_dir, "ca.pem")
+
+    def certs(self, *args):
+        r = run([geoproxy_bin(), "certs", *args])
+        self.test.assertEqual(r.returncode, 0, f"geoproxy certs {' '.join(args)}: "
+                                               f"{text(r.stderr)}")
+        return text(r.stdout)
+
+    def issue(self, name, *sans, ca_dir=None):
+        out = os.path.join(self.root, name)
+        args = ["issue", "--ca", ca_dir or self.ca_dir, name, "--out", out]
+        for san in sans:
+            args += ["--san", san]
+        self.certs(*args)
+        return Cert(os.path.join(out, f"{name}.pem"), os.path.join(out, f"{name}.key"))
+
+    def other_ca(self, name="other-ca"):
+        """Another CA's directory (nothing of ours trusts it)."""
+        d = os.path.join(self.root, name)
+        self.certs("init-ca", d)
+        return d
+
+    def show(self, pem):
+        fields = {}
+        for line in self.certs("show", pem).splitlines():
+            key, _, value = line.partition(": ")
+            fields[key] = value
+        return fields
+
+    def pin(self, cert):
+        pin = self.show(cert.pem)["pin"]
+        self.test.assertRegex(pin, r"^sha256//[A-Za-z0-9+/]{43}=$")
+        return pin
+
+    def expired(self, name="bob"):
+        """A client certificate signed by this CA, valid from 2020-01-01 to 2020-03-01, made
+        with `openssl ca` (which takes explicit dates)."""
+        openssl = need("openssl")
+        d = os.path.join(self.root, "expired")
+        os.makedirs(d, mode=0o700)
+        open(os.path.join(d, "index.txt"), "w").close()
+        cnf = os.path.join(d, "ca.cnf")
+        with open(cnf, "w", encoding="utf-8") as f:
+            f.write("[ca]\ndefault_ca = past\n"
+                    f"[past]\ndatabase = {d}/index.txt\nnew_certs_dir = {d}\n"
+                    "rand_serial = yes\ndefault_md = sha256\npolicy = cn_only\n"
+                    "unique_subject = no\nx509_extensions = leaf\n"
+                    "[cn_only]\ncommonName = supplied\n"
+                    "[leaf]\nbasicConstraints = critical,CA:FALSE\n"
+                    "keyUsage = critical,digitalSignature\n"
+                    "extendedKeyUsage = serverAuth,clientAuth\n"
+                    "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
+        key, csr, pem = (os.path.join(d, f"{name}.{ext}") for ext in ("key", "csr", "pem"))
+        steps = [
+            ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", key, "-out", csr, "-subj", f"/CN={name}"],
+            ["ca", "-batch", "-config", cnf, "-cert", self.ca,
+             "-keyfile", os.path.join(self.ca_dir, "ca.key"), "-startdate", "20200101000000Z",
+             "-enddate", "20200301000000Z", "-notext", "-in", csr, "-out", pem],
+        ]
+        for args in steps:
+            r = run([openssl, *args])
+            self.test.assertEqual(r.returncode, 0, f"openssl {args[0]}: {text(r.stderr)}")
+        os.chmod(key, 0o600)
+        self.test.assertEqual(self.show(pem)["status"], "expired", "the expired certificate")
+        return Cert(pem, key)
+
+
+def socks5_get(proxy_port, host, port, path="/peer", timeout=10.0):
+    """SOCKS5 CONNECT through a proxy, then one GET over it -> (rep, status, body); status and
+    body are None when the reply was not success."""
+    sock, reply = socks5_open(proxy_port, host, port, timeout=timeout)
+    try:
+        if reply[0] != SOCKS5_OK:
+            return reply[0], None, None
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {hostport(host, port)}\r\n"
+                     f"Connection: close\r\n\r\n".encode())
+        status, _, body, _ = http_response(sock)
+        return SOCKS5_OK, status, body
+    finally:
+        sock.close()
+
+
+def peer_of(body):
+    """The address in a /peer answer ("HOST PORT\\n")."""
+    return text(body).split()[0]
+
+
+def dns_query(port, name):
+    """Sends one A query to the DNS server on 127.0.0.1:port (the answer does not matter)."""
+    q = struct.pack(">HHHHHH", 0x7171, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    q += struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(q, ("127.0.0.1", port))
+        try:
+            s.recv(512)
+        except socket.timeout:
+            pass
+
+
+def dns_settle(dns):
+    """Makes sure dnsmasq has logged every query sent to it so far: sends one of our own
+    (named settle-*.test) and waits for it in the log (dnsmasq logs queries in order)."""
+    name = f"settle-{time.monotonic_ns()}.test"
+    dns_query(dns.port, name)
+    wait_until(lambda: name in dns.queries(), timeout=5, what=f"dnsmasq to log {name}")
+
+
+def dns_queries_for(dns, name=None, since=0):
+    """The query lines dnsmasq logged after log offset 'since' (for name, or for any name but
+    our settle-* ones). The harness's own readiness probe (origin.test) comes before
+    len(dns.queries()) taken once start_dns returned."""
+    lines = [l for l in dns.queries()[since:].splitlines() if re.search(r"query\[\w+\] ", l)]
+    if name is None:
+        return [l for l in lines if not re.search(r"query\[\w+\] settle-\d+\.test ", l)]
+    return [l for l in lines if re.search(rf"query\[\w+\] {re.escape(name)} ", l, re.I)]
+
+
+def decision_rules(log):
+    """The rule of every decision line in a log excerpt, in order (quotes removed)."""
+    return [m.strip('"') for m in re.findall(r"decision conn=\d+ [^\n]*?rule=(\"[^\"]*\"|\S+)",
+                                             log)]
+
+
+def drain(q):
+    """Everything in a queue.Queue now."""
+    items = []
+    while not q.empty():
+        items.append(q.get_nowait())
+    return items
+
+
+class Microsocks:
+    """microsocks on 127.0.0.1:<free port>; its log (one line per connection it made, naming
+    the destination exactly as it was asked for it) goes to .log_path."""
+
+    def __init__(self, workdir, user=None, password=None, tag="microsocks"):
+        binary = need("microsocks")
+        self.log_path = os.path.join(workdir, f"{tag}.log")
+        self.proc = None
+        for _ in range(5):
+            self.port = free_port()
+            argv = [binary, "-i", "127.0.0.1", "-p", str(self.port)]
+            if user is not None:
+                argv += ["-u", user, "-P", password]
+            self.log = open(self.log_path, "wb")
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
+                                         stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if can_connect("127.0.0.1", self.port, timeout=0.5):
+                    return
+                time.sleep(0.05)
+            self.stop()
+        raise AssertionError(f"microsocks did not start: {self.log_text()}")
+
+    def log_text(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=WAIT)
+        self.log.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The base class: a PKI, exits and entries
+
+
+class TunnelTestCase(ProxyTestCase):
+    def setUp(self):
+        need("curl")
+        self.pki = Pki(self, os.path.join(self.workdir(), "pki"))
+        # The exit's certificate names what entries and curl connect to: 127.0.0.1 (and a name
+        # for `server-name`).
+        self.exit_cert = self.pki.issue("exit.test", "exit.test", "127.0.0.1")
+        self.entry_cert = self.pki.issue(ENTRY_CN)
+        self.db = self.geo_db()
+
+    # -- processes
+
+    def start_exit(self, tag="exit", external=None, rules=None, dns=None, extra=()):
+        """A geoproxy with a tunnel listener (its certificate, and our CA for clients)."""
+        options = f"cert {self.exit_cert.pem} key {self.exit_cert.key} ca {self.pki.ca}"
+        lines = [f"geoip country {self.db}"]
+        if external is not None:
+            lines.append(f"external {external}")
+        return self.start_proxy(listeners=(("tunnel", "127.0.0.1", {"options": options}),),
+                                dns=dns, rules=rules, extra=[*lines, *extra], tag=tag)
+
+    def tls_upstream(self, name, exit_proxy, *options, cert=None):
+        """An `upstream NAME tls ...` line for an exit, with our entry certificate."""
+        cert = cert or self.entry_cert
+        line = (f"upstream {name} tls 127.0.0.1:{exit_proxy.port} ca {self.pki.ca} "
+                f"cert {cert.pem} key {cert.key}")
+        return " ".join([line, *options])
+
+    def start_entry(self, upstreams, rules, tag="entry", dns=None, kind="mixed", extra=()):
+        lines = [f"geoip country {self.db}", *upstreams, HEALTH,
+                 f"timeout connect {CONNECT_TIMEOUT_S}s", *extra]
+        return self.start_proxy(listeners=((kind, "127.0.0.1"),), dns=dns, rules=rules,
+                                extra=lines, tag=tag)
+
+    def sigkill(self, proxy):
+        """SIGKILL; returns the monotonic time it was sent. The cleanup expects no exit 0."""
+        proxy.proc.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        proxy.proc.wait(timeout=WAIT)
+        proxy.returncode = proxy.proc.returncode
+        return killed_at
+
+    def origins_on_one_port(self, name, hosts, family=socket.AF_INET):
+        """HTTP origins on the same port at each of hosts (families from the addresses): a name
+        or a resolver may send a connection to any of them. Returns the list."""
+        for _ in range(20):
+            first = self.start_origin(name, host=hosts[0],
+                                      family=socket.AF_INET6 if ":" in hosts[0] else family)
+            others = []
+            try:
+                for host in hosts[1:]:
+                    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+                    srv = HttpOrigin(name, fam, host, port=first.port)
+                    self.addCleanup(srv.stop)
+                    others.append(srv)
+            except OSError:
+                continue  # that port is taken at another address: try another one
+            return [first, *others]
+        raise AssertionError(f"no port free at all of {hosts} in 20 tries")
+
+    # -- waiting and asserting
+
+    def wait_served(self, entry, host, port, timeout=WAIT):
+        """Polls GET /peer through the entry (SOCKS5) until one is served; returns the address
+        the origin saw. The entry may need its first health checks before it uses an upstream."""
+        deadline = time.monotonic() + timeout
+        last = None
+        for _ in range(int(timeout / 0.1) + 2):
+            try:
+                rep, status, body = socks5_get(entry.port, host, port, timeout=5)
+                if rep == SOCKS5_OK and status == 200:
+                    return peer_of(body)
+                last = f"SOCKS5 reply {rep:#04x}, HTTP status {status}"
+            except (OSError, AssertionError) as e:
+                last = repr(e)
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        self.fail(f"nothing served through the entry to {host}:{port} within {timeout}s (last: "
+                  f"{last}); entry log:\n{entry.log_text()[-3000:]}")
+
+    def assertRefusedPromptly(self, entry, host, port, rep, what):
+        """A SOCKS5 CONNECT through the entry gets reply 'rep' within PROMPT_S."""
+        t0 = time.monotonic()
+        sock, reply = socks5_open(entry.port, host, port, timeout=CONNECT_TIMEOUT_S + 5)
+        elapsed = time.monotonic() - t0
+        self.track(sock)
+        self.assertSocks5Reply(reply, rep, what)
+        self.assertLess(elapsed, PROMPT_S, f"{what}: the reply took {elapsed:.2f}s (connect "
+                                           f"timeout {CONNECT_TIMEOUT_S}s)")
+        self.assertNotEqual(wait_end(sock, 5)[0], "open", f"{what}: left open after the reply")
+
+    def assertHttp502(self, entry, origin, what):
+        """HTTP clients through the entry (forwarding with curl, CONNECT on a raw socket) get 502
+        with a Proxy-Status header, within PROMPT_S."""
+        t0 = time.monotonic()
+        r = self.curl("-i", "-x", f"http://127.0.0.1:{entry.port}",
+                      f"http://{origin.authority}/peer")
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.returncode, 0, text(r.stderr))
+        head = text(r.stdout).partition("\r\n\r\n")[0].split("\r\n")
+        self.assertRegex(head[0], r"^HTTP/1\.[01] 502", f"{what}: curl -x: {head}")
+        self.assertTrue(any(l.lower().startswith("proxy-status:") for l in head[1:]),
+                        f"{what}: curl -x: no Proxy-Status header in {head}")
+        self.assertLess(elapsed, PROMPT_S + 0.5, f"{what}: curl -x took {elapsed:.2f}s")
+        t0 = time.monotonic()
+        sock, status, headers = http_connect_open(entry.port, origin.authority,
+                                                  timeout=CONNECT_TIMEOUT_S + 5)
+        elapsed = time.monotonic() - t0
+        self.track(sock)
+        self.assertEqual(status, 502, f"{what}: CONNECT")
+        self.assertTrue(header_values(headers, "Proxy-Status"),
+                        f"{what}: CONNECT: no Proxy-Status header in {headers}")
+        self.assertLess(elapsed, PROMPT_S, f"{what}: CONNECT answered after {elapsed:.2f}s")
+
+    def assertLogSays(self, proxy, pattern, start, what):
+        """Some line of the proxy's log after offset 'start' matches pattern (case ignored)."""
+        rx = re.compile(pattern, re.IGNORECASE)
+        try:
+            wait_until(lambda: any(rx.search(l) for l in proxy.log_text()[start:].splitlines()),
+                       timeout=5, what=what)
+        except AssertionError:
+            self.fail(f"{what}: no log line matches {pattern!r}; log:\n"
+                      f"{proxy.log_text()[start:][-3000:]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Through the entry to an exit
+
+
+class TunnelToExit(TunnelTestCase):
+    """Entry (mixed listener) -> exit1 (external 127.0.4.1, DE) -> origins at 127.0.2.9 (CH).
+    The exit blocks the entry's certificate name (user entry-a) from the 'secret' origin; the
+    entry passes its local origin directly and tunnels everything else."""
+
+    def setUp(self):
+        super().setUp()
+        self.exit_dns = self.start_dns("exit-dns")
+        self.entry_dns = self.start_dns("entry-dns")
+        self.ch = self.start_origin("ch", host=server_addr("CH"))
+        self.secret = self.start_origin("secret", host=server_addr("CH"))
+        self.local = self.start_origin("local")
+        self.exit = self.start_exit(
+            external=EXIT_DE, dns=self.exit_dns,
+            rules=[f'rule no-secret-for-entry block user {ENTRY_CN} to :{self.secret.port} '
+                   f'reason "not for {ENTRY_CN}"',
+                   "rule others pass"])
+        self.entry = self.start_entry(
+            [self.tls_upstream("exit1", self.exit)],
+            [f"rule local-direct pass to 127.0.0.1 :{self.local.port}",
+             "rule via-exit tunnel via exit1"], dns=self.entry_dns)
+
+    def test_curl_socks5_hostname_reaches_origin_from_the_exit(self):
+        self.assertEqual(self.wait_served(self.entry, "ch.geo.test", self.ch.port), EXIT_DE)
+        n = 300_001
+        socks = f"127.0.0.1:{self.entry.port}"
+        r = self.curl("--socks5-hostname", socks, f"http://ch.geo.test:{self.ch.port}/bytes/{n}")
+        self.assertEqual(r.returncode, 0, text(r.stderr))
+        self.assertEqual((len(r.stdout), sha256(r.stdout)), (n, sha256(payload(n))),
+                         "bytes through the tunnel")
+        body = payload(200_000, seed=5)
+        r = run(["curl", "-sS", "--max-time", "30", "--socks5-hostname", socks,
+                 "--data-binary", "@-", f"http://ch.geo.test:{self.ch.port}/echo"], input=body)
+        self.assertEqual(r.returncode, 0, text(r.stderr))
+        self.assertIn(f'"body_sha256": "{sha256(body)}"', text(r.stdout), "upload altered")
+        r = self.curl("--socks5-hostname", socks, f"http://ch.geo.test:{self.ch.port}/peer")
+        self.assertEqual((r.returncode, peer_of(r.stdout)), (0, EXIT_DE), text(r.stderr))
+        # HTTP clients of the entry are tunnelled the same way (forwarding and CONNECT).
+        http = f"http://127.0.0.1:{self.entry.port}"
+        for how in ("-x", "-px"):
+            r = self.curl(how, http, f"http://ch.geo.test:{self.ch.port}/peer")
+            self.assertEqual((r.returncode, peer_of(r.stdout)), (0, EXIT_DE),
+                             f"curl {how}: {text(r.stderr)}")
+        # Every connection the origin saw came from the exit's external address.
+        peers = {host for host, _ in drain(self.ch.peers)}
+        self.assertEqual(peers, {EXIT_DE}, "peers the CH origin saw")
+        # The name travelled unresolved: the exit's resolver was asked, the entry's never.
+        dns_settle(self.entry_dns)
+        dns_settle(self.exit_dns)
+        self.assertEqual(dns_queries_for(self.entry_dns, "ch.geo.test"), [],
+                         "the entry resolved a name it tunnelled")
+        self.assertTrue(dns_queries_for(self.exit_dns, "ch.geo.test"),
+                        f"the exit never resolved ch.geo.test; exit DNS log:\n"
+                        f"{self.exit_dns.queries()}")
+
+    def test_exit_policy_applies_to_the_entry_certificate_name(self):
+        self.assertEqual(self.wait_served(self.entry, "ch.geo.test", self.ch.port), EXIT_DE)
+        start = self.exit.log_size()
+        sock, reply = socks5_open(self.entry.port, "ch.geo.test", self.secret.port)
+        self.track(sock)
+        self.assertSocks5Reply(reply, SOCKS5_NOT_ALLOWED, "entry -> exit -> secret origin")
+        self.assertNotEqual(wait_end(sock, 5)[0], "open", "open after the 0x02 reply")
+        self.exit.wait_log(r"decision conn=\d+ [^\n]*rule=no-secret-for-entry", start=start)
+        # curl shows the user the SOCKS5 code (curl 7.88: exit 97, "(2)").
+        r = self.curl("--socks5-hostname", f"127.0.0.1:{self.entry.port}",
+                      f"http://ch.geo.test:{self.secret.port}/peer")
+        self.assertEqual(r.returncode, 97, text(r.stderr))
+        self.assertRegex(text(r.stderr), r"Can't complete SOCKS5 connection to ch\.geo\.test\. "
+                                         r"\(2\)")
+        self.assertTrue(self.secret.peers.empty(), "a refused connection reached the origin")
+        # Another client of the exit (its own certificate, CN alice) is not blocked ...
+        alice = self.pki.issue("alice")
+        r = self.curl("--proxy", f"https://127.0.0.1:{self.exit.port}",
+                      "--proxy-cacert", self.pki.ca, "--proxy-cert", alice.pem,
+                      "--proxy-key", alice.key, f"http://ch.geo.test:{self.secret.port}/peer")
+        self.assertEqual((r.returncode, r.stdout[:len(EXIT_DE)]), (0, EXIT_DE.encode()),
+                         f"alice straight to the exit: {text(r.stderr)}")
+        # ... and the entry's direct rule connects from the entry itself, not from the exit.
+        r = self.curl("--socks5-hostname", f"127.0.0.1:{self.entry.port}",
+                      f"http://127.0.0.1:{self.local.port}/peer")
+        self.assertEqual((r.returncode, peer_of(r.stdout)), (0, "127.0.0.1"), text(r.stderr))
+        self.assertNotIn(EXIT_DE, {h for h, _ in drain(self.local.peers)})
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. The exit's authentication, and the entry's pin
+
+
+class ExitAuthentication(TunnelTestCase):
+    """curl as an HTTPS proxy client straight to the exit."""
+
+    def setUp(self):
+        super().setUp()
+        self.origin = self.start_origin("ch", host=server_addr("CH"))
+        self.exit = self.start_exit(external=EXIT_DE)
+        self.alice = self.pki.issue("alice")
+
+    def curl_exit(self, cert, url, *args):
+        argv = ["--proxy", f"https://127.0.0.1:{self.exit.port}", "--proxy-cacert", self.pki.ca]
+        if cert is not None:
+            argv += ["--proxy-cert", cert.pem, "--proxy-key", cert.key]
+        return self.curl(*argv, *args, url)
+
+    def test_curl_https_proxy_with_a_client_certificate(self):
+        n = 250_000
+        for how in ((), ("--proxytunnel",)):  # absolute-form GET, and CONNECT
+            with self.subTest(how=how or "forward"):
+                r = self.curl_exit(self.alice, f"http://{self.origin.authority}/bytes/{n}", *how)
+                self.assertEqual(r.returncode, 0, text(r.stderr))
+                self.assertEqual(sha256(r.stdout), sha256(payload(n)), "bytes through the exit")
+                r = self.curl_exit(self.alice, f"http://{self.origin.authority}/peer", *how)
+                self.assertEqual((r.returncode, peer_of(r.stdout)), (0, EXIT_DE),
+                                 text(r.stderr))
+
+    def test_handshakes_refused_with_the_reason_in_the_log(self):
+        mallory = self.pki.issue("mallory", ca_dir=self.pki.other_ca())
+        expired = self.pki.expired("bob")
+        cases = [
+            ("no client certificate", None,
+             r"(no|without a|did not (send|present|return) a|missing( a)?) (client |peer )?"
+             r"certificate"),
+            ("a certificate from another CA", mallory,
+             r"unknown ca|unable to get (local )?issuer|another ca|not (signed|issued) by|"
+             r"untrusted|not trusted"),
+            ("an expired certificate", expired, r"expired"),
+        ]
+        for what, cert, reason in cases:
+            with self.subTest(what):
+                start = self.exit.log_size()
+                r = self.curl_exit(cert, f"http://{self.origin.authority}/peer")
+                self.assertNotEqual(r.returncode, 0, f"{what}: curl succeeded: {r.stdout!r}")
+                self.assertEqual(r.stdout, b"", what)
+                self.assertLogSays(self.exit, reason, start, f"the exit's reason for {what}")
+        self.assertTrue(self.origin.peers.empty(), "a refused client reached the origin")
+        # The exit still serves a good client.
+        r = self.curl_exit(self.alice, f"http://{self.origin.authority}/peer")
+        self.assertEqual((r.returncode, peer_of(r.stdout)), (0, EXIT_DE), text(r.stderr))
+
+    def test_egress_endpoint_only_over_authenticated_tls(self):
+        url = f"https://127.0.0.1:{self.exit.port}/.well-known/geoproxy/egress"
+        tls = ["--cacert", self.pki.ca]
+        r = self.curl("-i", *tls, "--cert", self.alice.pem, "--key", self.alice.key, url)
+        self.assertEqual(r.returncode, 0, text(r.stderr))
+        head = text(r.stdout).partition("\r\n\r\n")[0].split("\r\n")
+        self.assertRegex(head[0], r"^HTTP/1\.[01] 200", head)
+        egress = [l.split(":", 1)[1].strip() for l in head[1:]
+                  if l.lower().startswith("geoproxy-egress:")]
+        self.assertEqual(egress, [EXIT_DE], f"Geoproxy-Egress in {head}")
+        # Without a client certificate the handshake fails: nothing is answered.
+        r = self.curl("-i", *tls, url)
+        self.assertNotEqual(r.returncode, 0, text(r.stdout))
+        self.assertNotIn(b"geoproxy-egress", r.stdout.lower())
+        # Plain HTTP to the tunnel port is not answered either.
+        sock = self.track(socket.create_connection(("127.0.0.1", self.exit.port), timeout=5))
+        sock.sendall(b"GET /.well-known/geoproxy/egress HTTP/1.1\r\nHost: exit\r\n\r\n")
+        end, data = wait_end(sock, 5)
+        self.assertNotEqual(end, "open", "plain HTTP to the tunnel port left open")
+        self.assertNotIn(b"geoproxy-egress", data.lower())
+        self.assertNotIn(EXIT_DE.encode(), data)
+
+
+class EntryPin(TunnelTestCase):
+    PIN_MISMATCH = (r"pin[^\n]*(not match|mismatch|differ)|(not match|mismatch)[^\n]*pin")
+
+    def test_entry_refuses_an_exit_whose_key_is_not_pinned(self):
+        origin = self.start_origin("ch", host=server_addr("CH"))
+        exit1 = self.start_exit(external=EXIT_DE)
+        wrong = self.pki.pin(self.entry_cert)  # a real pin, of another key
+        right = self.pki.pin(self.exit_cert)
+        self.assertNotEqual(wrong, right)
+        entry = self.start_entry([self.tls_upstream("exit1", exit1, "pin", wrong)],
+                                 ["rule all tunnel via exit1"], tag="entry-wrong-pin")
+        start = 0
+        sock, reply = socks5_open(entry.port, origin.host, origin.port,
+                                  timeout=CONNECT_TIMEOUT_S + 5)
+        self.track(sock)
+        self.assertNotEqual(reply[0], SOCKS5_OK, "a connection through an exit of the wrong key")
+        r = self.curl("--socks5-hostname", f"127.0.0.1:{entry.port}",
+                      f"http://{origin.authority}/peer")
+        self.assertNotEqual(r.returncode, 0, f"curl through the wrong pin: {r.stdout!r}")
+        self.assertLogSays(entry, self.PIN_MISMATCH, start, "the entry's pin mismatch message")
+        self.assertTrue(origin.peers.empty(), "the origin was reached through an unpinned exit")
+        # The right pin (and the certificate's name as server-name) works.
+        entry = self.start_entry([self.tls_upstream("exit1", exit1, "server-name exit.test",
+                                                    "pin", right)],
+                                 ["rule all tunnel via exit1"], tag="entry-right-pin")
+        self.assertEqual(self.wait_served(entry, origin.host, origin.port), EXIT_DE)
+        self.assertNotRegex(entry.log_text(), re.compile(self.PIN_MISMATCH, re.I))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Groups
+
+
+class Failover(TunnelTestCase):
+    def test_second_exit_within_a_second_then_all_down(self):
+        origin = self.start_origin("ch", host=server_addr("CH"))
+        exit1 = self.start_exit("exit1", external=EXIT_DE)
+        exit2 = self.start_exit("exit2", external=EXIT_GB)
+        entry = self.start_entry([self.tls_upstream("exit1", exit1),
+                                  self.tls_upstream("exit2", exit2),
+                                  "upstream both group failover exit1 exit2"],
+                                 ["rule all tunnel via both"])
+        self.assertEqual(self.wait_served(entry, origin.host, origin.port), EXIT_DE,
+                         "failover: the first member serves while it is up")
+
+        # A stream of new connections, one after the other; exit 1 is killed after it has
+        # served ten of them. Each: (start, end, SOCKS5 reply or error, exit that served it).
+        outcomes, killed_at = [], None
+        deadline = time.monotonic() + 20
+        for _ in range(2000):
+            if time.monotonic() > deadline:
+                break
+            t0 = time.monotonic()
+            try:
+                rep, status, body = socks5_get(entry.port, origin.host, origin.port, timeout=5)
+                served = peer_of(body) if rep == SOCKS5_OK and status == 200 else None
+                result = rep
+            except (OSError, AssertionError) as e:
+                served, result = None, repr(e)
+            outcomes.append((t0, time.monotonic(), result, served))
+            if killed_at is None and sum(o[3] == EXIT_DE for o in outcomes) >= 10:
+                killed_at = self.sigkill(exit1)
+            if killed_at is not None and sum(o[3] == EXIT_GB for o in outcomes) >= 10:
+                break
+            time.sleep(0.02)  # pacing of the stream, not a wait for a condition
+
+        self.assertIsNotNone(killed_at, f"exit 1 never served ten connections: {outcomes[-5:]}")
+        before = [o for o in outcomes if o[1] <= killed_at]
+        after = [o for o in outcomes if o[0] > killed_at]
+        self.assertTrue(all(o[3] == EXIT_DE for o in before),
+                        f"before the kill, connections not served by exit 1: "
+                        f"{[o for o in before if o[3] != EXIT_DE]}")
+        via2 = [o for o in after if o[3] == EXIT_GB]
+        self.assertTrue(via2, f"exit 2 served nothing after exit 1 was killed; outcomes after "
+                              f"the kill: {[o[2:] for o in after][:20]}; entry log:\n"
+                              f"{entry.log_text()[-3000:]}")
+        delay = via2[0][1] - killed_at
+        self.assertLessEqual(delay, FAILOVER_S,
+                             f"first connection served by exit 2 {delay:.2f}s after the kill; "
+                             f"before it: {[o[2:] for o in after if o[1] <= via2[0][1]]}")
+        settled = [o for o in after if o[0] >= via2[0][1]]
+        self.assertTrue(all(o[3] == EXIT_GB for o in settled),
+                        f"after exit 2 took over, connections it did not serve: "
+                        f"{[o[2:] for o in settled if o[3] != EXIT_GB]}")
+        self.assertGreaterEqual(len(via2), 10, "the stream ended early")
+
+        # Both down: the all-down error, at once, and nothing reaches the origin.
+        drain(origin.peers)
+        killed2 = self.sigkill(exit2)
+        first = None
+        for _ in range(100):
+            try:
+                sock, reply = socks5_open(entry.port, origin.host, origin.port, timeout=5)
+                sock.close()
+                if reply[0] == SOCKS5_HOST_UNREACHABLE:
+                    first = time.monotonic() - killed2
+                    break
+            except (OSError, AssertionError):
+                pass
+            if time.monotonic() - killed2 > 3 * FAILOVER_S:
+                break
+            time.sleep(0.02)
+        self.assertIsNotNone(first, "no SOCKS5 0x04 within 3 s of the last exit's death; log:\n"
+                                    f"{entry.log_text()[-3000:]}")
+        for i in range(3):
+            self.assertRefusedPromptly(entry, origin.host, origin.port, SOCKS5_HOST_UNREACHABLE,
+                                       f"all exits down, SOCKS5 #{i + 1}")
+        self.assertHttp502(entry, origin, "all exits down")
+        self.assertEqual(drain(origin.peers), [], "the origin was reached with every exit dead")
+
+
+class RoundRobin(TunnelTestCase):
+    def test_both_exits_take_turns(self):
+        origin = self.start_origin("ch", host=server_addr("CH"))
+        exit1 = self.start_exit("exit1", external=EXIT_DE)
+        exit2 = self.start_exit("exit2", external=EXIT_GB)
+        entry = self.start_entry([self.tls_upstream("exit1", exit1),
+                                  self.tls_upstream("exit2", exit2),
+                                  "upstream both group round-robin exit1 exit2"],
+                                 ["rule all tunnel via both"], extra=["workers 1"])
+        # Until both members have passed a health check, one may serve alone.
+        seen = set()
+        for _ in range(50):
+            seen.add(self.wait_served(entry, origin.host, origin.port))
+            if seen == {EXIT_DE, EXIT_GB}:
+                break
+        self.assertEqual(seen, {EXIT_DE, EXIT_GB}, "exits that served in 50 connections")
+        served = [self.wait_served(entry, origin.host, origin.port) for _ in range(10)]
+        counts = {e: served.count(e) for e in (EXIT_DE, EXIT_GB)}
+        self.assertEqual(sum(counts.values()), 10, served)
+        self.assertGreaterEqual(min(counts.values()), 4, f"one worker, two healthy members in "
+                                                         f"turn: {served}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Other kinds of upstream: SOCKS5 (microsocks), HTTP parent
+
+
+class Socks5Upstream(TunnelTestCase):
+    """The entry hands names to a SOCKS5 upstream unresolved. microsocks resolves with the
+    system resolver, so the name must be one the system knows without any DNS server of ours:
+    "localhost". That the entry passed the name on is shown by microsocks's own log, which
+    names every destination as it was asked for it ("connected to localhost:PORT", not
+    "127.0.0.1:PORT"); the entry's own resolver (a logging dnsmasq) gets no query at all."""
+
+    def localhost_origins(self):
+        # localhost may resolve to 127.0.0.1 or ::1 first: the same origin port on both.
+        return self.origins_on_one_port("localhost", ["127.0.0.1", "::1"])
+
+    def test_names_reach_microsocks_unresolved(self):
+        dns = self.start_dns("entry-dns")
+        dns_start = len(dns.queries())  # after the harness's readiness probe
+        origins = self.localhost_origins()
+        port = origins[0].port
+        ms = Microsocks(self.workdir())
+        self.addCleanup(ms.stop)
+        entry = self.start_entry([f"upstream tor socks5 127.0.0.1:{ms.port}"],
+                                 ["rule all tunnel via tor"], dns=dns, kind="socks5")
+        self.wait_served(entry, "localhost", port)
+        n = 200_000
+        r = self.curl("--socks5-hostname", f"127.0.0.1:{entry.port}",
+                      f"http://localhost:{port}/bytes/{n}")
+        self.assertEqual(r.returncode, 0, text(r.stderr))
+        self.assertEqual(sha256(r.stdout), sha256(payload(n)), "bytes through microsocks")
+        wait_until(lambda: f"connected to localhost:{port}" in ms.log_text(), timeout=5,
+                   what=f"microsocks to log 'connected to localhost:{port}'")
+        self.assertNotRegex(ms.log_text(), rf"connected to (127\.0\.0\.1|::1|\[::1\]):{port}\b",
+                            "microsocks was given an address, not the name")
+        dns_settle(dns)
+        self.assertEqual(dns_queries_for(dns, since=dns_start), [], "the entry sent DNS queries")
+
+    def test_user_and_password_file(self):
+        origins = self.localhost_origins()
+        port = origins[0].port
+        ms = Microsocks(self.workdir(), user="tunnel-user", password="s3cret-pw")
+        self.addCleanup(ms.stop)
+        good = os.path.join(self.workdir(), "tor-password")
+        bad = os.path.join(self.workdir(), "tor-password-wrong")
+        for path, pw in ((good, "s3cret-pw"), (bad, "not-the-password")):
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(pw + "\n")
+            os.chmod(path, 0o600)
+        entry = self.start_entry(
+            [f"upstream tor socks5 127.0.0.1:{ms.port} user tunnel-user password-file {good}"],
+            ["rule all tunnel via tor"], kind="socks5", tag="entry-good")
+        self.wait_served(entry, "localhost", port)
+        r = self.curl("--socks5-hostname", f"127.0.0.1:{entry.port}",
+                      f"http://localhost:{port}/bytes/5000")
+        self.assertEqual((r.returncode, r.stdout), (0, payload(5000)), text(r.stderr))
+        for o in origins:
+            drain(o.peers)
+        entry = self.start_entry(
+            [f"upstream tor socks5 127.0.0.1:{ms.port} user tunnel-user password-file {bad}"],
+            ["rule all tunnel via tor"], kind="socks5", tag="entry-bad")
+        sock, reply = socks5_open(entry.port, "localhost", port, timeout=CONNECT_TIMEOUT_S + 5)
+        self.track(sock)
+        self.assertNotEqual(reply[0], SOCKS5_OK, "microsocks accepted a wrong password")
+        self.assertTrue(all(o.peers.empty() for o in origins),
+                        "the origin was reached with a wrong upstream password")
+
+
+class HttpParent(TunnelTestCase):
+    def test_http_connect_parent_gets_the_name(self):
+        parent_dns = self.start_dns("parent-dns")
+        entry_dns = self.start_dns("entry-dns")
+        origin = self.start_origin("ch", host=server_addr("CH"))
+        parent = self.start_proxy(listeners=(("http", "127.0.0.1"),), dns=parent_dns,
+                                  extra=[f"external {EXIT_GB}"], tag="parent")
+        entry = self.start_entry([f"upstream parent http 127.0.0.1:{parent.port}"],
+                                 ["rule all tunnel via parent"], dns=entry_dns)
+        self.assertEqual(self.wait_served(entry, "ch.geo.test", origin.port), EXIT_GB)
+        r = self.curl("--socks5-hostname", f"127.0.0.1:{entry.port}",
+                      f"http://ch.geo.test:{origin.port}/bytes/100000")
+        self.assertEqual((r.returncode, sha256(r.stdout)), (0, sha256(payload(100000))),
+                         text(r.stderr))
+        dns_settle(entry_dns)
+        dns_settle(parent_dns)
+        self.assertEqual(dns_queries_for(entry_dns, "ch.geo.test"), [],
+                         "the entry resolved a name it sent to its parent")
+        self.assertTrue(dns_queries_for(parent_dns, "ch.geo.test"), "the parent never resolved")
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Egress verification
+
+
+class EgressVerification(TunnelTestCase):
+    """exit1 has `external 127.0.5.1`: it reports that as its egress, in the US for the entry's
+    database. Declared anywhere else, it must carry nothing, from the start: an exit whose
+    egress is declared is not used before the entry has verified it."""
+
+    def setUp(self):
+        super().setUp()
+        self.origin = self.start_origin("ch", host=server_addr("CH"))
+        self.exit = self.start_exit(external=EXIT_US)
+
+    def entry_with_egress(self, egress):
+        return self.start_entry([self.tls_upstream("exit1", self.exit, "egress", egress)],
+                                ["rule all tunnel via exit1"], tag=f"entry-{egress.lower()}")
+
+    def assertNothingThrough(self, entry, declared):
+        what = f"exit in US declared egress {declared}"
+        # At once, before any health check could have said anything ...
+        sock, reply = socks5_open(entry.port, self.origin.host, self.origin.port,
+                                  timeout=CONNECT_TIMEOUT_S + 5)
+        self.track(sock)
+        self.assertSocks5Reply(reply, SOCKS5_HOST_UNREACHABLE, f"{what}, first connection")
+        # ... the entry says why ...
+        self.assertLogSays(entry, rf"(?=.*\bexit1\b)(?=.*\bUS\b)(?=.*\b{declared}\b)", 0,
+                           f"{what}: the entry's reason (naming exit1, US and {declared})")
+        # ... and for several health-check periods, every client gets the all-down error.
+        end = time.monotonic() + 1.0
+        for i in range(50):
+            self.assertRefusedPromptly(entry, self.origin.host, self.origin.port,
+                                       SOCKS5_HOST_UNREACHABLE, f"{what}, connection {i + 2}")
+            if time.monotonic() > end:
+                break
+            time.sleep(0.1)  # spread over time: the health checks run meanwhile
+        self.assertHttp502(entry, self.origin, what)
+        self.assertTrue(self.origin.peers.empty(), f"{what}: the origin was reached")
+
+    def test_exit_outside_the_declared_country_is_down(self):
+        self.assertNothingThrough(self.entry_with_egress("CH"), "CH")
+
+    def test_exit_outside_the_declared_region_is_down(self):
+        self.assertNothingThrough(self.entry_with_egress("EU"), "EU")
+
+    def test_exit_inside_the_declared_egress_works(self):
+        for declared in ("US", "FIVE_EYES"):
+            with self.subTest(declared):
+                entry = self.entry_with_egress(declared)
+                self.assertEqual(self.wait_served(entry, self.origin.host, self.origin.port),
+                                 EXIT_US)
+                r = self.curl("--socks5-hostname", f"127.0.0.1:{entry.port}",
+                              f"http://{self.origin.authority}/bytes/50000")
+                self.assertEqual((r.returncode, sha256(r.stdout)),
+                                 (0, sha256(payload(50000))), text(r.stderr))
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. resolve via
+
+
+class ResolveVia(TunnelTestCase):
+    """Names only the exit's resolver knows, or knows differently:
+        hidden.geo.test     exit: 127.0.2.9 (CH)   entry: NXDOMAIN
+        hidden-cn.geo.test  exit: 127.0.3.9 (CN)   entry: NXDOMAIN
+        twofaced.geo.test   exit: 127.0.2.9 (CH)   entry: 127.0.3.9 (CN)
+    With "resolve via exit1" the entry decides with the exit's answer: CH names are tunnelled
+    by rule 'ch', CN names blocked by rule 'no-cn' (not merely left to the catch-all)."""
+
+    def test_decides_with_the_address_the_exit_resolved(self):
+        exit_dns = self.start_dns("exit-dns", extra_records=[
+            f"hidden.geo.test,{server_addr('CH')}", f"hidden-cn.geo.test,{server_addr('CN')}",
+            f"twofaced.geo.test,{server_addr('CH')}"])
+        entry_dns = self.start_dns("entry-dns", extra_records=[
+            f"twofaced.geo.test,{server_addr('CN')}"])
+        ch, cn = self.origins_on_one_port("origin", [server_addr("CH"), server_addr("CN")])
+        exit1 = self.start_exit(external=EXIT_DE, dns=exit_dns)
+        entry = self.start_entry(
+            [self.tls_upstream("exit1", exit1)],
+            ['rule no-cn block to CN resolve via exit1 reason "CN"',
+             "rule ch tunnel via exit1 to CH resolve via exit1",
+             'rule rest block reason "neither"'], dns=entry_dns)
+        self.assertEqual(self.wait_served(entry, "hidden.geo.test", ch.port), EXIT_DE)
+        for name, rep, rule in (("hidden.geo.test", SOCKS5_OK, "ch"),
+                                ("twofaced.geo.test", SOCKS5_OK, "ch"),
+                                ("hidden-cn.geo.test", SOCKS5_NOT_ALLOWED, "no-cn")):
+            with self.subTest(name):
+                start = entry.log_size()
+                sock, reply = socks5_open(entry.port, name, ch.port)
+                self.track(sock)
+                entry.wait_log(r"decision conn=\d+ ", start=start)
+                decided = decision_rules(entry.log_text()[start:])[:1]
+                self.assertEqual((reply[0], decided), (rep, [rule]),
+                                 f"{name}: reply {reply[0]:#04x} by {decided}")
+                if rep == SOCKS5_OK:
+                    sock.sendall(f"GET /peer HTTP/1.1\r\nHost: {name}\r\n"
+                                 f"Connection: close\r\n\r\n".encode())
+                    status, _, body, _ = http_response(sock)
+                    self.assertEqual((status, peer_of(body)), (200, EXIT_DE), name)
+                sock.close()
+        self.assertTrue(cn.peers.empty(), "a connection reached the CN address")
+        dns_settle(entry_dns)
+        for name in ("hidden.geo.test", "hidden-cn.geo.test", "twofaced.geo.test"):
+            self.assertEqual(dns_queries_for(entry_dns, name), [],
+                             f"the entry asked its own resolver for {name}")
+
+
+if __name__ == "__main__":
+    unittest.main()
