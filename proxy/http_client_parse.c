@@ -144,11 +144,25 @@ static bool pick_field(const struct http_header *h, const char *name, bool once,
     return true;
 }
 
+/* True when a line break separates the field's name from its value: obsolete line folding
+ * after an empty first line ("Name:" CRLF SP "value"), which http_parse_response lets through
+ * because llhttp reports the value as one span. */
+static bool field_is_folded(const struct http_header *h)
+{
+    const char *name_end = h->name + h->name_len;
+
+    return h->value_len > 0 && h->value > name_end &&
+           memchr(name_end, '\n', (size_t)(h->value - name_end)) != NULL;
+}
+
 /* Picks out the fields the client acts on; an error, or NULL. */
 static const char *pick_fields(struct http_client_response *out)
 {
     for (size_t i = 0; i < out->head.n_headers; i++) {
         const struct http_header *h = &out->head.headers[i];
+        if (field_is_folded(h)) {
+            return "obsolete line folding in a header field";
+        }
         pick_field(h, "Proxy-Status", false, &out->proxy_status, &out->proxy_status_len);
         if (!pick_field(h, HTTP_EGRESS_FIELD, true, &out->egress, &out->egress_len)) {
             return HTTP_EGRESS_FIELD " field repeated";
