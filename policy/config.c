@@ -1,6 +1,7 @@
 /* The configuration language: reading files and includes, dispatching each line to its
  * directive, and the checks on the configuration as a whole. Words come from config_lexer.c,
- * directives are parsed in config_settings.c, config_listen.c and config_rule.c. */
+ * directives are parsed in config_settings.c, config_listen.c, config_upstream.c, config_rule.c
+ * and the other config_*.c files. */
 #include "policy/config.h"
 
 #include <arpa/inet.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 
 #include "geo/geo.h"
 #include "policy/config_diag.h"
@@ -71,7 +73,9 @@ static const struct directive directives[] = {
     {"geoip", config_parse_geoip},
     {"region", config_parse_region},
     {"admin", config_parse_admin},
-    {"upstream", NULL},
+    {"upstream", config_parse_upstream},
+    {"health-check", config_parse_health_check},
+    {"external", config_parse_external},
     {"expect", config_parse_expect},
     {"on-reload", config_parse_on_reload},
 };
@@ -268,6 +272,8 @@ static struct config *config_new(const char *path)
     cfg->limits.connections = 10000;
     cfg->limits.header_bytes = 16384;
     cfg->limits.dns_cache_entries = 4096;
+    cfg->health.interval_ms = 5 * 1000;
+    cfg->health.timeout_ms = 3 * 1000;
     return cfg;
 }
 
@@ -281,7 +287,15 @@ void config_free(struct config *cfg)
     for (i = 0; i < cfg->n_listeners; i++) {
         free(cfg->listeners[i].users_path);
         userdb_free(cfg->listeners[i].users);
+        free(cfg->listeners[i].cert_path);
+        free(cfg->listeners[i].key_path);
+        free(cfg->listeners[i].ca_path);
+        SSL_CTX_free(cfg->listeners[i].tls);
     }
+    for (i = 0; i < cfg->n_upstreams; i++) {
+        config_upstream_clear(&cfg->upstreams[i]);
+    }
+    free(cfg->upstreams);
     for (i = 0; i < cfg->n_rules; i++) {
         free(cfg->rules[i].reason);
         free(cfg->rules[i].file);

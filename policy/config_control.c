@@ -48,37 +48,54 @@ static void admin_forget_token(struct config_admin *a)
     }
 }
 
+int config_read_private_file(struct config_parser *p, const struct config_token *t,
+                             const char *what, size_t max, char **path, char **text, size_t *len)
+{
+    char err[CONFIG_FILE_ERROR_MAX];
+    char shown[CONFIG_CLIP_SIZE];
+    struct stat st;
+
+    *text = NULL;
+    *len = 0;
+    *path = config_join_path(p, t, what);
+    if (*path == NULL)
+        return -1;
+    if (config_file_read(*path, max, text, len, &st, err) != 0) {
+        config_parser_error(p, t->col, "cannot read %s %s: %s", what, config_token_clip(t, shown),
+                            err);
+        goto fail;
+    }
+    if ((st.st_mode & 077) != 0) {
+        config_parser_error(p, t->col,
+                            "refusing a %s that group or others can access (mode %04o): run "
+                            "'chmod 600 %s'",
+                            what, (unsigned)(st.st_mode & 07777), *path);
+        goto fail;
+    }
+    if (config_add_source(p, *path, t->col) == 0)
+        return 0;
+fail:
+    if (*text != NULL)
+        OPENSSL_cleanse(*text, *len);
+    free(*text);
+    free(*path);
+    *text = NULL;
+    *path = NULL;
+    *len = 0;
+    return -1;
+}
+
 /* Reads the token file: private (mode 0600 or stricter), one line of printable ASCII. */
 static int admin_load_token(struct config_parser *p, const struct config_token *file)
 {
     struct config_admin *a = &p->cfg->admin;
-    char err[CONFIG_FILE_ERROR_MAX];
-    struct stat st;
     char *text = NULL;
     size_t len = 0;
-
-    a->token_path = config_path_join(config_parser_dir(p), file->text);
-    if (a->token_path == NULL) {
-        if (errno == ENAMETOOLONG)
-            config_parser_error(p, file->col, "token file path is too long");
-        else
-            config_parser_out_of_memory(p, file->col);
-        return -1;
-    }
-    if (config_file_read(a->token_path, CONFIG_TOKEN_MAX + 2, &text, &len, &st, err) != 0) {
-        char shown[CONFIG_CLIP_SIZE];
-        config_parser_error(p, file->col, "cannot read token file %s: %s",
-                            config_token_clip(file, shown), err);
-        return -1;
-    }
     int ret = -1;
-    if ((st.st_mode & 077) != 0) {
-        config_parser_error(p, file->col,
-                            "refusing a token file that group or others can access (mode %04o): "
-                            "run 'chmod 600 %s'",
-                            (unsigned)(st.st_mode & 07777), a->token_path);
-        goto out;
-    }
+
+    if (config_read_private_file(p, file, "token file", CONFIG_TOKEN_MAX + 2, &a->token_path, &text,
+                                 &len) != 0)
+        return -1;
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         len--;
     for (size_t i = 0; i < len; i++) {
@@ -102,12 +119,10 @@ static int admin_load_token(struct config_parser *p, const struct config_token *
     }
     memcpy(a->token, text, len);
     a->token[len] = '\0';
-    ret = config_add_source(p, a->token_path, file->col);
+    ret = 0;
 out:
-    if (text != NULL) {
-        OPENSSL_cleanse(text, len);
-        free(text);
-    }
+    OPENSSL_cleanse(text, len);
+    free(text);
     return ret;
 }
 

@@ -1,4 +1,5 @@
-/* The listen directive: "listen KIND ADDRESS:PORT [name NAME] [users FILE]". */
+/* The listen directive: "listen KIND ADDRESS:PORT [name NAME] [users FILE]", and for the exit
+ * side of tunnels "listen tunnel ADDRESS:PORT cert FILE key FILE ca FILE [name NAME]". */
 #include "policy/config_parser.h"
 
 #include <errno.h>
@@ -6,14 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "policy/config_file.h"
 #include "policy/config_value.h"
 #include "policy/userdb.h"
 
-#define KINDS_EXPECTED "expected mixed, socks5, socks4 or http"
+#define KINDS_EXPECTED "expected mixed, socks5, socks4, http or tunnel"
 
-static const char *const kind_names[] = {"mixed", "socks5", "socks4", "http", NULL};
-static const char *const listen_option_names[] = {"name", "users", NULL};
+static const char *const kind_names[] = {"mixed", "socks5", "socks4", "http", "tunnel", NULL};
+static const char *const listen_option_names[] = {"name", "users", "cert", "key", "ca", NULL};
 
 /* The words of a listen line after kind and address, checked for form only. */
 struct listen_options {
@@ -21,6 +24,9 @@ struct listen_options {
     const struct config_token *name;
     const struct config_token *users_opt;
     const struct config_token *users;
+    const struct config_token *cert_opt, *cert;
+    const struct config_token *key_opt, *key;
+    const struct config_token *ca_opt, *ca;
 };
 
 static int listen_parse_options(struct config_parser *p, const struct config_line *w,
@@ -29,11 +35,12 @@ static int listen_parse_options(struct config_parser *p, const struct config_lin
     static const struct config_option_spec spec = {
         .context = " for 'listen'",
         .names = listen_option_names,
-        .expected = "expected name or users",
+        .expected = "expected name, users, cert, key or ca",
     };
     const struct config_option_slot slots[] = {
-        {"name", &o->name_opt, &o->name},
-        {"users", &o->users_opt, &o->users},
+        {"name", &o->name_opt, &o->name}, {"users", &o->users_opt, &o->users},
+        {"cert", &o->cert_opt, &o->cert}, {"key", &o->key_opt, &o->key},
+        {"ca", &o->ca_opt, &o->ca},
     };
     return config_parse_option_pairs(p, w, 3, &spec, slots, sizeof(slots) / sizeof(slots[0]));
 }
@@ -85,17 +92,8 @@ static int listen_load_users(struct config_parser *p, struct config_listener *l,
 {
     char shown[CONFIG_CLIP_SIZE];
 
-    if (users->len == 0) {
-        config_parser_error(p, users->col, "empty users file path");
-        return -1;
-    }
-    l->users_path = config_path_join(config_parser_dir(p), users->text);
+    l->users_path = config_join_path(p, users, "users file");
     if (l->users_path == NULL) {
-        if (errno == ENAMETOOLONG) {
-            config_parser_error(p, users->col, "users file path is too long");
-        } else {
-            config_parser_out_of_memory(p, users->col);
-        }
         return -1;
     }
     if (userdb_load(l->users_path, &l->users, p->diags) != 0) {
@@ -112,6 +110,56 @@ static int listen_load_users(struct config_parser *p, struct config_listener *l,
         l->users_path = NULL;
         return -1;
     }
+    return 0;
+}
+
+/* cert, key and ca: required on a tunnel listener, refused on the others; users refused on a
+ * tunnel listener. */
+static int listen_check_tls_options(struct config_parser *p, const struct config_line *w,
+                                    const struct config_listener *l, const struct listen_options *o)
+{
+    const struct config_token *opts[] = {o->cert_opt, o->key_opt, o->ca_opt};
+    static const char *const names[] = {"cert", "key", "ca"};
+
+    if (l->kind != LISTENER_TUNNEL) {
+        for (size_t i = 0; i < 3; i++) {
+            if (opts[i] != NULL) {
+                config_parser_error(p, opts[i]->col,
+                                    "'%s' is only allowed on tunnel listeners (listen tunnel "
+                                    "ADDRESS:PORT cert FILE key FILE ca FILE)",
+                                    names[i]);
+                return -1;
+            }
+        }
+        return 0;
+    }
+    if (o->users_opt != NULL) {
+        config_parser_error(p, o->users_opt->col,
+                            "tunnel listeners cannot have users: entries authenticate with their "
+                            "client certificates");
+        return -1;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        if (opts[i] == NULL) {
+            config_parser_error(p, w->tokens[w->count - 1].end_col,
+                                "missing '%s FILE' (a tunnel listener needs cert, key and ca)",
+                                names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int listen_load_tls(struct config_parser *p, struct config_listener *l,
+                           const struct listen_options *o)
+{
+    struct config_tls_files f = {.cert = o->cert, .key = o->key, .ca = o->ca};
+
+    if (config_tls_load(p, true, &f, &l->tls, &l->cert_not_after) != 0)
+        return -1;
+    l->cert_path = f.cert_path;
+    l->key_path = f.key_path;
+    l->ca_path = f.ca_path;
     return 0;
 }
 
@@ -154,6 +202,9 @@ void config_parse_listen(struct config_parser *p, const struct config_line *w)
                             config_token_clip(o.name, shown));
         return;
     }
+    if (listen_check_tls_options(p, w, &l, &o) != 0) {
+        return;
+    }
     if (o.users != NULL && l.kind == LISTENER_SOCKS4) {
         config_parser_error(p, o.users_opt->col,
                             "socks4 listeners cannot have users: SOCKS4 has no passwords "
@@ -174,7 +225,8 @@ void config_parse_listen(struct config_parser *p, const struct config_line *w)
     if (listen_check_unique(p, &l, o.name != NULL ? o.name : &w->tokens[2], &w->tokens[2]) != 0) {
         return;
     }
-    if (o.users == NULL && !config_address_is_loopback(&l.addr)) {
+    /* A tunnel listener authenticates its clients by their certificates (mutual TLS). */
+    if (o.users == NULL && l.kind != LISTENER_TUNNEL && !config_address_is_loopback(&l.addr)) {
         config_parser_error(p, w->tokens[2].col,
                             "a listener on %s without 'users FILE' is an open proxy for anyone "
                             "who can reach it: add 'users FILE' or listen on a loopback address",
@@ -182,6 +234,9 @@ void config_parse_listen(struct config_parser *p, const struct config_line *w)
         return;
     }
     if (o.users != NULL && listen_load_users(p, &l, o.users) != 0) {
+        return;
+    }
+    if (l.kind == LISTENER_TUNNEL && listen_load_tls(p, &l, &o) != 0) {
         return;
     }
     config_mark_set(p, &p->listener_at[p->cfg->n_listeners]);

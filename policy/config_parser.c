@@ -1,11 +1,13 @@
 /* Helpers shared by the directive parsers: looking at words, reporting errors at them. */
 #include "policy/config_parser.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/config_file.h"
 #include "policy/config_value.h"
 
 const char *config_parser_file(const struct config_parser *p)
@@ -200,4 +202,20 @@ int config_add_source(struct config_parser *p, const char *path, unsigned col)
     }
     cfg->sources[cfg->n_sources++] = copy;
     return 0;
+}
+
+char *config_join_path(struct config_parser *p, const struct config_token *t, const char *what)
+{
+    char *path;
+
+    if (t->len == 0) {
+        config_parser_error(p, t->col, "empty %s path", what);
+        return NULL;
+    }
+    path = config_path_join(config_parser_dir(p), t->text);
+    if (path == NULL && errno == ENAMETOOLONG)
+        config_parser_error(p, t->col, "%s path is too long", what);
+    else if (path == NULL)
+        config_parser_out_of_memory(p, t->col);
+    return path;
 }

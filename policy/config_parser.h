@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "policy/config.h"
@@ -74,6 +75,8 @@ struct config_parser {
     struct key_map rule_names; /* rule name -> its index (number) */
     struct config_origin admin_at;
     struct config_origin on_reload_at;
+    struct config_origin health_at;
+    struct config_origin external_at;
     struct config_line words;
 };
 
@@ -93,6 +96,47 @@ void config_parser_out_of_memory(struct config_parser *p, unsigned col);
 /* Records that the configuration was read from 'path' (a copy is kept in cfg->sources, once per
  * distinct path). Returns 0, or -1 after reporting out of memory at 'col'. */
 int config_add_source(struct config_parser *p, const char *path, unsigned col);
+
+/* The path in word t resolved against the current file's directory, as a new string. NULL after
+ * reporting at t: an empty word ("empty WHAT path"), a path too long ("WHAT path is too long"),
+ * or out of memory. 'what' names the file: "users file". */
+char *config_join_path(struct config_parser *p, const struct config_token *t, const char *what);
+
+/* Reads the file named by word t, which must be private to its owner (no bit of 077 in its
+ * mode), whole: at most max bytes. 'what' names it in messages ("token file"). Records it in
+ * cfg->sources. Returns 0 with *path (resolved), *text and *len, which the caller cleanses and
+ * frees; or -1 after reporting at t. */
+int config_read_private_file(struct config_parser *p, const struct config_token *t,
+                             const char *what, size_t max, char **path, char **text, size_t *len);
+
+/* A duration word for 'what' ("'timeout dns'"): 1ms to 24h. Returns 0, or -1 after reporting. */
+int config_parse_duration_word(struct config_parser *p, const struct config_token *t,
+                               const char *what, uint32_t *ms);
+
+/* The TLS files of a tunnel listener or a tls upstream: the words that name them and, once
+ * loaded, their resolved paths (owned by the caller). */
+struct config_tls_files {
+    const struct config_token *cert, *key, *ca;
+    char *cert_path, *key_path, *ca_path;
+};
+
+/* Resolves the three paths, builds the server (tunnel listener) or client (tls upstream) context
+ * with certs/tls_context.h at the current time, and records the files in cfg->sources. A
+ * problem is reported at the word of the file at fault. Returns 0 with *ctx and *not_after, or
+ * -1 with every path freed and NULL. */
+int config_tls_load(struct config_parser *p, bool server, struct config_tls_files *f,
+                    struct ssl_ctx_st **ctx, int64_t *not_after);
+
+/* The upstream named name, or NULL. */
+const struct config_upstream *config_upstream_find(const struct config *cfg, const char *name);
+
+/* The upstream named by word t; NULL after reporting "unknown upstream 'X'" at t, with a "did
+ * you mean" when one is close. Upstreams must be defined before the lines that name them. */
+const struct config_upstream *config_upstream_lookup(struct config_parser *p,
+                                                     const struct config_token *t);
+
+/* Frees what an upstream owns (its strings, its TLS context); u itself is not freed. */
+void config_upstream_clear(struct config_upstream *u);
 
 /* Takes ownership of s and keeps it until the parse ends. NULL when s is NULL or out of memory. */
 const char *config_parser_keep(struct config_parser *p, char *s);
@@ -157,6 +201,9 @@ void config_parse_rule(struct config_parser *p, const struct config_line *w);
 void config_parse_admin(struct config_parser *p, const struct config_line *w);
 void config_parse_on_reload(struct config_parser *p, const struct config_line *w);
 void config_parse_expect(struct config_parser *p, const struct config_line *w);
+void config_parse_upstream(struct config_parser *p, const struct config_line *w);
+void config_parse_health_check(struct config_parser *p, const struct config_line *w);
+void config_parse_external(struct config_parser *p, const struct config_line *w);
 
 /* Runs every expect line against the finished, compiled configuration; a failed one is an
  * error at its line. */

@@ -1,6 +1,7 @@
 /* The rule directive:
  *   rule NAME pass|block [reason "TEXT"] [from V...] [to V...] [user N...] [listener N...]
- *        [no-resolve] [log LEVEL]
+ *        [no-resolve] [resolve via UPSTREAM] [log LEVEL]
+ *   rule NAME tunnel via UPSTREAM-or-GROUP [the same options but reason]
  * Options come in any order, each at most once; a matcher's values run until the next option
  * word. The values themselves are parsed in config_rule_match.c. */
 #include "policy/config_parser.h"
@@ -15,16 +16,25 @@
 #define CONFIG_RULES_MAX 50000
 #define CONFIG_MATCH_VALUES_MAX 250000 /* values in all matchers of a configuration */
 #define CONFIG_REASON_MAX 256
-#define OPTIONS_EXPECTED "expected from, to, user, listener, no-resolve, reason or log"
+#define OPTIONS_EXPECTED "expected from, to, user, listener, no-resolve, resolve, reason or log"
 
 static const char *const log_names[] = {"none", "meta", "full", NULL};
 static const char *const rule_actions[] = {"pass", "block", "tunnel", NULL};
 
 /* The option words; the first four are the matchers, in enum config_matcher order. */
-enum rule_option { OPT_FROM, OPT_TO, OPT_USER, OPT_LISTENER, OPT_NO_RESOLVE, OPT_REASON, OPT_LOG };
-#define N_OPTIONS 7
-static const char *const rule_option_names[] = {"from",       "to",     "user", "listener",
-                                                "no-resolve", "reason", "log",  NULL};
+enum rule_option {
+    OPT_FROM,
+    OPT_TO,
+    OPT_USER,
+    OPT_LISTENER,
+    OPT_NO_RESOLVE,
+    OPT_RESOLVE,
+    OPT_REASON,
+    OPT_LOG
+};
+#define N_OPTIONS 8
+static const char *const rule_option_names[] = {
+    "from", "to", "user", "listener", "no-resolve", "resolve", "reason", "log", NULL};
 
 /* Where each option of a rule line is: its word, and its values (first, count). */
 struct rule_words {
@@ -38,11 +48,28 @@ static bool is_option(const struct config_token *t)
     return config_word_index(t, rule_option_names) >= 0;
 }
 
-static int rule_split_options(struct config_parser *p, const struct config_line *w,
+/* "via NAME" after word 'at' ("tunnel" or "resolve"): the index of NAME, or 0 after reporting. */
+static size_t rule_find_via(struct config_parser *p, const struct config_line *w, size_t at)
+{
+    const struct config_token *t = &w->tokens[at];
+
+    if (at + 1 >= w->count || !config_word_is(&w->tokens[at + 1], "via")) {
+        config_parser_error(p, at + 1 >= w->count ? t->end_col : w->tokens[at + 1].col,
+                            "expected 'via UPSTREAM' after '%s'", t->text);
+        return 0;
+    }
+    if (at + 2 >= w->count) {
+        config_parser_error(p, w->tokens[at + 1].end_col, "missing upstream name after 'via'");
+        return 0;
+    }
+    return at + 2;
+}
+
+/* The options from word i on. */
+static int rule_split_options(struct config_parser *p, const struct config_line *w, size_t i,
                               struct rule_words *o)
 {
     static const char *const context = " for 'rule'";
-    size_t i = 3;
 
     memset(o, 0, sizeof *o);
     while (i < w->count) {
@@ -63,6 +90,16 @@ static int rule_split_options(struct config_parser *p, const struct config_line 
             i++;
             continue;
         }
+        if (k == OPT_RESOLVE) {
+            size_t name = rule_find_via(p, w, i);
+
+            if (name == 0)
+                return -1;
+            o->first[k] = name;
+            o->count[k] = 1;
+            i = name + 1;
+            continue;
+        }
         if (k == OPT_REASON || k == OPT_LOG) {
             j = i + 1 < w->count ? i + 2 : i + 1; /* exactly one value, whatever it is */
         } else {
@@ -77,6 +114,35 @@ static int rule_split_options(struct config_parser *p, const struct config_line 
         o->count[k] = j - i - 1;
         i = j;
     }
+    return 0;
+}
+
+/* "resolve via NAME": a tls upstream, whose exit resolves the destination's name. */
+static int rule_check_resolve_via(struct config_parser *p, const struct config_line *w,
+                                  const struct rule_words *o, struct config_rule *r)
+{
+    static const char *const kinds[] = {"tls", "socks5", "http", "group"};
+    const struct config_token *t;
+    const struct config_upstream *u;
+
+    if (o->opt[OPT_RESOLVE] == NULL)
+        return 0;
+    if (o->opt[OPT_NO_RESOLVE] != NULL) {
+        config_parser_error(p, o->opt[OPT_RESOLVE]->col,
+                            "'resolve via' and 'no-resolve' cannot be combined");
+        return -1;
+    }
+    t = &w->tokens[o->first[OPT_RESOLVE]];
+    u = config_upstream_lookup(p, t);
+    if (u == NULL)
+        return -1;
+    if (u->kind != UPSTREAM_TLS) {
+        config_parser_error(p, t->col, "resolve via needs a tls upstream ('%s' is %s %s)", u->name,
+                            u->kind == UPSTREAM_GROUP ? "a" : "an",
+                            u->kind == UPSTREAM_GROUP ? "group" : kinds[u->kind]);
+        return -1;
+    }
+    r->resolve_via = u;
     return 0;
 }
 
@@ -176,25 +242,6 @@ static int rule_check_name(struct config_parser *p, const struct config_token *n
     return 0;
 }
 
-/* "tunnel via NAME": no upstream can be defined yet, so every NAME is unknown. */
-static void rule_refuse_tunnel(struct config_parser *p, const struct config_line *w)
-{
-    char shown[CONFIG_CLIP_SIZE];
-
-    if (w->count < 4 || !config_word_is(&w->tokens[3], "via")) {
-        config_parser_error(p, w->count < 4 ? w->tokens[2].end_col : w->tokens[3].col,
-                            "expected 'via UPSTREAM' after 'tunnel'");
-        return;
-    }
-    if (w->count < 5) {
-        config_parser_error(p, w->tokens[3].end_col, "missing upstream name after 'via'");
-        return;
-    }
-    config_parser_error(p, w->tokens[4].col,
-                        "unknown upstream '%s' (no upstream is defined; see docs/CONFIG.md)",
-                        config_token_clip(&w->tokens[4], shown));
-}
-
 static int rule_append(struct config_parser *p, const struct config_line *w, struct config_rule *r)
 {
     struct config *cfg = p->cfg;
@@ -230,6 +277,7 @@ void config_parse_rule(struct config_parser *p, const struct config_line *w)
 {
     struct config_rule r;
     struct rule_words o;
+    size_t via = 2; /* the word before the options */
     int action;
 
     memset(&r, 0, sizeof r);
@@ -252,14 +300,16 @@ void config_parse_rule(struct config_parser *p, const struct config_line *w)
                                   "expected pass, block or tunnel");
         return;
     }
-    if (config_word_is(&w->tokens[2], "tunnel")) {
-        rule_refuse_tunnel(p, w);
-        return;
+    r.action = action == 0 ? RULE_PASS : action == 1 ? RULE_BLOCK : RULE_TUNNEL;
+    if (r.action == RULE_TUNNEL) {
+        via = rule_find_via(p, w, 2);
+        if (via == 0 || (r.via = config_upstream_lookup(p, &w->tokens[via])) == NULL)
+            return;
     }
-    r.action = action == 0 ? RULE_PASS : RULE_BLOCK;
     memcpy(r.name, w->tokens[1].text, w->tokens[1].len + 1);
-    if (rule_split_options(p, w, &o) != 0 || rule_check_options(p, w, r.action, &o, &r.log) != 0 ||
-        rule_parse_matchers(p, w, &o, &r.match) != 0) {
+    if (rule_split_options(p, w, via + 1, &o) != 0 ||
+        rule_check_options(p, w, r.action, &o, &r.log) != 0 ||
+        rule_check_resolve_via(p, w, &o, &r) != 0 || rule_parse_matchers(p, w, &o, &r.match) != 0) {
         return;
     }
     r.no_resolve = o.opt[OPT_NO_RESOLVE] != NULL;
@@ -273,6 +323,12 @@ void config_parse_rule(struct config_parser *p, const struct config_line *w)
     if (r.no_resolve && !rule_match_needs_address(r.match)) {
         config_diag_add(p->diags, CONFIG_WARNING, r.file, r.line, o.opt[OPT_NO_RESOLVE]->col,
                         "'no-resolve' has no effect: rule '%s' has no 'to' value that needs the "
+                        "destination's address",
+                        r.name);
+    }
+    if (r.resolve_via != NULL && !rule_match_needs_address(r.match)) {
+        config_diag_add(p->diags, CONFIG_WARNING, r.file, r.line, o.opt[OPT_RESOLVE]->col,
+                        "'resolve via' has no effect: rule '%s' has no 'to' value that needs the "
                         "destination's address",
                         r.name);
     }

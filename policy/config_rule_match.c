@@ -292,8 +292,9 @@ static int add_asn(struct config_parser *p, struct match_place *pl, const struct
 
 static void error_unknown_place(struct config_parser *p, const struct config_token *t, bool to)
 {
-    static const char *const keywords[] = {"local",    "unknown",    "from",   "to",  "user",
-                                           "listener", "no-resolve", "reason", "log", NULL};
+    static const char *const keywords[] = {"local",  "unknown",  "from",       "to",
+                                           "user",   "listener", "no-resolve", "resolve",
+                                           "reason", "log",      NULL};
     char shown[CONFIG_CLIP_SIZE];
     const char *s = config_region_suggest(p->cfg, t->text, t->len);
 

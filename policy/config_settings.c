@@ -53,6 +53,28 @@ void config_parse_workers(struct config_parser *p, const struct config_line *w)
     config_mark_set(p, &p->workers_at);
 }
 
+int config_parse_duration_word(struct config_parser *p, const struct config_token *t,
+                               const char *what, uint32_t *ms)
+{
+    char shown[CONFIG_CLIP_SIZE];
+    uint64_t value;
+    enum config_number_result rc = config_parse_duration(t->text, t->len, &value);
+
+    if (rc == CONFIG_NUMBER_INVALID) {
+        config_parser_error(
+            p, t->col, "invalid duration '%s' (expected a number with ms, s, m or h, e.g. 10s)",
+            config_token_clip(t, shown));
+        return -1;
+    }
+    if (rc == CONFIG_NUMBER_TOO_LARGE || value == 0 || value > CONFIG_DURATION_MAX_MS) {
+        config_parser_error(p, t->col, "%s must be from 1ms to 24h, got '%s'", what,
+                            config_token_clip(t, shown));
+        return -1;
+    }
+    *ms = (uint32_t)value;
+    return 0;
+}
+
 static uint32_t *timeout_slot(struct config_timeouts *t, enum config_timeout_kind kind)
 {
     switch (kind) {
@@ -73,11 +95,9 @@ static uint32_t *timeout_slot(struct config_timeouts *t, enum config_timeout_kin
 
 void config_parse_timeout(struct config_parser *p, const struct config_line *w)
 {
-    char shown[CONFIG_CLIP_SIZE];
     char what[48];
     int kind;
-    uint64_t ms;
-    enum config_number_result rc;
+    uint32_t ms;
 
     if (w->count < 2) {
         config_parser_error(
@@ -100,20 +120,10 @@ void config_parse_timeout(struct config_parser *p, const struct config_line *w)
         !config_check_once(p, &p->timeout_at[kind], w->tokens[0].col, what)) {
         return;
     }
-    rc = config_parse_duration(w->tokens[2].text, w->tokens[2].len, &ms);
-    if (rc == CONFIG_NUMBER_INVALID) {
-        config_parser_error(
-            p, w->tokens[2].col,
-            "invalid duration '%s' (expected a number with ms, s, m or h, e.g. 10s)",
-            config_token_clip(&w->tokens[2], shown));
+    if (config_parse_duration_word(p, &w->tokens[2], what, &ms) != 0) {
         return;
     }
-    if (rc == CONFIG_NUMBER_TOO_LARGE || ms == 0 || ms > CONFIG_DURATION_MAX_MS) {
-        config_parser_error(p, w->tokens[2].col, "%s must be from 1ms to 24h, got '%s'", what,
-                            config_token_clip(&w->tokens[2], shown));
-        return;
-    }
-    *timeout_slot(&p->cfg->timeouts, (enum config_timeout_kind)kind) = (uint32_t)ms;
+    *timeout_slot(&p->cfg->timeouts, (enum config_timeout_kind)kind) = ms;
     config_mark_set(p, &p->timeout_at[kind]);
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "certs/certs.h"
 #include "policy/config.h"
 #include "policy/config_diag.h"
 
@@ -210,6 +211,79 @@ int config_parse_address(const char *s, size_t len, uint16_t default_port,
         return address_parse_ipv6(s, len, default_port, out, err);
     }
     return address_parse_ipv4(s, len, default_port, out, err);
+}
+
+bool config_host_is_valid(const char *host)
+{
+    enum certs_san_kind kind = certs_san_kind_of(host);
+
+    return kind == CERTS_SAN_IPV4 || kind == CERTS_SAN_IPV6 ||
+           (kind == CERTS_SAN_DNS && host[0] != '*');
+}
+
+int config_parse_host_port(const char *s, size_t len, char *host, uint16_t *port,
+                           struct config_value_error *err)
+{
+    struct sockaddr_storage ss;
+    char shown[CONFIG_CLIP_SIZE];
+    const char *colon = len > 0 ? memrchr(s, ':', len) : NULL;
+    size_t host_len;
+
+    if (len > 0 && s[0] == '[') {
+        if (address_parse_ipv6(s, len, 0, &ss, err) != 0)
+            return -1;
+        host_len = (size_t)((const char *)memchr(s, ']', len) - s) - 1;
+        memcpy(host, s + 1, host_len);
+        host[host_len] = '\0';
+        *port = ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+        return 0;
+    }
+    if (colon == NULL)
+        return address_fail(err, len, "missing port (expected HOST:PORT)");
+    host_len = (size_t)(colon - s);
+    if (memchr(s, ':', host_len) != NULL)
+        return address_fail(err, 0,
+                            "IPv6 addresses must be written in brackets, e.g. [2001:db8::1]:443");
+    if (host_len == 0)
+        return address_fail(err, 0, "missing host before ':'");
+    if (host_len < CONFIG_HOST_MAX) {
+        memcpy(host, s, host_len);
+        host[host_len] = '\0';
+    }
+    if (host_len >= CONFIG_HOST_MAX || !config_host_is_valid(host))
+        return address_fail(err, 0,
+                            "invalid host '%s' (expected an IPv4 address, an IPv6 address in "
+                            "brackets or a DNS name)",
+                            config_clip(s, host_len, shown));
+    return address_parse_port(colon + 1, len - host_len - 1, host_len + 1, port, err);
+}
+
+int config_parse_ip(const char *s, size_t len, struct sockaddr_storage *out,
+                    struct config_value_error *err)
+{
+    struct sockaddr_in *in4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)out;
+    char text[INET6_ADDRSTRLEN];
+    char shown[CONFIG_CLIP_SIZE];
+    size_t skip = len > 1 && s[0] == '[' && s[len - 1] == ']' ? 1 : 0;
+
+    memset(out, 0, sizeof *out);
+    if (len - 2 * skip < sizeof text) {
+        memcpy(text, s + skip, len - 2 * skip);
+        text[len - 2 * skip] = '\0';
+        if (skip == 0 && inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
+            in4->sin_family = AF_INET;
+            return 0;
+        }
+        if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
+            in6->sin6_family = AF_INET6;
+            return 0;
+        }
+    }
+    return address_fail(err, 0,
+                        "'%s' is not an IP address (expected an address without a port, e.g. "
+                        "192.0.2.10 or 2001:db8::10)",
+                        config_clip(s, len, shown));
 }
 
 bool config_name_is_valid(const char *s, size_t len)

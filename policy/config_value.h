@@ -35,6 +35,20 @@ struct config_value_error {
 int config_parse_address(const char *s, size_t len, uint16_t default_port,
                          struct sockaddr_storage *out, struct config_value_error *err);
 
+/* "HOST:PORT" where HOST is an IPv4 address, an IPv6 address in brackets or a DNS name; the port
+ * is required. Stores the host without brackets in host (CONFIG_HOST_MAX bytes). Returns 0, or
+ * -1 with err set. */
+int config_parse_host_port(const char *s, size_t len, char *host, uint16_t *port,
+                           struct config_value_error *err);
+
+/* An IP address without a port: "192.0.2.10", "2001:db8::10" or "[2001:db8::10]". Returns 0
+ * with *out set (port 0), or -1 with err set. */
+int config_parse_ip(const char *s, size_t len, struct sockaddr_storage *out,
+                    struct config_value_error *err);
+
+/* True for a DNS name (no wildcard) or an IP address, as certificates name hosts. */
+bool config_host_is_valid(const char *host);
+
 /* True for a name of 1 to CONFIG_NAME_MAX - 1 bytes of letters, digits, '.', '_' and '-' that
  * starts with a letter or a digit. */
 bool config_name_is_valid(const char *s, size_t len);

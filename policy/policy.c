@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 
 #include "geo/region.h"
+#include "policy/config_parser.h"
 #include "policy/rule_index.h"
 #include "policy/rule_match.h"
 
@@ -62,7 +63,12 @@ uint64_t policy_snapshot_generation(const struct policy_snapshot *snap)
 
 static void verdict_from_rule(const struct config_rule *rule, struct policy_verdict *out)
 {
-    out->action = rule->action == RULE_PASS ? VERDICT_PASS : VERDICT_BLOCK;
+    static const enum verdict_action actions[] = {
+        [RULE_PASS] = VERDICT_PASS, [RULE_BLOCK] = VERDICT_BLOCK, [RULE_TUNNEL] = VERDICT_TUNNEL};
+
+    out->action = actions[rule->action];
+    out->via = rule->action == RULE_TUNNEL ? rule->via : NULL;
+    out->resolve_via = NULL;
     out->rule = rule->name;
     out->reason = rule->reason;
     out->log = rule->log;
@@ -78,6 +84,17 @@ static void verdict_no_rule(struct policy_verdict *out)
     out->log = LOG_LEVEL_META;
     out->file = NULL;
     out->line = 0;
+    out->via = NULL;
+    out->resolve_via = NULL;
+}
+
+/* The rule at 'rule' needs the destination's address: who resolves the name. */
+static enum policy_outcome verdict_need_address(const struct config_rule *rule,
+                                                struct policy_verdict *out)
+{
+    out->via = NULL;
+    out->resolve_via = rule->resolve_via;
+    return POLICY_NEED_ADDRESS;
 }
 
 /* True for 0.0.0.0 and :: (also IPv4-mapped): connecting there reaches this machine. */
@@ -109,6 +126,8 @@ static void verdict_builtin(struct policy_verdict *out, const char *rule, const 
     out->log = LOG_LEVEL_META;
     out->file = NULL;
     out->line = 0;
+    out->via = NULL;
+    out->resolve_via = NULL;
 }
 
 /* Refusals that no catch-all rule can lift (safe defaults), applied once the destination's
@@ -118,7 +137,9 @@ static void verdict_builtin(struct policy_verdict *out, const char *rule, const 
 static bool policy_guard(const struct config_rule *rule, const struct policy_request *req,
                          struct policy_verdict *out)
 {
-    if (req->dest == NULL)
+    /* A tunnelled destination is reached by the exit, from its own network, not by this
+     * machine: the exit's own policy and refusals apply there. */
+    if (req->dest == NULL || out->action == VERDICT_TUNNEL)
         return false;
     if (dest_is_unspecified(req->dest)) {
         verdict_builtin(out, "(unspecified destination)",
@@ -150,7 +171,7 @@ enum policy_outcome policy_decide_config(const struct config *cfg, const struct 
     else
         found = rule_find_linear(cfg, &r, &i);
     if (found == RULE_NEED_ADDRESS)
-        return POLICY_NEED_ADDRESS;
+        return verdict_need_address(&cfg->rules[i], out);
     if (found == RULE_FOUND)
         verdict_from_rule(&cfg->rules[i], out);
     else
@@ -186,7 +207,7 @@ enum policy_outcome policy_explain(const struct config *cfg, const struct policy
                 continue;
             }
             step(arg, rule, POLICY_STEP_NEEDS_ADDRESS);
-            return POLICY_NEED_ADDRESS;
+            return verdict_need_address(rule, out);
         case MATCH_NO:
             step(arg, rule, POLICY_STEP_NO_MATCH);
             break;
@@ -311,4 +332,25 @@ const char *policy_action_name(enum verdict_action action)
         return "tunnel";
     }
     return "?";
+}
+
+bool policy_egress_matches(const struct policy_snapshot *snap, const struct config_upstream *u,
+                           const struct sockaddr *egress)
+{
+    const struct region *r;
+    struct geo_result g;
+
+    if (u->egress[0] == '\0')
+        return true;
+    if (egress == NULL)
+        return false;
+    policy_classify(snap, egress, &g);
+    /* A local address that the database gives a country (test fixtures, internal networks)
+     * is judged by that country; one without a country, or unknown, matches nothing. */
+    if (g.cls != GEO_CLASS_COUNTRY)
+        return false;
+    if (strlen(u->egress) == 2)
+        return (u->egress[0] & ~0x20) == g.country[0] && (u->egress[1] & ~0x20) == g.country[1];
+    r = config_region_find(snap->cfg, u->egress);
+    return r != NULL && region_has_country(r, g.country);
 }

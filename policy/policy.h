@@ -71,10 +71,14 @@ enum policy_outcome {
  * built-in refusals come after the rules, once the destination's address is known: rule
  * "(unspecified destination)" for 0.0.0.0 and ::, and rule "(local destination)" for a
  * destination in a local range asked by a client outside the local ranges, unless the deciding
- * rule names local destinations itself (to local, or a network or address). A
- * rule marked no-resolve whose to-matcher needs an address it does not have is skipped (does
- * not match) instead of asking for one. The strings in the verdict live as long as the
- * snapshot. Thread-safe; never blocks, never allocates. */
+ * rule names local destinations itself (to local, or a network or address). They do not apply
+ * to a tunnel verdict: the exit reaches that destination, from its own network. A rule marked
+ * no-resolve whose to-matcher needs an address it does not have is skipped (does not match)
+ * instead of asking for one. With POLICY_NEED_ADDRESS, out->resolve_via is the upstream that
+ * rule names with "resolve via" (NULL: the local resolver) and the rest of *out is unset. A
+ * verdict's via is set for VERDICT_TUNNEL only; its resolve_via is NULL. The strings and
+ * upstreams in the verdict live as long as the snapshot. Thread-safe; never blocks, never
+ * allocates. */
 enum policy_outcome policy_decide(const struct policy_snapshot *snap,
                                   const struct policy_request *req, struct policy_verdict *out);
 

@@ -71,6 +71,8 @@ static void print_verdict(const struct policy_verdict *v)
                policy_action_name(v->action));
     if (v->action == VERDICT_BLOCK && v->reason != NULL && v->file != NULL)
         printf(": %s", v->reason);
+    if (v->action == VERDICT_TUNNEL && v->via != NULL)
+        printf(": tunnel via %s", v->via->name);
     printf("\n");
 }
 
@@ -209,6 +211,10 @@ int cli_explain(int argc, char **argv)
     struct policy_verdict v;
     if (policy_explain(cfg, &probe.req, print_step, NULL, &v) == POLICY_NEED_ADDRESS) {
         printf("a rule needs the address of %s: resolving it\n", host);
+        if (v.resolve_via != NULL)
+            printf("(the proxy would have upstream '%s' resolve it; explain uses this machine's "
+                   "resolver)\n",
+                   v.resolve_via->name);
         ret = explain_resolved(cfg, &probe, host);
         goto out;
     }

@@ -10,6 +10,10 @@
  *   - every decision is DECIDED, or NEED_ADDRESS while the destination is a name not yet
  *     resolved (and DECIDED once it is); a verdict names one of the configuration's rules, or
  *     "(no rule)" or a built-in refusal, "(...)", and blocks; a reason comes only with a block;
+ *     a tunnel verdict names its upstream (via), no other verdict has one, and resolve_via is
+ *     set only with NEED_ADDRESS, to a tls upstream of the configuration;
+ *   - upstreams: names that fit, a tls one has its client context, a group 1..16 members that
+ *     are earlier upstreams and not groups; a tunnel listener has its server context;
  *   - nothing leaks (LeakSanitizer checks after the inputs that allocated more than they freed).
  *
  * Files. 'include', 'users FILE' and 'geoip country|asn FILE' open files, so an input could make
@@ -222,6 +226,24 @@ static void check_config(const struct config *cfg)
         config_format_addr(&l->addr, addr, sizeof addr);
         CHECK(strnlen(addr, sizeof addr) < sizeof addr);
         CHECK(l->users == NULL || l->users_path != NULL);
+        CHECK((l->kind == LISTENER_TUNNEL) == (l->tls != NULL));
+        CHECK(l->kind != LISTENER_TUNNEL || l->users == NULL);
+    }
+    CHECK(cfg->n_upstreams <= CONFIG_MAX_UPSTREAMS);
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        const struct config_upstream *u = &cfg->upstreams[i];
+
+        CHECK(u->index == i);
+        CHECK(strnlen(u->name, sizeof u->name) > 0 &&
+              strnlen(u->name, sizeof u->name) < sizeof u->name);
+        CHECK((u->kind == UPSTREAM_TLS) == (u->tls != NULL));
+        CHECK(u->egress[0] == '\0' || u->kind == UPSTREAM_TLS);
+        CHECK((u->user == NULL) == (u->password == NULL));
+        CHECK(u->kind == UPSTREAM_GROUP
+                  ? u->n_members >= 1 && u->n_members <= CONFIG_GROUP_MEMBERS_MAX
+                  : u->n_members == 0);
+        for (size_t k = 0; k < u->n_members; k++)
+            CHECK(u->members[k] < i && cfg->upstreams[u->members[k]].kind != UPSTREAM_GROUP);
     }
     for (size_t i = 0; i < cfg->n_resolvers; i++) {
         config_format_addr(&cfg->resolvers[i], addr, sizeof addr);
@@ -232,8 +254,10 @@ static void check_config(const struct config *cfg)
 
         CHECK(strnlen(r->name, sizeof r->name) > 0);
         CHECK(strnlen(r->name, sizeof r->name) < sizeof r->name);
-        CHECK(r->action == RULE_PASS || r->action == RULE_BLOCK);
+        CHECK(r->action == RULE_PASS || r->action == RULE_BLOCK || r->action == RULE_TUNNEL);
         CHECK(r->reason == NULL || r->action == RULE_BLOCK);
+        CHECK((r->action == RULE_TUNNEL) == (r->via != NULL));
+        CHECK(r->resolve_via == NULL || r->resolve_via->kind == UPSTREAM_TLS);
     }
 }
 
@@ -259,8 +283,10 @@ static void check_verdict(const struct config *cfg, const struct policy_verdict 
 {
     bool found = false;
 
-    CHECK(v->action == VERDICT_PASS || v->action == VERDICT_BLOCK);
+    CHECK(v->action == VERDICT_PASS || v->action == VERDICT_BLOCK || v->action == VERDICT_TUNNEL);
     CHECK(strcmp(policy_action_name(v->action), "?") != 0);
+    CHECK((v->action == VERDICT_TUNNEL) == (v->via != NULL));
+    CHECK(v->resolve_via == NULL);
     CHECK(v->rule != NULL);
     CHECK(v->log == LOG_LEVEL_NONE || v->log == LOG_LEVEL_META || v->log == LOG_LEVEL_FULL);
     CHECK(v->reason == NULL || v->action == VERDICT_BLOCK);
@@ -317,7 +343,12 @@ static void check_policy(struct config *cfg)
             CHECK(outcome == POLICY_DECIDED || outcome == POLICY_NEED_ADDRESS);
             if (outcome == POLICY_DECIDED) {
                 check_verdict(cfg, &v);
+            } else {
+                CHECK(v.resolve_via == NULL || v.resolve_via->kind == UPSTREAM_TLS);
             }
+        }
+        for (size_t k = 0; k < cfg->n_upstreams; k++) { /* no egress database answer crashes */
+            policy_egress_matches(snap, &cfg->upstreams[k], req.client);
         }
         req.dest = (const struct sockaddr *)&dest;
         policy_classify(snap, req.dest, &req.dest_geo);

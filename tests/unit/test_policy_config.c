@@ -344,7 +344,7 @@ struct bad_case {
 static const struct bad_case bad_cases[] = {
     /* directives */
     {"workers 2\nrule r pass\nlisten sock5 127.0.0.1:1080\n",
-     "E t.conf:3:8: unknown listener kind 'sock5' (expected mixed, socks5, socks4 or http)\n"},
+     "E t.conf:3:8: unknown listener kind 'sock5' (expected mixed, socks5, socks4, http or tunnel)\n"},
     {BASE "lisen mixed 127.0.0.1:1081\n",
      "E t.conf:3:1: unknown directive 'lisen' (did you mean 'listen'?)\n"},
     {BASE "  Listen mixed 127.0.0.1:1081\n",
@@ -356,8 +356,8 @@ static const struct bad_case bad_cases[] = {
     {BASE "upstrem x\n", "E t.conf:3:1: unknown directive 'upstrem' (did you mean 'upstream'?)\n"},
 
     /* listen */
-    {BASE "listen\n", "E t.conf:3:7: missing listener kind (expected mixed, socks5, socks4 or "
-                      "http)\n"},
+    {BASE "listen\n", "E t.conf:3:7: missing listener kind (expected mixed, socks5, socks4, "
+                      "http or tunnel)\n"},
     {BASE "listen mixed\n", "E t.conf:3:13: missing listen address (expected ADDRESS:PORT)\n"},
     {BASE "listen mixed 127.0.0.1\n", "E t.conf:3:23: missing port (expected ADDRESS:PORT)\n"},
     {BASE "listen mixed 127.0.0.1:\n", "E t.conf:3:24: missing port after ':'\n"},
@@ -383,7 +383,7 @@ static const struct bad_case bad_cases[] = {
     {BASE "listen mixed 127.0.0.1:1081 nmae x\n",
      "E t.conf:3:29: unknown option 'nmae' for 'listen' (did you mean 'name'?)\n"},
     {BASE "listen mixed 127.0.0.1:1081 color x\n",
-     "E t.conf:3:29: unknown option 'color' for 'listen' (expected name or users)\n"},
+     "E t.conf:3:29: unknown option 'color' for 'listen' (expected name, users, cert, key or ca)\n"},
     {BASE "listen mixed 127.0.0.1:1081 name a name b\n",
      "E t.conf:3:36: option 'name' given twice\n"},
     {BASE "listen mixed 127.0.0.1:1081 name\n", "E t.conf:3:33: missing value after 'name'\n"},
@@ -520,7 +520,7 @@ static const struct bad_case bad_cases[] = {
     {BASE "rule r2 block reason a reason b\n", "E t.conf:3:24: option 'reason' given twice\n"},
     {BASE "rule r2 pass colour red\n",
      "E t.conf:3:14: unknown option 'colour' for 'rule' (expected from, to, user, listener, "
-     "no-resolve, reason or log)\n"},
+     "no-resolve, resolve, reason or log)\n"},
     {BASE "rule r2 pass lgo none\n",
      "E t.conf:3:14: unknown option 'lgo' for 'rule' (did you mean 'log'?)\n"},
     {BASE "rule all block\n",
@@ -549,7 +549,7 @@ static const struct bad_case bad_cases[] = {
 
     /* planned directives */
     {BASE "upstream exit-ch tls 192.0.2.1:443 ca ca.pem cert c.pem key k.pem\n",
-     "E t.conf:3:1: 'upstream' is not available in this version yet (see docs/CONFIG.md)\n"},
+     "E t.conf:3:51: c.pem: cannot open: No such file or directory\n"},
     /* expect */
     {BASE "expect from CN to example.com:443 -> other\n",
      "E t.conf:3:1: expectation failed: from CN to example.com:443 is decided by rule 'all' "

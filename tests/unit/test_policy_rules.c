@@ -166,7 +166,7 @@ static const struct error_case error_cases[] = {
     {HEAD "rule a pass to CN log\n", "E t.conf:3:22: missing value after 'log'\n"},
     {HEAD "rule a block log full colour red\n", "E t.conf:3:23: unknown option 'colour' for "
                                                 "'rule' (expected from, to, user, listener, "
-                                                "no-resolve, reason or log)\n"},
+                                                "no-resolve, resolve, reason or log)\n"},
     {HEAD "rule a block from CN reason\n", "E t.conf:3:28: missing value after 'reason'\n"},
     {HEAD "rule a block lgo full\n",
      "E t.conf:3:14: unknown option 'lgo' for 'rule' (did you mean 'log'?)\n"},
@@ -177,7 +177,7 @@ static const struct error_case error_cases[] = {
      "be blocked (fail closed)\n"},
     /* tunnel */
     {HEAD "rule a tunnel via exit-ch\n",
-     "E t.conf:3:19: unknown upstream 'exit-ch' (no upstream is defined; see docs/CONFIG.md)\n"},
+     "E t.conf:3:19: unknown upstream 'exit-ch' (no upstream is defined before this line)\n"},
     {HEAD "rule a tunnel\n", "E t.conf:3:14: expected 'via UPSTREAM' after 'tunnel'\n"},
     {HEAD "rule a tunnel through x\n", "E t.conf:3:15: expected 'via UPSTREAM' after 'tunnel'\n"},
     {HEAD "rule a tunnel via\n", "E t.conf:3:18: missing upstream name after 'via'\n"},
