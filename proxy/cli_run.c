@@ -10,6 +10,7 @@
 #include "proxy/cli.h"
 #include "proxy/container_of.h"
 #include "proxy/admin.h"
+#include "proxy/health_check.h"
 #include "proxy/log.h"
 #include "proxy/reload.h"
 #include "proxy/runtime.h"
@@ -27,6 +28,7 @@ struct server {
     uv_timer_t stop_poll;
     struct reloader reloader;
     struct admin_server *admin;
+    struct health_checker health;
     bool stopping;
 };
 
@@ -61,6 +63,7 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
             strsignal(signum));
     admin_close(s->admin); /* it asks workers questions: not while they stop */
     s->admin = NULL;
+    health_checker_close(&s->health);
     for (unsigned i = 0; i < s->n_workers; i++)
         worker_request_stop(&s->workers[i]);
     uv_timer_start(&s->stop_poll, on_stop_poll, STOP_POLL_MS, STOP_POLL_MS);
@@ -77,7 +80,10 @@ static void on_sighup(uv_signal_t *sig, int signum)
 static void on_policy_published(void *arg, const struct config *cfg)
 {
     struct server *s = arg;
-    if (cfg->on_reload != ON_RELOAD_REEVALUATE || s->stopping)
+    if (s->stopping)
+        return;
+    health_checker_kick(&s->health); /* new upstreams, new addresses, new declared egress */
+    if (cfg->on_reload != ON_RELOAD_REEVALUATE)
         return;
     for (unsigned i = 0; i < s->n_workers; i++)
         worker_request_reevaluate(&s->workers[i]);
@@ -175,9 +181,14 @@ int cli_run(struct config *cfg, const char *config_path)
                                                        on_policy_published, &s) == 0;
     if (started && cfg->admin.enabled && admin_start(s.loop, &cfg->admin, &deps, &s.admin) != 0)
         started = false;
+    if (started && health_checker_start(&s.health, s.loop, &s.rt, cfg) != 0) {
+        log_msg(LOG_ERROR, "cannot start the upstream health checker");
+        started = false;
+    }
     if (!started || server_start_workers(&s, cfg) != 0) {
         free(s.workers);
         admin_close(s.admin);
+        health_checker_close(&s.health);
         reloader_close(&s.reloader);
         server_close_handles(&s);
         uv_run(s.loop, UV_RUN_DEFAULT);

@@ -1,15 +1,20 @@
 #include "proxy/conn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/x509.h>
 
 #include "proxy/bufpool.h"
 #include "proxy/conn_log.h"
 #include "proxy/container_of.h"
+#include "proxy/http_control_parse.h"
 #include "proxy/inbound.h"
 #include "proxy/log.h"
 #include "proxy/outbound.h"
 #include "proxy/runtime.h"
+#include "proxy/upstream.h"
 #include "proxy/worker.h"
 
 #define LINGER_MS 2000 /* after an error reply: time to flush it and read the client's EOF */
@@ -27,6 +32,7 @@ enum {
 
 static void on_timer(uv_timer_t *timer);
 static void conn_arm_deadline(struct conn *c);
+static void conn_defer_result(struct conn *c, enum outbound_status status);
 
 static const struct config *conn_config(const struct conn *c)
 {
@@ -51,6 +57,7 @@ static void conn_maybe_free(struct conn *c)
         c->proto->on_free(c);
     relay_release(c);
     free(c->hs);
+    free(c->early);
     worker_remove_conn(c->worker, c);
     if (c->flags & CONN_F_ADMITTED)
         runtime_release_conn(c->worker->rt);
@@ -109,6 +116,10 @@ static void conn_cancel_outbound(struct conn *c)
     if (c->connecting != NULL) {
         outbound_cancel(c->connecting);
         c->connecting = NULL;
+    }
+    if (c->tunneling != NULL) {
+        upstream_cancel(c->tunneling);
+        c->tunneling = NULL;
     }
 }
 
@@ -297,6 +308,29 @@ static const char *conn_setup(struct conn *c, const char *listener_name)
     return NULL;
 }
 
+/* A tunnel client whose TLS handshake failed: say why (the client as a pseudonym only). */
+static void conn_tunnel_refuse(struct conn *c)
+{
+    log_msg(LOG_WARN, "listener %s: refused a TLS client (%s): %s", c->listener->name,
+            conn_log_client_id(c), link_tls_error(&c->client));
+    conn_close_because(c, "tls-refused");
+}
+
+/* The client certificate's common name is the user its tunnel requests are decided as. */
+static void on_tunnel_handshake(struct link *l, int status)
+{
+    struct conn *c = l->data;
+    if (status != 0) {
+        conn_tunnel_refuse(c);
+        return;
+    }
+    X509 *peer = SSL_get0_peer_certificate(link_ssl(l));
+    if (peer == NULL || X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName,
+                                                  c->user, sizeof(c->user)) <= 0)
+        c->user[0] = '\0';
+    conn_hs_read_start(c);
+}
+
 void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_name)
 {
     struct conn *c = calloc(1, sizeof(*c));
@@ -336,7 +370,13 @@ void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_nam
         c->proto = &inbound_http_ops;
         break;
     }
-    conn_arm_deadline(c);
+    conn_arm_deadline(c); /* the handshake deadline covers TLS too */
+    if (c->listener->kind == LISTENER_TUNNEL) {
+        if (link_tls_start(&c->client, c->listener->tls, true, NULL, NULL, on_tunnel_handshake) !=
+            0)
+            conn_tunnel_refuse(c);
+        return;
+    }
     conn_hs_read_start(c);
 }
 
@@ -420,6 +460,65 @@ static void conn_observe_since(struct conn *c, enum metrics_latency which)
     metrics_observe(&c->worker->metrics, which, ms * 1000u);
 }
 
+/* Takes over a connected upstream link. */
+static void conn_take_upstream(struct conn *c, struct link *link, const struct sockaddr *peer)
+{
+    c->upstream = link;
+    link->data = c;
+    c->flags |= CONN_F_UPSTREAM_OPEN;
+    socklen_t plen =
+        peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    memcpy(&c->upstream_peer, peer, plen);
+    int len = sizeof(c->upstream_local);
+    uv_tcp_getsockname(&link->tcp, (struct sockaddr *)&c->upstream_local, &len);
+}
+
+/* A tunnel through the verdict's upstream is open, or it failed. The destination is where the
+ * exit connects: it is not classified with the exit's address. */
+static void on_tunnel_done(void *arg, const struct upstream_result *r)
+{
+    struct conn *c = arg;
+    c->tunneling = NULL;
+    conn_observe_since(c, METRICS_CONNECT);
+    c->via = r->used;
+    if (r->status == OUTBOUND_OK) {
+        conn_take_upstream(c, r->link, r->peer);
+        if (r->early_len > 0) {
+            c->early = malloc(r->early_len);
+            if (c->early == NULL) {
+                conn_close_because(c, "out-of-memory");
+                return;
+            }
+            memcpy(c->early, r->early, r->early_len);
+            c->early_len = r->early_len;
+        }
+    } else {
+        snprintf(c->tunnel_detail, sizeof(c->tunnel_detail), "%s", r->detail);
+    }
+    c->outbound = r->status;
+    conn_deliver_connect_result(c);
+}
+
+static void conn_tunnel(struct conn *c)
+{
+    const struct config *cfg = conn_config(c);
+    struct upstream_params p = {
+        .loop = &c->worker->loop,
+        .resolver = c->worker->resolver,
+        .health = &c->worker->rt->health,
+        .sessions = &c->worker->tls_sessions,
+        .cfg = cfg,
+        .via = c->verdict.via,
+        .ask = UPSTREAM_ASK_CONNECT,
+        .target = &c->target,
+        .timeout_ms = cfg->timeouts.connect_ms,
+    };
+    c->tunnel_detail[0] = '\0';
+    c->tunneling = upstream_request(&p, on_tunnel_done, c);
+    if (c->tunneling == NULL)
+        conn_defer_result(c, OUTBOUND_FAILED);
+}
+
 static void on_outbound_done(void *arg, enum outbound_status status, struct link *link,
                              const struct sockaddr *peer)
 {
@@ -427,14 +526,7 @@ static void on_outbound_done(void *arg, enum outbound_status status, struct link
     c->connecting = NULL;
     conn_observe_since(c, METRICS_CONNECT);
     if (status == OUTBOUND_OK) {
-        c->upstream = link;
-        link->data = c;
-        c->flags |= CONN_F_UPSTREAM_OPEN;
-        socklen_t plen =
-            peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-        memcpy(&c->upstream_peer, peer, plen);
-        int len = sizeof(c->upstream_local);
-        uv_tcp_getsockname(&link->tcp, (struct sockaddr *)&c->upstream_local, &len);
+        conn_take_upstream(c, link, peer);
         if (!c->dest_classified) { /* decided on the name alone: classify for the logs */
             policy_classify(c->snap, peer, &c->dest_geo);
             c->dest_classified = true;
@@ -468,13 +560,17 @@ static void conn_request_init(const struct conn *c, struct policy_request *req)
 static void conn_apply_verdict(struct conn *c, const struct resolver_answer *addrs)
 {
     conn_log_decision(c);
-    if (c->verdict.action != VERDICT_PASS) {
+    if (c->verdict.action == VERDICT_BLOCK) {
         conn_defer_result(c, OUTBOUND_NOT_ALLOWED);
         return;
     }
     const struct config *cfg = conn_config(c);
     conn_arm_deadline(c);
     c->step_started_ms = uv_now(&c->worker->loop);
+    if (c->verdict.action == VERDICT_TUNNEL) {
+        conn_tunnel(c);
+        return;
+    }
     uv_loop_t *loop = &c->worker->loop;
     const struct sockaddr *bind =
         cfg->has_external ? (const struct sockaddr *)&cfg->external : NULL;
@@ -535,10 +631,57 @@ static void on_dest_resolved(void *arg, enum outbound_status status,
     conn_apply_verdict(c, &same_rule);
 }
 
+/* The exit answered a "resolve via" question: decide with its addresses as with ours. */
+static void on_exit_resolved(void *arg, const struct upstream_result *r)
+{
+    struct conn *c = arg;
+    struct sockaddr_storage addrs[HTTP_CONTROL_ADDRESSES_MAX];
+    size_t n = 0;
+    c->tunneling = NULL;
+    if (r->status != OUTBOUND_OK) {
+        on_dest_resolved(c, r->status == OUTBOUND_NOT_ALLOWED ? OUTBOUND_DNS_FAILED : r->status,
+                         NULL);
+        return;
+    }
+    if (r->addresses == NULL ||
+        http_control_parse_addresses(r->addresses, r->addresses_len, addrs, &n) != 0) {
+        log_msg(LOG_WARN, "upstream %s answered a resolution without usable addresses",
+                r->used->name);
+        on_dest_resolved(c, OUTBOUND_DNS_FAILED, NULL);
+        return;
+    }
+    struct resolver_answer answer = {.n_addrs = 0};
+    for (size_t i = 0; i < n && i < RESOLVER_MAX_ADDRS; i++)
+        answer.addrs[answer.n_addrs++] = addrs[i];
+    on_dest_resolved(c, OUTBOUND_OK, &answer);
+}
+
+/* The rule that needs the destination's address says "resolve via": the exit resolves the name
+ * in its own jurisdiction, over the tunnel; our resolver never sees it. */
+static void conn_resolve_via(struct conn *c, const struct config_upstream *u)
+{
+    const struct config *cfg = conn_config(c);
+    struct upstream_params p = {
+        .loop = &c->worker->loop,
+        .resolver = c->worker->resolver,
+        .health = &c->worker->rt->health,
+        .sessions = &c->worker->tls_sessions,
+        .cfg = cfg,
+        .via = u,
+        .ask = UPSTREAM_ASK_RESOLVE,
+        .target = &c->target,
+        .timeout_ms = cfg->timeouts.dns_ms,
+    };
+    c->step_started_ms = uv_now(&c->worker->loop);
+    c->tunneling = upstream_request(&p, on_exit_resolved, c);
+    if (c->tunneling == NULL)
+        conn_defer_result(c, OUTBOUND_DNS_FAILED);
+}
+
 void conn_connect(struct conn *c)
 {
     if (conn_is_closing(c) || c->upstream_reset_done != NULL || c->connecting != NULL ||
-        c->resolving != NULL)
+        c->resolving != NULL || c->tunneling != NULL)
         return; /* a protocol bug: the connection is not in a state to connect */
     conn_read_stop(c, CONN_CLIENT);
     if (c->phase == CONN_PHASE_HANDSHAKE) {
@@ -547,6 +690,7 @@ void conn_connect(struct conn *c)
     }
     c->phase = CONN_PHASE_CONNECTING;
     c->dest_classified = false;
+    c->via = NULL;
 
     struct policy_request req;
     conn_request_init(c, &req);
@@ -561,6 +705,10 @@ void conn_connect(struct conn *c)
      * name it is let through to is resolved here, so the policy sees where it really leads. */
     bool check_addresses = outcome == POLICY_DECIDED && c->verdict.action == VERDICT_PASS &&
                            !target_is_literal(&c->target) && !c->client_geo.local;
+    if (outcome == POLICY_NEED_ADDRESS && c->verdict.resolve_via != NULL) {
+        conn_resolve_via(c, c->verdict.resolve_via);
+        return;
+    }
     if (outcome == POLICY_NEED_ADDRESS || check_addresses) {
         c->step_started_ms = uv_now(&c->worker->loop);
         struct resolver_query *q =
@@ -581,8 +729,14 @@ bool conn_decide_again(const struct conn *c, const struct policy_snapshot *snap,
     struct policy_request req;
     conn_request_init(c, &req);
     policy_classify(snap, (const struct sockaddr *)&c->client_addr, &req.client_geo);
-    req.dest = (const struct sockaddr *)&c->upstream_peer;
-    policy_classify(snap, req.dest, &req.dest_geo);
+    /* Through a tunnel the destination is where the exit connects: known here only when the
+     * client gave an address. */
+    if (c->via == NULL)
+        req.dest = (const struct sockaddr *)&c->upstream_peer;
+    else if (target_is_literal(&c->target))
+        req.dest = (const struct sockaddr *)&c->target.addr;
+    if (req.dest != NULL)
+        policy_classify(snap, req.dest, &req.dest_geo);
     return policy_decide(snap, &req, out) == POLICY_DECIDED;
 }
 
@@ -591,7 +745,7 @@ enum conn_reevaluate_result conn_reevaluate(struct conn *c, const struct policy_
     struct policy_verdict v;
     if (!conn_decide_again(c, snap, &v))
         return CONN_REEVALUATE_SKIPPED;
-    if (v.action == VERDICT_PASS)
+    if (v.action != VERDICT_BLOCK)
         return CONN_REEVALUATE_KEPT;
     /* The events name the rule that blocks it now; its strings live in 'snap', which the
      * caller holds while the close event is written (conn_close logs at once). */
@@ -825,6 +979,14 @@ void conn_relay_start(struct conn *c)
     c->phase = CONN_PHASE_RELAY;
     conn_touch(c);
     conn_arm_deadline(c);
+    if (c->early_len > 0) { /* the destination spoke first, through the upstream */
+        c->bytes_down += c->early_len;
+        if (conn_send(c, CONN_CLIENT, c->early, c->early_len, NULL) != 0)
+            return;
+        free(c->early);
+        c->early = NULL;
+        c->early_len = 0;
+    }
     relay_start(c, c->hs, c->hs_len);
     free(c->hs);
     c->hs = NULL;

@@ -108,6 +108,13 @@ struct conn {
     struct sockaddr_storage upstream_peer;  /* the address we connected to */
     struct sockaddr_storage upstream_local; /* our side of it: SOCKS "bound address" */
     struct outbound_req *connecting;
+    struct upstream_req *tunneling;    /* a tunnel (or an exit's resolution) in progress */
+    const struct config_upstream *via; /* the upstream that carries the tunnel, or NULL */
+    char *early;                       /* the destination's bytes that came with the
+                                          upstream's reply, for the client; or NULL */
+    size_t early_len;
+    char tunnel_detail[256]; /* why the upstream failed or refused, for the
+                                client's reply only (it may name the host) */
 
     conn_read_fn readers[2]; /* side taken over by a protocol, else NULL */
     struct relay relay;

@@ -47,6 +47,8 @@ static void fields_add_common(struct conn_fields *f, const struct conn *c)
         fields_add(f, LOG_FIELD_STR("action", policy_action_name(c->verdict.action)));
         fields_add(f, LOG_FIELD_STR("rule", c->verdict.rule));
     }
+    if (c->verdict.action == VERDICT_TUNNEL && c->verdict.via != NULL)
+        fields_add(f, LOG_FIELD_STR("via", c->via != NULL ? c->via->name : c->verdict.via->name));
 }
 
 /* "DE", "local" or "unknown", and the regions of a country as "EU,EEA" (omitted when none). */
@@ -192,4 +194,12 @@ size_t conn_log_describe(const struct conn *c, const struct policy_verdict *cand
         fields_add_identities(&f, c);
     }
     return log_event_format(out, cap, LOG_FORMAT_JSON, LOG_INFO, "connection", f.items, f.n);
+}
+
+const char *conn_log_client_id(struct conn *c)
+{
+    if (c->client_id[0] == '\0')
+        pseudonym_of(&c->worker->rt->pseudonym_key, (const struct sockaddr *)&c->client_addr,
+                     (uint64_t)time(NULL) / 86400u, c->client_id);
+    return c->client_id;
 }

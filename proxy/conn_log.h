@@ -15,6 +15,10 @@ struct conn;
 void conn_log_decision(struct conn *c);
 void conn_log_close(struct conn *c);
 
+/* The client's pseudonym (worked out once per connection), for log lines that must not name
+ * its address. */
+const char *conn_log_client_id(struct conn *c);
+
 /* The connection as one JSON line (event "connection") for the admin listener: what its events
  * show at its log level (at none only the rule, action, phase and counters), its phase, age and
  * bytes so far, and with 'candidate' (may be NULL) the verdict a candidate policy would give

@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "proxy/conn.h"
+#include "proxy/exit_control.h"
 #include "proxy/http_forward.h"
 #include "proxy/http_parse.h"
 #include "proxy/inbound.h"
@@ -178,11 +179,29 @@ static const struct http_failure http_failures[] = {
     {OUTBOUND_FAILED, 502, "proxy_internal_error", "cannot connect to", "(internal error)"},
 };
 
+/* The reply for a failed connect (the last entry for anything unlisted). */
+static const struct http_failure *http_failure_of(enum outbound_status status)
+{
+    const struct http_failure *f = &http_failures[sizeof(http_failures) / sizeof(*f) - 1];
+    for (size_t i = 0; i < sizeof(http_failures) / sizeof(*f); i++)
+        if (http_failures[i].status == status)
+            f = &http_failures[i];
+    return f;
+}
+
 static void http_reply_connect_failure(struct conn *c, enum outbound_status status)
 {
     char dest[TARGET_HOST_MAX + 16], details[HTTP_TEXT_MAX], body[HTTP_TEXT_MAX + 16];
     target_format(&c->target, dest, sizeof(dest));
 
+    if (c->tunnel_detail[0] != '\0') { /* the upstream said why, or none could be reached */
+        const struct http_failure *f = http_failure_of(status);
+        snprintf(body, sizeof(body), "geoproxy: %s: %s\n", dest, c->tunnel_detail);
+        http_fail(c, status == OUTBOUND_NOT_ALLOWED ? 403 : f->code,
+                  status == OUTBOUND_NOT_ALLOWED ? "http_request_denied" : f->error,
+                  c->tunnel_detail, body);
+        return;
+    }
     if (status == OUTBOUND_NOT_ALLOWED) {
         const char *rule = c->verdict.rule != NULL ? c->verdict.rule : "(no rule)";
         const char *reason = c->verdict.reason != NULL ? c->verdict.reason : "not allowed";
@@ -192,10 +211,7 @@ static void http_reply_connect_failure(struct conn *c, enum outbound_status stat
         http_fail(c, 403, "http_request_denied", details, body);
         return;
     }
-    const struct http_failure *f = &http_failures[sizeof(http_failures) / sizeof(*f) - 1];
-    for (size_t i = 0; i < sizeof(http_failures) / sizeof(*f); i++)
-        if (http_failures[i].status == status)
-            f = &http_failures[i];
+    const struct http_failure *f = http_failure_of(status);
     const char *space = f->after[0] != '\0' ? " " : "";
     snprintf(details, sizeof(details), "%s %s%s%s", f->before, dest, space, f->after);
     snprintf(body, sizeof(body), "geoproxy: %s\n", details);
@@ -311,6 +327,9 @@ bool http_take_head(struct conn *c)
         return true;
     }
     s->req_head = req.method == HTTP_HEAD;
+    if (req.form == HTTP_FORM_ORIGIN && c->listener->kind == LISTENER_TUNNEL &&
+        exit_control_answer(c, &req))
+        return true;
     if (req.form == HTTP_FORM_ORIGIN || req.form == HTTP_FORM_ASTERISK) {
         http_fail(c, 400, "http_request_error", "request-target is not an absolute URI",
                   "geoproxy: this is a proxy: ask for absolute URIs (GET http://host/path "

@@ -17,6 +17,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "certs/tls_context.h"
 #include "proxy/container_of.h"
 #include "proxy/link_internal.h"
 
@@ -38,12 +39,6 @@ struct tls_flush {
     uv_write_t req;
     char data[];
 };
-
-/* TEMPORARY until certs/tls_context.c lands: the peer certificate's verification error. */
-static void certs_describe_verify_failure(const SSL *ssl, char *out, size_t len)
-{
-    snprintf(out, len, "%s", X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
-}
 
 /* Records why the last TLS call failed: a refused certificate first, then OpenSSL's queue. */
 static void tls_note_error(struct link_tls *t, const char *what)

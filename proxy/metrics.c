@@ -12,7 +12,7 @@ static const uint64_t bucket_bounds_us[METRICS_BUCKETS] = {
     250000, 500000, 1000000, 2500000, 5000000, 10000000,
 };
 
-static const char *const action_names[METRICS_ACTIONS] = {"pass", "block"};
+static const char *const action_names[METRICS_ACTIONS] = {"pass", "block", "tunnel"};
 
 /* ---- recording ---------------------------------------------------------------------------- */
 
@@ -30,7 +30,15 @@ static inline uint64_t counter_get(const struct metrics_counter *c)
 
 static enum metrics_action metrics_action_of(enum verdict_action a)
 {
-    return a == VERDICT_PASS ? METRICS_PASS : METRICS_BLOCK;
+    switch (a) {
+    case VERDICT_PASS:
+        return METRICS_PASS;
+    case VERDICT_TUNNEL:
+        return METRICS_TUNNEL;
+    case VERDICT_BLOCK:
+        break;
+    }
+    return METRICS_BLOCK;
 }
 
 static size_t country_slot(const struct geo_result *g)

@@ -25,7 +25,7 @@
 #define METRICS_BUCKETS 13                           /* finite latency buckets */
 #define METRICS_TOP_COUNTRIES 30                     /* country labels before "other" */
 
-enum metrics_action { METRICS_PASS, METRICS_BLOCK, METRICS_ACTIONS };
+enum metrics_action { METRICS_PASS, METRICS_BLOCK, METRICS_TUNNEL, METRICS_ACTIONS };
 enum metrics_latency { METRICS_HANDSHAKE, METRICS_CONNECT, METRICS_DNS, METRICS_LATENCIES };
 enum metrics_direction { METRICS_UP, METRICS_DOWN }; /* client to upstream, and back */
 

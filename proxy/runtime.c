@@ -12,6 +12,12 @@ int runtime_init(struct runtime *rt, struct policy_snapshot *first)
         uv_mutex_destroy(&rt->lock);
         return err;
     }
+    err = upstream_health_init(&rt->health);
+    if (err != 0) {
+        events_hub_destroy(&rt->events);
+        uv_mutex_destroy(&rt->lock);
+        return err;
+    }
     rt->current = first;
     atomic_init(&rt->active_conns, 0);
     atomic_init(&rt->next_conn_id, 1);
@@ -22,6 +28,7 @@ void runtime_destroy(struct runtime *rt)
 {
     policy_snapshot_release(rt->current);
     rt->current = NULL;
+    upstream_health_destroy(&rt->health);
     events_hub_destroy(&rt->events);
     uv_mutex_destroy(&rt->lock);
 }

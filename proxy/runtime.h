@@ -11,6 +11,7 @@
 #include "policy/policy.h"
 #include "proxy/events.h"
 #include "proxy/pseudonym.h"
+#include "proxy/upstream_health.h"
 
 struct runtime {
     uv_mutex_t lock;                 /* guards 'current' */
@@ -19,6 +20,7 @@ struct runtime {
     atomic_uint_fast64_t next_conn_id;
     struct pseudonym_key pseudonym_key; /* random per process: client pseudonyms in events */
     struct events_hub events;           /* connection events for live followers */
+    struct upstream_health health;      /* what is known of every upstream */
 };
 
 /* Initialises the runtime with its first snapshot (taking the caller's reference) and a new

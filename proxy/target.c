@@ -32,25 +32,28 @@ const char *outbound_status_name(enum outbound_status st)
     return "unknown";
 }
 
-const char *target_format(const struct target *t, char *buf, size_t len)
+const char *target_host_text(const struct target *t, char *buf, size_t len)
 {
-    char ip[INET6_ADDRSTRLEN];
-
     if (len == 0)
         return buf;
-    if (!target_is_literal(t)) {
-        snprintf(buf, len, "%.*s:%u", (int)strnlen(t->host, sizeof(t->host)), t->host,
-                 (unsigned)t->port);
-    } else if (t->addr.ss_family == AF_INET &&
-               inet_ntop(AF_INET, &((const struct sockaddr_in *)&t->addr)->sin_addr, ip,
-                         sizeof(ip)) != NULL) {
-        snprintf(buf, len, "%s:%u", ip, (unsigned)t->port);
-    } else if (t->addr.ss_family == AF_INET6 &&
-               inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&t->addr)->sin6_addr, ip,
-                         sizeof(ip)) != NULL) {
-        snprintf(buf, len, "[%s]:%u", ip, (unsigned)t->port);
-    } else {
-        snprintf(buf, len, "?:%u", (unsigned)t->port);
-    }
+    const void *raw = t->addr.ss_family == AF_INET
+                          ? (const void *)&((const struct sockaddr_in *)&t->addr)->sin_addr
+                          : (const void *)&((const struct sockaddr_in6 *)&t->addr)->sin6_addr;
+    if (!target_is_literal(t))
+        snprintf(buf, len, "%.*s", (int)strnlen(t->host, sizeof(t->host)), t->host);
+    else if ((t->addr.ss_family != AF_INET && t->addr.ss_family != AF_INET6) ||
+             len < INET6_ADDRSTRLEN ||
+             inet_ntop(t->addr.ss_family, raw, buf, (socklen_t)len) == NULL)
+        snprintf(buf, len, "?");
+    return buf;
+}
+
+const char *target_format(const struct target *t, char *buf, size_t len)
+{
+    char host[TARGET_HOST_MAX];
+    target_host_text(t, host, sizeof(host));
+    bool bracket = target_is_literal(t) && t->addr.ss_family == AF_INET6;
+    snprintf(buf, len, "%s%s%s:%u", bracket ? "[" : "", host, bracket ? "]" : "",
+             (unsigned)t->port);
     return buf;
 }

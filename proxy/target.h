@@ -40,6 +40,10 @@ static inline bool target_is_literal(const struct target *t)
     return t->host[0] == '\0';
 }
 
+/* The host alone: the name, or the address literal (IPv6 without brackets); buf should hold
+ * TARGET_HOST_MAX bytes. */
+const char *target_host_text(const struct target *t, char *buf, size_t len);
+
 /* Formats the target as "host:port", "1.2.3.4:port" or "[::1]:port" into buf. */
 const char *target_format(const struct target *t, char *buf, size_t len);
 

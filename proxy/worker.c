@@ -306,4 +306,5 @@ void worker_join(struct worker *w)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     bufpool_destroy(&w->relay_bufs);
+    tls_session_cache_clear(&w->tls_sessions);
 }

@@ -11,6 +11,7 @@
 
 #include "policy/config.h"
 #include "proxy/bufpool.h"
+#include "proxy/tls_session_cache.h"
 #include "proxy/metrics.h"
 
 struct runtime;
@@ -39,6 +40,7 @@ struct worker {
     uv_tcp_t reject;  /* takes a connection there is no memory for, to close it */
     bool reject_busy; /* 'reject' is still closing */
     struct bufpool relay_bufs;
+    struct tls_session_cache tls_sessions; /* resumption with exits, this thread's */
     struct resolver *resolver;
     struct conn *conns; /* live connections, for draining */
     size_t n_conns;
