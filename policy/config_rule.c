@@ -121,7 +121,8 @@ static int rule_split_options(struct config_parser *p, const struct config_line 
 static int rule_check_resolve_via(struct config_parser *p, const struct config_line *w,
                                   const struct rule_words *o, struct config_rule *r)
 {
-    static const char *const kinds[] = {"tls", "socks5", "http", "group"};
+    static const char *const kinds[] = {"a tls upstream", "a socks5 upstream", "an http upstream",
+                                        "a group"};
     const struct config_token *t;
     const struct config_upstream *u;
 
@@ -137,9 +138,8 @@ static int rule_check_resolve_via(struct config_parser *p, const struct config_l
     if (u == NULL)
         return -1;
     if (u->kind != UPSTREAM_TLS) {
-        config_parser_error(p, t->col, "resolve via needs a tls upstream ('%s' is %s %s)", u->name,
-                            u->kind == UPSTREAM_GROUP ? "a" : "an",
-                            u->kind == UPSTREAM_GROUP ? "group" : kinds[u->kind]);
+        config_parser_error(p, t->col, "resolve via needs a tls upstream ('%s' is %s)", u->name,
+                            kinds[u->kind]);
         return -1;
     }
     r->resolve_via = u;

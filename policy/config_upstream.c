@@ -229,7 +229,7 @@ static bool pin_is_valid(const struct config_token *t)
     return true;
 }
 
-/* "egress CC-or-REGION": a country code (stored upper-case) or a region (its own spelling). */
+/* "egress CC-or-REGION": a region (stored in its own spelling) or a country code (upper-case). */
 static int upstream_parse_egress(struct config_parser *p, const struct config_token *t,
                                  struct config_upstream *u)
 {
@@ -237,15 +237,15 @@ static int upstream_parse_egress(struct config_parser *p, const struct config_to
     const struct region *r;
     const char *close;
 
+    r = t->len <= REGION_NAME_MAX ? config_region_find(p->cfg, t->text) : NULL;
+    if (r != NULL) { /* first, as rules do: EU is a region before it is a code */
+        snprintf(u->egress, sizeof u->egress, "%s", r->name);
+        return 0;
+    }
     if (t->len == 2 && country_code_index(t->text) >= 0) {
         u->egress[0] = (char)(t->text[0] & ~0x20);
         u->egress[1] = (char)(t->text[1] & ~0x20);
         u->egress[2] = '\0';
-        return 0;
-    }
-    r = t->len <= REGION_NAME_MAX ? config_region_find(p->cfg, t->text) : NULL;
-    if (r != NULL) {
-        snprintf(u->egress, sizeof u->egress, "%s", r->name);
         return 0;
     }
     close = config_region_suggest(p->cfg, t->text, t->len);

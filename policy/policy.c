@@ -349,8 +349,8 @@ bool policy_egress_matches(const struct policy_snapshot *snap, const struct conf
      * is judged by that country; one without a country, or unknown, matches nothing. */
     if (g.cls != GEO_CLASS_COUNTRY)
         return false;
-    if (strlen(u->egress) == 2)
-        return (u->egress[0] & ~0x20) == g.country[0] && (u->egress[1] & ~0x20) == g.country[1];
     r = config_region_find(snap->cfg, u->egress);
-    return r != NULL && region_has_country(r, g.country);
+    if (r != NULL)
+        return region_has_country(r, g.country);
+    return u->egress[0] == g.country[0] && u->egress[1] == g.country[1] && u->egress[2] == '\0';
 }

@@ -344,7 +344,8 @@ struct bad_case {
 static const struct bad_case bad_cases[] = {
     /* directives */
     {"workers 2\nrule r pass\nlisten sock5 127.0.0.1:1080\n",
-     "E t.conf:3:8: unknown listener kind 'sock5' (expected mixed, socks5, socks4, http or tunnel)\n"},
+     "E t.conf:3:8: unknown listener kind 'sock5' (expected mixed, socks5, socks4, http or "
+     "tunnel)\n"},
     {BASE "lisen mixed 127.0.0.1:1081\n",
      "E t.conf:3:1: unknown directive 'lisen' (did you mean 'listen'?)\n"},
     {BASE "  Listen mixed 127.0.0.1:1081\n",
@@ -383,7 +384,8 @@ static const struct bad_case bad_cases[] = {
     {BASE "listen mixed 127.0.0.1:1081 nmae x\n",
      "E t.conf:3:29: unknown option 'nmae' for 'listen' (did you mean 'name'?)\n"},
     {BASE "listen mixed 127.0.0.1:1081 color x\n",
-     "E t.conf:3:29: unknown option 'color' for 'listen' (expected name, users, cert, key or ca)\n"},
+     "E t.conf:3:29: unknown option 'color' for 'listen' (expected name, users, cert, key or "
+     "ca)\n"},
     {BASE "listen mixed 127.0.0.1:1081 name a name b\n",
      "E t.conf:3:36: option 'name' given twice\n"},
     {BASE "listen mixed 127.0.0.1:1081 name\n", "E t.conf:3:33: missing value after 'name'\n"},
