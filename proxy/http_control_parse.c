@@ -249,10 +249,11 @@ int http_control_build_resolve_failure(char *out, size_t out_len, const char *de
         .body = "name resolution failed\n",
         .keep_alive = true,
     };
-    size_t n = http_build_reply(out, out_len, &reply);
+    size_t n = out_len > 0 ? http_build_reply(out, out_len - 1, &reply) : 0;
 
     if (n == 0) {
         return written(out, out_len, -1);
     }
+    out[n] = '\0';
     return (int)n;
 }
