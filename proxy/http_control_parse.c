@@ -86,8 +86,8 @@ static bool parse_literal(const char *s, size_t len, struct sockaddr_storage *ou
     char text[INET6_ADDRSTRLEN];
 
     memset(out, 0, sizeof(*out));
-    if (len == 0 || len >= sizeof(text)) {
-        return false;
+    if (len == 0 || len >= sizeof(text) || memchr(s, '\0', len) != NULL) {
+        return false; /* inet_pton would stop at a NUL and ignore what follows */
     }
     memcpy(text, s, len);
     text[len] = '\0';

@@ -205,10 +205,15 @@ static const struct value_case egress_cases[] = {
 
 static void test_egress_values(void **state)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss, list[HTTP_CONTROL_ADDRESSES_MAX];
     char text[INET6_ADDRSTRLEN];
+    size_t n;
 
     (void)state;
+    /* lengths are authoritative: a NUL does not end a value early */
+    assert_int_equal(http_control_parse_egress("127.0.5.1\0junk", 14, &ss), -EINVAL);
+    assert_int_equal(http_control_parse_egress("unknown\0", 8, &ss), -EINVAL);
+    assert_int_equal(http_control_parse_addresses("::1\0x, 10.0.0.1", 15, list, &n), -EINVAL);
     for (size_t i = 0; i < N_ELEMS(egress_cases); i++) {
         const struct value_case *vc = &egress_cases[i];
         memset(&ss, 0xEE, sizeof(ss));
