@@ -10,8 +10,9 @@
  * and the fields that say why a tunnel failed (Proxy-Status, RFC 9209) or carry the exit's
  * answers (Geoproxy-Egress, Geoproxy-Addresses) are picked out.
  *
- * Builders write into a caller buffer and return the length, or a negative errno (equal to
- * libuv's UV_E* on Unix): -EINVAL for arguments the request cannot carry, -ENOBUFS when out_len
+ * Builders write into a caller buffer, NUL-terminated (so out_len must exceed the length by
+ * one), and return the length, or a negative errno (equal to libuv's UV_E* on Unix): -EINVAL for
+ * arguments the request cannot carry, -ENOBUFS when out_len
  * is too small. Nothing is truncated silently: on error, out holds nothing usable. */
 #ifndef GEOPROXY_PROXY_HTTP_CLIENT_PARSE_H
 #define GEOPROXY_PROXY_HTTP_CLIENT_PARSE_H

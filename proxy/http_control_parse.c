@@ -86,8 +86,8 @@ static bool parse_literal(const char *s, size_t len, struct sockaddr_storage *ou
     char text[INET6_ADDRSTRLEN];
 
     memset(out, 0, sizeof(*out));
-    if (len == 0 || len >= sizeof(text)) {
-        return false;
+    if (len == 0 || len >= sizeof(text) || memchr(s, '\0', len) != NULL) {
+        return false; /* inet_pton would stop at a NUL and ignore what follows */
     }
     memcpy(text, s, len);
     text[len] = '\0';
@@ -249,10 +249,11 @@ int http_control_build_resolve_failure(char *out, size_t out_len, const char *de
         .body = "name resolution failed\n",
         .keep_alive = true,
     };
-    size_t n = http_build_reply(out, out_len, &reply);
+    size_t n = out_len > 0 ? http_build_reply(out, out_len - 1, &reply) : 0;
 
     if (n == 0) {
         return written(out, out_len, -1);
     }
+    out[n] = '\0';
     return (int)n;
 }

@@ -13,8 +13,9 @@
  * recogniser and reply builders. The reply head is parsed by http_client_parse_response. Pure
  * functions: no sockets, no allocation, no libuv.
  *
- * Builders write into a caller buffer and return the length, or a negative errno (equal to
- * libuv's UV_E* on Unix): -EINVAL for arguments the message cannot carry, -ENOBUFS when out_len
+ * Builders write into a caller buffer, NUL-terminated (so out_len must exceed the length by
+ * one), and return the length, or a negative errno (equal to libuv's UV_E* on Unix): -EINVAL for
+ * arguments the message cannot carry, -ENOBUFS when out_len
  * is too small. Nothing is truncated silently: on error, out holds nothing usable. */
 #ifndef GEOPROXY_PROXY_HTTP_CONTROL_PARSE_H
 #define GEOPROXY_PROXY_HTTP_CONTROL_PARSE_H

@@ -19,14 +19,14 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
     exit 2
 fi
 build_dir="${GEOPROXY_FUZZ_BUILD_DIR:-build-fuzz}"
-targets=(${GEOPROXY_FUZZ_TARGETS:-socks http config geodb_input userdb})
+targets=(${GEOPROXY_FUZZ_TARGETS:-socks http socks_client http_client config geodb_input userdb})
 fuzz_dir=tests/fuzz
 
 # Options per target: the HTTP parser takes heads up to 16 KiB (and a 431 past that); a config
 # line may be 4 KiB. Others keep libFuzzer's default (the largest seed, at least 4 KiB).
 target_options() {
     case "$1" in
-    http) echo "-max_len=20000" ;;
+    http | http_client) echo "-max_len=20000" ;;
     config) echo "-max_len=8192" ;;
     *) echo "" ;;
     esac
