@@ -481,6 +481,7 @@ static void on_tunnel_done(void *arg, const struct upstream_result *r)
     c->tunneling = NULL;
     conn_observe_since(c, METRICS_CONNECT);
     c->via = r->used;
+    c->via_tls = r->tls;
     if (r->status == OUTBOUND_OK) {
         conn_take_upstream(c, r->link, r->peer);
         if (r->early_len > 0) {
@@ -507,6 +508,8 @@ static void conn_tunnel(struct conn *c)
         .resolver = c->worker->resolver,
         .health = &c->worker->rt->health,
         .sessions = &c->worker->tls_sessions,
+        .pool = &c->worker->tls_pool,
+        .snap = c->snap,
         .cfg = cfg,
         .via = c->verdict.via,
         .ask = UPSTREAM_ASK_CONNECT,
@@ -691,6 +694,7 @@ void conn_connect(struct conn *c)
     c->phase = CONN_PHASE_CONNECTING;
     c->dest_classified = false;
     c->via = NULL;
+    c->via_tls = NULL;
 
     struct policy_request req;
     conn_request_init(c, &req);

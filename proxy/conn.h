@@ -110,6 +110,7 @@ struct conn {
     struct outbound_req *connecting;
     struct upstream_req *tunneling;    /* a tunnel (or an exit's resolution) in progress */
     const struct config_upstream *via; /* the upstream that carries the tunnel, or NULL */
+    const char *via_tls;               /* upstream_result.tls: how its TLS session began */
     char *early;                       /* the destination's bytes that came with the
                                           upstream's reply, for the client; or NULL */
     size_t early_len;

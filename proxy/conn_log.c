@@ -49,6 +49,8 @@ static void fields_add_common(struct conn_fields *f, const struct conn *c)
     }
     if (c->verdict.action == VERDICT_TUNNEL && c->verdict.via != NULL)
         fields_add(f, LOG_FIELD_STR("via", c->via != NULL ? c->via->name : c->verdict.via->name));
+    if (c->via_tls != NULL)
+        fields_add(f, LOG_FIELD_STR("via_tls", c->via_tls));
 }
 
 /* "DE", "local" or "unknown", and the regions of a country as "EU,EEA" (omitted when none). */

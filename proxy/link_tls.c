@@ -351,9 +351,13 @@ void link_tls_free(struct link *l)
 {
     if (l->tls == NULL)
         return;
-    if (l->tls->ssl != NULL)
+    if (l->tls->ssl != NULL) {
+        /* A link closed after its handshake leaves a good session: without this, OpenSSL
+         * takes any close but a close_notify exchange for a broken one and stops resuming it. */
+        if (SSL_is_init_finished(l->tls->ssl))
+            SSL_set_shutdown(l->tls->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(l->tls->ssl);
-    else {
+    } else {
         BIO_free(l->tls->rbio);
         BIO_free(l->tls->wbio);
     }

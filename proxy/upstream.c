@@ -23,6 +23,7 @@
 #include "proxy/log.h"
 #include "proxy/outbound.h"
 #include "proxy/socks_client_parse.h"
+#include "proxy/tls_pool.h"
 #include "proxy/tls_session_cache.h"
 #include "proxy/upstream_health.h"
 
@@ -63,6 +64,7 @@ struct upstream_req {
     size_t in_len;
     char detail[UPSTREAM_DETAIL_MAX];
     char egress[64];
+    const char *tls; /* see upstream_result.tls */
 };
 
 static void upstream_try_next(struct upstream_req *req);
@@ -103,8 +105,11 @@ static void upstream_drop_link(struct upstream_req *req)
 static void upstream_finish(struct upstream_req *req, struct upstream_result *r)
 {
     req->done = true;
+    if (req->p.pool != NULL && req->cur != NULL && r->status == OUTBOUND_OK)
+        tls_pool_refill(req->p.pool, req->p.snap, req->cur);
     r->used = req->cur;
     r->detail = r->detail != NULL ? r->detail : req->detail;
+    r->tls = req->tls;
     r->latency_us = (uv_now(req->p.loop) - req->started_ms) * 1000u;
     if (r->link == NULL)
         upstream_drop_link(req);
@@ -257,6 +262,8 @@ static void upstream_http_reply(struct upstream_req *req, const struct http_clie
     case UPSTREAM_ASK_RESOLVE:
         r.addresses = resp->addresses;
         r.addresses_len = resp->addresses_len;
+        break;
+    case UPSTREAM_ASK_HANDSHAKE: /* finished after TLS, never here */
         break;
     }
     upstream_finish(req, &r);
@@ -437,6 +444,18 @@ static void on_tls_done(struct link *l, int status)
                                req->cur->name, req->cur->pin);
         return;
     }
+    req->tls = SSL_session_reused(link_ssl(l)) ? "resumed" : "full";
+    if (req->p.ask == UPSTREAM_ASK_HANDSHAKE) {
+        struct upstream_result r = {
+            .status = OUTBOUND_OK, .link = l, .peer = (const struct sockaddr *)&req->peer};
+        if (req->p.sessions != NULL)
+            tls_session_cache_put(req->p.sessions, req->cur->name, req->cur->tls,
+                                  SSL_get1_session(link_ssl(l)));
+        l->data = NULL;
+        req->link = NULL;
+        upstream_finish(req, &r);
+        return;
+    }
     upstream_speak(req);
 }
 
@@ -498,6 +517,15 @@ static void upstream_try_next(struct upstream_req *req)
         return;
     }
     req->cur = req->cands[req->next++];
+    if (req->p.pool != NULL && req->p.ask == UPSTREAM_ASK_CONNECT) {
+        req->link = tls_pool_take(req->p.pool, req->cur, &req->peer);
+        if (req->link != NULL) { /* handshake done already */
+            req->tls = "pooled";
+            req->link->data = req;
+            upstream_speak(req);
+            return;
+        }
+    }
     req->step = STEP_CONNECT;
     struct target t;
     upstream_member_target(req->cur, &t);

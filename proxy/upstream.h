@@ -21,14 +21,17 @@
 #include "proxy/resolver.h"
 #include "proxy/target.h"
 
+struct policy_snapshot;
 struct upstream_health;
+struct tls_pool;
 struct tls_session_cache;
 
 enum upstream_ask {
-    UPSTREAM_ASK_CONNECT, /* open a tunnel to 'target' */
-    UPSTREAM_ASK_EGRESS,  /* health probe: tls asks the exit for its egress; socks5 greets;
-                             http connects */
-    UPSTREAM_ASK_RESOLVE, /* ask a tls exit to resolve target.host */
+    UPSTREAM_ASK_CONNECT,   /* open a tunnel to 'target' */
+    UPSTREAM_ASK_EGRESS,    /* health probe: tls asks the exit for its egress; socks5 greets;
+                               http connects */
+    UPSTREAM_ASK_RESOLVE,   /* ask a tls exit to resolve target.host */
+    UPSTREAM_ASK_HANDSHAKE, /* a tls link with its handshake done, nothing sent (tls_pool.h) */
 };
 
 struct upstream_params {
@@ -36,6 +39,8 @@ struct upstream_params {
     struct resolver *resolver;          /* for upstream host names */
     struct upstream_health *health;     /* marks and picks; NULL: try 'via' whatever its state */
     struct tls_session_cache *sessions; /* resumption; may be NULL */
+    struct tls_pool *pool;              /* idle links to take; may be NULL */
+    struct policy_snapshot *snap;       /* cfg's snapshot, for the pool's refills (with pool) */
     const struct config *cfg;           /* 'via' belongs to it; kept alive by the caller */
     const struct config_upstream *via;  /* an upstream or a group */
     enum upstream_ask ask;
@@ -46,11 +51,11 @@ struct upstream_params {
 struct upstream_result {
     enum outbound_status status;
     const struct config_upstream *used; /* the member last tried, or NULL when none was */
-    struct link *link;                  /* CONNECT, OUTBOUND_OK: the tunnel, now the callee's (see
-                                           outbound_cb for the contract); NULL otherwise */
-    const struct sockaddr *peer;        /* the upstream's address, when connected */
-    const char *early;                  /* CONNECT: bytes that came after the upstream's reply: the
-                                           destination's, to be relayed first */
+    struct link *link; /* CONNECT and HANDSHAKE, OUTBOUND_OK: the link, now the callee's (see
+                          outbound_cb for the contract); NULL otherwise */
+    const struct sockaddr *peer; /* the upstream's address, when connected */
+    const char *early;           /* CONNECT: bytes that came after the upstream's reply: the
+                                    destination's, to be relayed first */
     size_t early_len;
     const char *detail;    /* why it failed, for logs and for the client; "" when it did not */
     bool upstream_refused; /* the upstream's own policy refused the destination (403) */
@@ -58,6 +63,8 @@ struct upstream_result {
     const char *addresses; /* RESOLVE: the Geoproxy-Addresses value, or NULL */
     size_t addresses_len;
     uint64_t latency_us; /* from the start to the reply */
+    const char *tls;     /* a tls member: how its TLS session began: "pooled" (a link made
+                            ahead), "resumed" or "full" (handshake); else NULL */
 };
 
 /* Called exactly once unless cancelled first, never before upstream_request returns. Pointers in

@@ -118,6 +118,9 @@ int worker_init(struct worker *w, struct runtime *rt, unsigned id, const struct 
         log_msg(LOG_ERROR, "cannot start the DNS resolver: %s", uv_strerror(err));
         goto fail;
     }
+    err = tls_pool_init(&w->tls_pool, &w->loop, w->resolver, &w->tls_sessions);
+    if (err != 0)
+        goto fail;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         if (id == 0 && (err = listener_check_free(&cfg->listeners[i])) != 0)
             goto fail;
@@ -170,6 +173,7 @@ static void worker_finish_if_drained(struct worker *w)
     close_handle_if_open((uv_handle_t *)&w->wakeup);
     close_handle_if_open((uv_handle_t *)&w->drain_timer);
     close_handle_if_open((uv_handle_t *)&w->log_flusher);
+    tls_pool_close(&w->tls_pool);
     resolver_free(w->resolver);
     w->resolver = NULL;
 }
@@ -301,6 +305,7 @@ void worker_join(struct worker *w)
         close_handle_if_open((uv_handle_t *)&w->drain_timer);
     if (w->log_flusher.loop != NULL)
         close_handle_if_open((uv_handle_t *)&w->log_flusher);
+    tls_pool_close(&w->tls_pool);
     resolver_free(w->resolver);
     w->resolver = NULL;
     uv_run(&w->loop, UV_RUN_DEFAULT);

@@ -11,6 +11,7 @@
 
 #include "policy/config.h"
 #include "proxy/bufpool.h"
+#include "proxy/tls_pool.h"
 #include "proxy/tls_session_cache.h"
 #include "proxy/metrics.h"
 
@@ -41,6 +42,7 @@ struct worker {
     bool reject_busy; /* 'reject' is still closing */
     struct bufpool relay_bufs;
     struct tls_session_cache tls_sessions; /* resumption with exits, this thread's */
+    struct tls_pool tls_pool;              /* handshakes done ahead with exits */
     struct resolver *resolver;
     struct conn *conns; /* live connections, for draining */
     size_t n_conns;

@@ -14,6 +14,8 @@ before the feature; what each test shows:
   Failover            a failover group: SIGKILL the first exit mid-stream, the second serves
                       within 1 s; both dead: SOCKS5 0x04 and HTTP 502 with Proxy-Status, at once
   RoundRobin          a round-robin group uses both exits
+  TlsReuse            tunnels take links from the entry's pool of handshakes made ahead, and
+                      handshakes resume sessions
   Socks5Upstream      microsocks as upstream receives the name (its own log says so) and the
                       entry's resolver sees no query; with user and password-file
   HttpParent          a plain HTTP CONNECT parent (another geoproxy) as upstream
@@ -685,6 +687,40 @@ class RoundRobin(TunnelTestCase):
         self.assertEqual(sum(counts.values()), 10, served)
         self.assertGreaterEqual(min(counts.values()), 4, f"one worker, two healthy members in "
                                                          f"turn: {served}")
+
+
+class TlsReuse(TunnelTestCase):
+    """Speed without weaker TLS: a tunnel takes a link from the entry's pool (its mutual TLS
+    handshake made ahead), and handshakes resume sessions. Each close event of the entry says how
+    its tunnel's TLS began (via_tls=pooled|resumed|full)."""
+
+    def setUp(self):
+        super().setUp()
+        self.origin = self.start_origin("ch", host=server_addr("CH"))
+        self.exit = self.start_exit(external=EXIT_DE)
+
+    def tunnels(self, pool):
+        """Serves 6 tunnels one after the other through a one-worker entry with 'pool'; returns
+        how each one's TLS began, in order."""
+        entry = self.start_entry([self.tls_upstream("exit1", self.exit, f"pool {pool}")],
+                                 ["rule all tunnel via exit1"], extra=["workers 1"],
+                                 tag=f"entry-pool{pool}")
+        for _ in range(6):
+            self.assertEqual(self.wait_served(entry, self.origin.host, self.origin.port), EXIT_DE)
+        wait_until(lambda: len(re.findall(r"via_tls=", entry.log_text())) >= 6, timeout=5,
+                   what="six close events")
+        return re.findall(r"\bclose\b.*?via_tls=(\w+)", entry.log_text())
+
+    def test_pooled_links_carry_tunnels_after_the_first(self):
+        kinds = self.tunnels(pool=2)
+        self.assertEqual(kinds[0], "full", f"the first tunnel finds an empty pool: {kinds}")
+        # Each tunnel refills the pool once it is set up; the next one finds a ready link.
+        self.assertGreaterEqual(kinds[1:].count("pooled"), 4, f"tunnels 2..6: {kinds}")
+
+    def test_without_a_pool_handshakes_resume(self):
+        kinds = self.tunnels(pool=0)
+        self.assertEqual(kinds[0], "full", kinds)
+        self.assertEqual(kinds[1:], ["resumed"] * 5, f"tunnels 2..6 resume the first session")
 
 
 # ---------------------------------------------------------------------------------------------
