@@ -43,7 +43,7 @@ struct tls_flush {
 /* Records why the last TLS call failed: a refused certificate first, then OpenSSL's queue. */
 static void tls_note_error(struct link_tls *t, const char *what)
 {
-    char detail[LINK_TLS_ERROR_MAX] = "";
+    char detail[LINK_TLS_ERROR_MAX - 64] = "";
     unsigned long code = ERR_peek_error();
     if (SSL_get_verify_result(t->ssl) != X509_V_OK)
         certs_describe_verify_failure(t->ssl, detail, sizeof(detail));
