@@ -14,6 +14,7 @@ before the feature; what each test shows:
   Failover            a failover group: SIGKILL the first exit mid-stream, the second serves
                       within 1 s; both dead: SOCKS5 0x04 and HTTP 502 with Proxy-Status, at once
   RoundRobin          a round-robin group uses both exits
+  HalfClose           EOF crosses the tunnel in each direction on its own
   TlsReuse            tunnels take links from the entry's pool of handshakes made ahead, and
                       handshakes resume sessions
   Socks5Upstream      microsocks as upstream receives the name (its own log says so) and the
@@ -687,6 +688,36 @@ class RoundRobin(TunnelTestCase):
         self.assertEqual(sum(counts.values()), 10, served)
         self.assertGreaterEqual(min(counts.values()), 4, f"one worker, two healthy members in "
                                                          f"turn: {served}")
+
+
+class HalfClose(TunnelTestCase):
+    def test_eof_crosses_the_tunnel_both_ways(self):
+        """The client's EOF travels as TLS close_notify then FIN to the exit, which shuts down
+        its side to the origin; the origin's echo still comes back after that, then its EOF."""
+        echo = self.start_echo(host=server_addr("CH"))
+        exit1 = self.start_exit(external=EXIT_DE)
+        entry = self.start_entry([self.tls_upstream("exit1", exit1)],
+                                 ["rule all tunnel via exit1"])
+        data = payload(200_000, seed=9)  # less than the buffers on the way: no deadlock
+        deadline = time.monotonic() + WAIT
+        while True:  # until the first health check let the exit carry traffic
+            sock, reply = socks5_open(entry.port, echo.host, echo.port, timeout=10)
+            self.track(sock)
+            if reply[0] == SOCKS5_OK or time.monotonic() > deadline:
+                break
+            sock.close()
+            time.sleep(0.1)
+        self.assertSocks5Reply(reply, SOCKS5_OK, "CONNECT through the tunnel")
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        received = bytearray()
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        self.assertEqual((len(received), sha256(bytes(received))), (len(data), sha256(data)),
+                         "the echo after our EOF, then the origin's EOF")
 
 
 class TlsReuse(TunnelTestCase):
