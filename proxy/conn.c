@@ -500,9 +500,11 @@ static void on_tunnel_done(void *arg, const struct upstream_result *r)
     conn_deliver_connect_result(c);
 }
 
-static void conn_tunnel(struct conn *c)
+/* Asks 'via' about c->target with the worker's resources (proxy/upstream.h). */
+static struct upstream_req *conn_ask_upstream(struct conn *c, const struct config_upstream *via,
+                                              enum upstream_ask ask, uint32_t timeout_ms,
+                                              upstream_cb cb)
 {
-    const struct config *cfg = conn_config(c);
     struct upstream_params p = {
         .loop = &c->worker->loop,
         .resolver = c->worker->resolver,
@@ -510,14 +512,20 @@ static void conn_tunnel(struct conn *c)
         .sessions = &c->worker->tls_sessions,
         .pool = &c->worker->tls_pool,
         .snap = c->snap,
-        .cfg = cfg,
-        .via = c->verdict.via,
-        .ask = UPSTREAM_ASK_CONNECT,
+        .cfg = conn_config(c),
+        .via = via,
+        .ask = ask,
         .target = &c->target,
-        .timeout_ms = cfg->timeouts.connect_ms,
+        .timeout_ms = timeout_ms,
     };
+    return upstream_request(&p, cb, c);
+}
+
+static void conn_tunnel(struct conn *c)
+{
     c->tunnel_detail[0] = '\0';
-    c->tunneling = upstream_request(&p, on_tunnel_done, c);
+    c->tunneling = conn_ask_upstream(c, c->verdict.via, UPSTREAM_ASK_CONNECT,
+                                     conn_config(c)->timeouts.connect_ms, on_tunnel_done);
     if (c->tunneling == NULL)
         conn_defer_result(c, OUTBOUND_FAILED);
 }
@@ -663,20 +671,9 @@ static void on_exit_resolved(void *arg, const struct upstream_result *r)
  * in its own jurisdiction, over the tunnel; our resolver never sees it. */
 static void conn_resolve_via(struct conn *c, const struct config_upstream *u)
 {
-    const struct config *cfg = conn_config(c);
-    struct upstream_params p = {
-        .loop = &c->worker->loop,
-        .resolver = c->worker->resolver,
-        .health = &c->worker->rt->health,
-        .sessions = &c->worker->tls_sessions,
-        .cfg = cfg,
-        .via = u,
-        .ask = UPSTREAM_ASK_RESOLVE,
-        .target = &c->target,
-        .timeout_ms = cfg->timeouts.dns_ms,
-    };
     c->step_started_ms = uv_now(&c->worker->loop);
-    c->tunneling = upstream_request(&p, on_exit_resolved, c);
+    c->tunneling = conn_ask_upstream(c, u, UPSTREAM_ASK_RESOLVE, conn_config(c)->timeouts.dns_ms,
+                                     on_exit_resolved);
     if (c->tunneling == NULL)
         conn_defer_result(c, OUTBOUND_DNS_FAILED);
 }
