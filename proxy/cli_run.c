@@ -119,7 +119,9 @@ static void log_listeners(const struct config *cfg, unsigned n_workers)
         log_msg(LOG_INFO, "listening on %s (%s, listener %s, %s)",
                 config_format_addr(&l->addr, addr, sizeof(addr)),
                 config_listener_kind_name(l->kind), l->name,
-                l->users != NULL ? "with authentication" : "no authentication");
+                l->kind == LISTENER_TUNNEL ? "client certificates required"
+                : l->users != NULL         ? "with authentication"
+                                           : "no authentication");
     }
     log_msg(LOG_INFO, "geoproxy %s ready: %u worker thread(s)", GEOPROXY_VERSION, n_workers);
 }

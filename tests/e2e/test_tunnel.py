@@ -15,6 +15,8 @@ before the feature; what each test shows:
                       within 1 s; both dead: SOCKS5 0x04 and HTTP 502 with Proxy-Status, at once
   RoundRobin          a round-robin group uses both exits
   HalfClose           EOF crosses the tunnel in each direction on its own
+  CertificateReload   a renewed exit certificate is taken without a restart; a broken one is
+                      refused and the working pair kept
   TlsReuse            tunnels take links from the entry's pool of handshakes made ahead, and
                       handshakes resume sessions
   Socks5Upstream      microsocks as upstream receives the name (its own log says so) and the
@@ -718,6 +720,40 @@ class HalfClose(TunnelTestCase):
             received += chunk
         self.assertEqual((len(received), sha256(bytes(received))), (len(data), sha256(data)),
                          "the echo after our EOF, then the origin's EOF")
+
+
+class CertificateReload(TunnelTestCase):
+    def test_a_renewed_exit_certificate_is_used_without_a_restart(self):
+        """The exit's certificate and key files are replaced (a renewal with a new key): the
+        exit reloads them with its policy, and an entry pinned to the new key gets through,
+        where it was refused while the old key was served. A broken replacement (a key that
+        is not the certificate's) is refused with its reason and the working pair is kept."""
+        origin = self.start_origin("ch", host=server_addr("CH"))
+        exit1 = self.start_exit(external=EXIT_DE)
+        renewed = self.pki.issue("exit-renewed", "exit.test", "127.0.0.1")
+        entry = self.start_entry(
+            [self.tls_upstream("exit1", exit1, f"pin {self.pki.pin(renewed)}")],
+            ["rule all tunnel via exit1"])
+        self.assertLogSays(entry, r"upstream exit1 is down: .*pin", 0,
+                           "the entry refuses the old key")
+
+        def install(src, dst):  # as a renewal tool does: a new file renamed over the old one
+            tmp = dst + ".new"
+            shutil.copy(src, tmp)
+            os.replace(tmp, dst)
+
+        install(renewed.key, self.exit_cert.key)
+        install(renewed.pem, self.exit_cert.pem)
+        self.assertEqual(self.wait_served(entry, origin.host, origin.port), EXIT_DE,
+                         "through the exit once it serves the renewed certificate")
+        start = exit1.log_size()
+        install(self.entry_cert.key, self.exit_cert.key)  # not the certificate's key
+        self.assertLogSays(exit1, r"does not belong to .*exit\.test\.pem", start,
+                           "the exit refuses a key that is not its certificate's")
+        self.assertLogSays(exit1, r"reload .*failed: keeping policy generation", start,
+                           "the exit keeps its policy")
+        self.assertEqual(self.wait_served(entry, origin.host, origin.port), EXIT_DE,
+                         "the exit keeps serving the last good pair")
 
 
 class TlsReuse(TunnelTestCase):
