@@ -42,10 +42,26 @@ static struct tls_pool_slot *pool_slot(struct tls_pool *pool, const char *name, 
     return free_slot;
 }
 
+static void on_idle_shut(struct link_shutdown *s, int status)
+{
+    (void)status;
+    struct link *l = s->link;
+    free(s);
+    link_close(l, on_idle_closed);
+}
+
+/* Says goodbye properly (close_notify, FIN) so that the exit sees a client leaving, not a
+ * connection cut short; closes it once that is out. */
 static void pool_drop_idle(struct tls_pool_slot *slot, size_t i)
 {
-    link_close(slot->idle[i].link, on_idle_closed);
+    struct link *l = slot->idle[i].link;
     slot->idle[i] = slot->idle[--slot->n_idle];
+    link_read_stop(l);
+    struct link_shutdown *s = malloc(sizeof(*s));
+    if (s == NULL || link_shutdown(l, s, on_idle_shut) != 0) {
+        free(s);
+        link_close(l, on_idle_closed);
+    }
 }
 
 /* An idle link heard from the exit: it is closing it, or out of step. Session tickets are
