@@ -414,6 +414,13 @@ static void render_tls_failures(struct worker_metrics *const *w, size_t n, struc
     }
 }
 
+/* The health entry of an upstream that is checked itself (not a group), or NULL. */
+static struct upstream_health_entry *checked_entry(struct upstream_health *h,
+                                                   const struct config_upstream *u)
+{
+    return u->kind != UPSTREAM_GROUP ? upstream_health_entry(h, u->name) : NULL;
+}
+
 /* Health of every upstream of the policy in force (names from the configuration). */
 static void render_upstreams(const struct config *cfg, struct upstream_health *h,
                              struct strbuf *out)
@@ -426,46 +433,44 @@ static void render_upstreams(const struct config *cfg, struct upstream_health *h
     render_header(out, "geoproxy_upstream_check_latency_seconds", "gauge",
                   "How long the last health check of an upstream that is up took.");
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
-        const struct config_upstream *u = &cfg->upstreams[i];
-        struct upstream_health_entry *e =
-            u->kind != UPSTREAM_GROUP ? upstream_health_entry(h, u->name) : NULL;
+        struct upstream_health_entry *e = checked_entry(h, &cfg->upstreams[i]);
         if (e != NULL && atomic_load_explicit(&e->state, memory_order_relaxed) == UPSTREAM_UP)
             strbuf_printf(out, "geoproxy_upstream_check_latency_seconds{upstream=\"%s\"} %.6f\n",
-                          u->name,
+                          e->name,
                           (double)atomic_load_explicit(&e->latency_us, memory_order_relaxed) / 1e6);
     }
     render_header(out, "geoproxy_upstream_state_changes_total", "counter",
                   "Times an upstream went up or down since the start.");
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
-        const struct config_upstream *u = &cfg->upstreams[i];
-        struct upstream_health_entry *e =
-            u->kind != UPSTREAM_GROUP ? upstream_health_entry(h, u->name) : NULL;
+        struct upstream_health_entry *e = checked_entry(h, &cfg->upstreams[i]);
         if (e != NULL)
             strbuf_printf(
-                out, "geoproxy_upstream_state_changes_total{upstream=\"%s\"} %llu\n", u->name,
+                out, "geoproxy_upstream_state_changes_total{upstream=\"%s\"} %llu\n", e->name,
                 (unsigned long long)atomic_load_explicit(&e->changes, memory_order_relaxed));
     }
+}
+
+static void render_expiry(struct strbuf *out, const char *kind, const char *name, int64_t not_after,
+                          int64_t now)
+{
+    strbuf_printf(out, "geoproxy_certificate_expiry_seconds{kind=\"%s\",name=\"%s\"} %lld\n", kind,
+                  name, (long long)(not_after - now));
 }
 
 /* Time until the certificates of tunnel listeners and tls upstreams expire. Seconds, not days:
  * Prometheus's base unit (promtool's lint refuses a _days name). */
 static void render_certificates(const struct config *cfg, int64_t now, struct strbuf *out)
 {
-    static const char name[] = "geoproxy_certificate_expiry_seconds";
-    render_header(out, name, "gauge",
+    render_header(out, "geoproxy_certificate_expiry_seconds", "gauge",
                   "Seconds until a certificate geoproxy presents expires (negative: expired).");
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        const struct config_listener *l = &cfg->listeners[i];
-        if (l->kind == LISTENER_TUNNEL)
-            strbuf_printf(out, "%s{kind=\"listener\",name=\"%s\"} %lld\n", name, l->name,
-                          (long long)(l->cert_not_after - now));
-    }
-    for (size_t i = 0; i < cfg->n_upstreams; i++) {
-        const struct config_upstream *u = &cfg->upstreams[i];
-        if (u->kind == UPSTREAM_TLS)
-            strbuf_printf(out, "%s{kind=\"upstream\",name=\"%s\"} %lld\n", name, u->name,
-                          (long long)(u->cert_not_after - now));
-    }
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        if (cfg->listeners[i].kind == LISTENER_TUNNEL)
+            render_expiry(out, "listener", cfg->listeners[i].name, cfg->listeners[i].cert_not_after,
+                          now);
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        if (cfg->upstreams[i].kind == UPSTREAM_TLS)
+            render_expiry(out, "upstream", cfg->upstreams[i].name, cfg->upstreams[i].cert_not_after,
+                          now);
 }
 
 void metrics_render(struct metrics_exposition *x, struct worker_metrics *const *w, size_t n,
