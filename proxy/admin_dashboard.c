@@ -16,7 +16,7 @@
  * (data-state: connecting, live, reconnecting, offline), active-connections, count-pass,
  * count-block, count-total, count-closed, total-pass, total-block, chart-pass, chart-block,
  * policy-generation, policy-path, geo-age, regions-body (rows carry data-name), blocks-body,
- * upstreams-body.
+ * upstreams-body (rows carry data-name and data-state: unchecked, up, down).
  *
  * Editing: the page is written one source line per C line, in single quotes where HTML and
  * JavaScript allow, so that few characters need escaping. Keep lines within the 100 columns
@@ -134,7 +134,7 @@ static const char dashboard_page[] =
     "    <section>\n"
     "      <h2>Upstreams</h2>\n"
     "      <table>\n"
-    "        <thead><tr><th>name</th><th>address</th><th>health</th>\n"
+    "        <thead><tr><th>name</th><th>state</th><th>egress</th>\n"
     "          <th class='n'>latency</th></tr></thead>\n"
     "        <tbody id='upstreams-body'>\n"
     "          <tr class='empty'><td colspan='4'>waiting for status</td></tr>\n"
@@ -438,13 +438,22 @@ static const char dashboard_page[] =
     "  };\n"
     "\n"
     "  // ---- /status and /metrics, polled\n"
+    "  // One row per upstream: its state (the reason when down as a tooltip), the egress the\n"
+    "  // exit reported with the declared one, and the last check's latency.\n"
     "  const renderUpstreams = (list) => {\n"
     "    const rows = (Array.isArray(list) ? list : []).map((u) => {\n"
-    "      let health = u.health || '-';\n"
-    "      if (typeof u.healthy === 'boolean') health = u.healthy ? 'up' : 'down';\n"
-    "      const latency = typeof u.latency_ms === 'number' ? u.latency_ms + ' ms' : '-';\n"
-    "      const tr = row([u.name, u.address, health, latency], ['', '', '', 'n']);\n"
-    "      tr.cells[2].className = health === 'up' ? 'pass' : health === 'down' ? 'block' : '';\n"
+    "      const state = typeof u.state === 'string' ? u.state : '-';\n"
+    "      const members = Array.isArray(u.members) ? u.members.join(', ') : '';\n"
+    "      const group = members ? ' (group: ' + members + ')' : '';\n"
+    "      let egress = u.egress || '-';\n"
+    "      if (u.declared_egress) egress += ' (declared ' + u.declared_egress + ')';\n"
+    "      const ms = u.latency_ms;\n"
+    "      const latency = typeof ms === 'number' ? ms.toFixed(1) + ' ms' : '-';\n"
+    "      const tr = row([u.name + group, state, egress, latency], ['wrap', '', 'wrap', 'n']);\n"
+    "      tr.cells[1].className = state === 'up' ? 'pass' : state === 'down' ? 'block' : 'warn';\n"
+    "      if (u.reason) tr.cells[1].title = String(u.reason);\n"
+    "      tr.dataset.name = String(u.name);\n"
+    "      tr.dataset.state = state;\n"
     "      return tr;\n"
     "    });\n"
     "    $('upstreams-body').replaceChildren(...(rows.length ? rows\n"

@@ -7,6 +7,7 @@
 #include "geo/geo.h"
 #include "proxy/log.h"
 #include "proxy/runtime.h"
+#include "proxy/upstream_health.h"
 #include "proxy/worker.h"
 
 void admin_status_info_init(struct admin_status_info *info, const struct admin_deps *deps)
@@ -15,18 +16,99 @@ void admin_status_info_init(struct admin_status_info *info, const struct admin_d
     info->started_at = (int64_t)time(NULL);
 }
 
-static void json_time(struct strbuf *out, const char *key, int64_t t)
+/* A Unix time as ISO 8601 UTC ("2026-11-28T00:22:44Z"). */
+static const char *format_time(int64_t t, char text[32])
 {
-    char text[32] = "";
     struct tm tm;
     time_t tt = (time_t)t;
+    text[0] = '\0';
     if (gmtime_r(&tt, &tm) != NULL)
-        strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    strbuf_printf(out, "\"%s\":", key);
-    strbuf_json_string(out, text);
+        strftime(text, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return text;
 }
 
-static void status_listeners(const struct config *cfg, struct strbuf *out)
+static void json_time(struct strbuf *out, const char *key, int64_t t)
+{
+    char text[32];
+    strbuf_printf(out, "\"%s\":", key);
+    strbuf_json_string(out, format_time(t, text));
+}
+
+/* Whole days from now until a certificate's notAfter, rounded down (negative once expired). */
+static long long cert_days_left(int64_t not_after, int64_t now)
+{
+    int64_t diff = not_after - now;
+    return (long long)(diff / 86400 - (diff % 86400 < 0 ? 1 : 0));
+}
+
+static void json_cert_expiry(struct strbuf *out, int64_t not_after, int64_t now)
+{
+    strbuf_puts(out, ",");
+    json_time(out, "cert_not_after", not_after);
+    strbuf_printf(out, ",\"cert_days_left\":%lld", cert_days_left(not_after, now));
+}
+
+static void json_string_or_null(struct strbuf *out, const char *s)
+{
+    if (s != NULL && s[0] != '\0')
+        strbuf_json_string(out, s);
+    else
+        strbuf_puts(out, "null");
+}
+
+static const char *upstream_kind_name(enum upstream_kind k)
+{
+    switch (k) {
+    case UPSTREAM_TLS:
+        return "tls";
+    case UPSTREAM_SOCKS5:
+        return "socks5";
+    case UPSTREAM_HTTP:
+        return "http";
+    case UPSTREAM_GROUP:
+        break;
+    }
+    return "group";
+}
+
+/* What /status says of one upstream, for both of its forms. */
+struct upstream_view {
+    const char *state; /* unchecked, up, down */
+    char reason[UPSTREAM_HEALTH_TEXT_MAX];
+    char egress[64];
+    bool has_latency; /* the last check succeeded: it is up */
+    double latency_ms;
+    uint64_t changes;
+    char address[CONFIG_HOST_MAX + 8];
+};
+
+static void upstream_view(struct upstream_health *h, const struct config *cfg,
+                          const struct config_upstream *u, struct upstream_view *v)
+{
+    memset(v, 0, sizeof(*v));
+    if (u->kind == UPSTREAM_GROUP) {
+        v->state = upstream_state_name(upstream_health_up(h, cfg, u) ? UPSTREAM_UP : UPSTREAM_DOWN);
+        return;
+    }
+    bool v6 = strchr(u->host, ':') != NULL;
+    snprintf(v->address, sizeof(v->address), "%s%s%s:%u", v6 ? "[" : "", u->host, v6 ? "]" : "",
+             (unsigned)u->port);
+    struct upstream_health_entry *e = upstream_health_entry(h, u->name);
+    if (e == NULL) {
+        v->state = upstream_state_name(UPSTREAM_UNCHECKED);
+        return;
+    }
+    enum upstream_state state = atomic_load_explicit(&e->state, memory_order_relaxed);
+    v->state = upstream_state_name(state);
+    upstream_health_texts(h, e, v->reason, v->egress);
+    if (state != UPSTREAM_DOWN)
+        v->reason[0] = '\0';
+    v->has_latency = state == UPSTREAM_UP;
+    v->latency_ms = (double)atomic_load_explicit(&e->latency_us, memory_order_relaxed) / 1000.0;
+    v->changes = atomic_load_explicit(&e->changes, memory_order_relaxed);
+}
+
+static void status_listeners(const struct config *cfg, int64_t now, struct strbuf *out)
 {
     strbuf_puts(out, "\"listeners\":[");
     for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -38,7 +120,57 @@ static void status_listeners(const struct config *cfg, struct strbuf *out)
         strbuf_json_string(out, config_listener_kind_name(l->kind));
         strbuf_puts(out, ",\"address\":");
         strbuf_json_string(out, config_format_addr(&l->addr, addr, sizeof addr));
-        strbuf_printf(out, ",\"authentication\":%s}", l->users != NULL ? "true" : "false");
+        strbuf_printf(out, ",\"authentication\":%s", l->users != NULL ? "true" : "false");
+        if (l->kind == LISTENER_TUNNEL)
+            json_cert_expiry(out, l->cert_not_after, now);
+        strbuf_puts(out, "}");
+    }
+    strbuf_puts(out, "]");
+}
+
+static void status_upstream(struct upstream_health *h, const struct config *cfg,
+                            const struct config_upstream *u, int64_t now, struct strbuf *out)
+{
+    struct upstream_view v;
+    upstream_view(h, cfg, u, &v);
+    strbuf_puts(out, "{\"name\":");
+    strbuf_json_string(out, u->name);
+    strbuf_printf(out, ",\"kind\":\"%s\",\"state\":\"%s\"", upstream_kind_name(u->kind), v.state);
+    if (u->kind == UPSTREAM_GROUP) {
+        strbuf_printf(out, ",\"strategy\":\"%s\",\"members\":[",
+                      u->strategy == UPSTREAM_ROUND_ROBIN ? "round-robin" : "failover");
+        for (size_t m = 0; m < u->n_members; m++) {
+            strbuf_puts(out, m == 0 ? "" : ",");
+            strbuf_json_string(out, cfg->upstreams[u->members[m]].name);
+        }
+        strbuf_puts(out, "]}");
+        return;
+    }
+    strbuf_puts(out, ",\"address\":");
+    strbuf_json_string(out, v.address);
+    strbuf_puts(out, ",\"reason\":");
+    json_string_or_null(out, v.reason);
+    strbuf_puts(out, ",\"egress\":");
+    json_string_or_null(out, v.egress);
+    strbuf_puts(out, ",\"declared_egress\":");
+    json_string_or_null(out, u->egress);
+    if (v.has_latency)
+        strbuf_printf(out, ",\"latency_ms\":%.1f", v.latency_ms);
+    else
+        strbuf_puts(out, ",\"latency_ms\":null");
+    strbuf_printf(out, ",\"state_changes\":%llu", (unsigned long long)v.changes);
+    if (u->kind == UPSTREAM_TLS)
+        json_cert_expiry(out, u->cert_not_after, now);
+    strbuf_puts(out, "}");
+}
+
+static void status_upstreams(struct upstream_health *h, const struct config *cfg, int64_t now,
+                             struct strbuf *out)
+{
+    strbuf_puts(out, "\"upstreams\":[");
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        strbuf_puts(out, i == 0 ? "" : ",");
+        status_upstream(h, cfg, &cfg->upstreams[i], now, out);
     }
     strbuf_puts(out, "]");
 }
@@ -80,6 +212,7 @@ void admin_render_status(const struct admin_status_info *info, struct strbuf *ou
     const struct reloader *r = d->reloader;
     struct policy_snapshot *snap = runtime_acquire_snapshot(d->rt);
     const struct config *cfg = policy_snapshot_config(snap);
+    int64_t now = (int64_t)time(NULL);
 
     strbuf_init(out, ADMIN_REPLY_MAX);
     strbuf_puts(out, "{\"version\":");
@@ -89,7 +222,7 @@ void admin_render_status(const struct admin_status_info *info, struct strbuf *ou
     strbuf_printf(out, ",\"uptime_s\":%lld,\"workers\":%u,\"active_connections\":%u,",
                   (long long)((int64_t)time(NULL) - info->started_at), d->n_workers,
                   atomic_load(&d->rt->active_conns));
-    status_listeners(cfg, out);
+    status_listeners(cfg, now, out);
     strbuf_printf(out, ",\"policy\":{\"generation\":%llu,\"rules\":%zu,\"path\":",
                   (unsigned long long)policy_snapshot_generation(snap), cfg->n_rules);
     strbuf_json_string(out, cfg->path);
@@ -103,8 +236,47 @@ void admin_render_status(const struct admin_status_info *info, struct strbuf *ou
         strbuf_puts(out, "null");
     strbuf_puts(out, "},");
     status_geoip(cfg, out);
-    strbuf_puts(out, ",\"upstreams\":[],\"certificates\":[]}\n");
+    strbuf_puts(out, ",");
+    status_upstreams(&d->rt->health, cfg, now, out);
+    strbuf_puts(out, "}\n");
     policy_snapshot_release(snap);
+}
+
+static void text_cert_expiry(struct strbuf *out, int64_t not_after, int64_t now)
+{
+    char when[32];
+    long long days = cert_days_left(not_after, now);
+    strbuf_printf(out, ", certificate %s %s (%lld day(s)%s)", days < 0 ? "expired" : "expires",
+                  format_time(not_after, when), days < 0 ? -days : days, days < 0 ? " ago" : "");
+}
+
+/* "upstream     exit-ch tls 192.0.2.7:8443: up, egress 192.0.2.7 (declared CH), 12.0 ms, ..." */
+static void text_upstream(struct upstream_health *h, const struct config *cfg,
+                          const struct config_upstream *u, int64_t now, struct strbuf *out)
+{
+    struct upstream_view v;
+    upstream_view(h, cfg, u, &v);
+    strbuf_printf(out, "upstream     %s %s ", u->name, upstream_kind_name(u->kind));
+    if (u->kind == UPSTREAM_GROUP) {
+        strbuf_puts(out, u->strategy == UPSTREAM_ROUND_ROBIN ? "round-robin (" : "failover (");
+        for (size_t m = 0; m < u->n_members; m++)
+            strbuf_printf(out, "%s%s", m == 0 ? "" : ", ", cfg->upstreams[u->members[m]].name);
+        strbuf_printf(out, "): %s\n", v.state);
+        return;
+    }
+    strbuf_printf(out, "%s: %s", v.address, v.state);
+    if (v.reason[0] != '\0')
+        strbuf_printf(out, ": %s", v.reason);
+    if (v.egress[0] != '\0')
+        strbuf_printf(out, ", egress %s", v.egress);
+    if (u->egress[0] != '\0')
+        strbuf_printf(out, "%sdeclared %s%s", v.egress[0] != '\0' ? " (" : ", ", u->egress,
+                      v.egress[0] != '\0' ? ")" : "");
+    if (v.has_latency)
+        strbuf_printf(out, ", %.1f ms", v.latency_ms);
+    if (u->kind == UPSTREAM_TLS)
+        text_cert_expiry(out, u->cert_not_after, now);
+    strbuf_puts(out, "\n");
 }
 
 void admin_render_status_text(const struct admin_status_info *info, struct strbuf *out)
@@ -114,7 +286,8 @@ void admin_render_status_text(const struct admin_status_info *info, struct strbu
     struct policy_snapshot *snap = runtime_acquire_snapshot(d->rt);
     const struct config *cfg = policy_snapshot_config(snap);
     const struct config_geoip *g = &cfg->geoip;
-    int64_t up = (int64_t)time(NULL) - info->started_at;
+    int64_t now = (int64_t)time(NULL);
+    int64_t up = now - info->started_at;
 
     strbuf_init(out, ADMIN_REPLY_MAX);
     strbuf_printf(out, "geoproxy %s, up %lldd %02lld:%02lld:%02lld, %u worker(s)\n",
@@ -124,10 +297,13 @@ void admin_render_status_text(const struct admin_status_info *info, struct strbu
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         char addr[64];
         const struct config_listener *l = &cfg->listeners[i];
-        strbuf_printf(out, "listener     %s %s (%s)%s\n", l->name,
+        strbuf_printf(out, "listener     %s %s (%s)%s", l->name,
                       config_format_addr(&l->addr, addr, sizeof addr),
                       config_listener_kind_name(l->kind),
                       l->users != NULL ? ", with authentication" : "");
+        if (l->kind == LISTENER_TUNNEL)
+            text_cert_expiry(out, l->cert_not_after, now);
+        strbuf_puts(out, "\n");
     }
     strbuf_printf(out, "policy       generation %llu, %zu rule(s) from %s\n",
                   (unsigned long long)policy_snapshot_generation(snap), cfg->n_rules, cfg->path);
@@ -142,6 +318,8 @@ void admin_render_status_text(const struct admin_status_info *info, struct strbu
     } else {
         strbuf_puts(out, "geoip        none: public addresses are 'unknown'\n");
     }
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        text_upstream(&d->rt->health, cfg, &cfg->upstreams[i], now, out);
     policy_snapshot_release(snap);
 }
 
@@ -149,13 +327,14 @@ void admin_render_metrics(const struct admin_status_info *info, struct metrics_e
                           struct strbuf *out)
 {
     const struct admin_deps *d = &info->deps;
-    struct worker_metrics *all[256];
+    struct worker_metrics *all[257];
     size_t n = d->n_workers < 256 ? d->n_workers : 256;
     struct policy_snapshot *snap = runtime_acquire_snapshot(d->rt);
     const struct config *cfg = policy_snapshot_config(snap);
 
     for (size_t i = 0; i < n; i++)
         all[i] = &d->workers[i].metrics;
+    all[n++] = &d->rt->health.probe_metrics; /* the health checker's, on this loop */
     struct metrics_globals g = {
         .active_connections = atomic_load(&d->rt->active_conns),
         .policy_generation = policy_snapshot_generation(snap),
@@ -166,6 +345,8 @@ void admin_render_metrics(const struct admin_status_info *info, struct metrics_e
         .events_oversized = atomic_load(&d->rt->events.oversized),
         .log_write_errors = log_write_errors(),
         .snap = snap,
+        .health = &d->rt->health,
+        .now = (int64_t)time(NULL),
     };
     strbuf_init(out, ADMIN_REPLY_MAX);
     metrics_render(x, all, n, &g, out);

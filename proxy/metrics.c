@@ -4,7 +4,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/x509_vfy.h>
+
 #include "proxy/strbuf.h"
+#include "proxy/upstream_health.h"
 
 /* Upper bounds of the finite latency buckets, in microseconds. */
 static const uint64_t bucket_bounds_us[METRICS_BUCKETS] = {
@@ -13,6 +16,10 @@ static const uint64_t bucket_bounds_us[METRICS_BUCKETS] = {
 };
 
 static const char *const action_names[METRICS_ACTIONS] = {"pass", "block", "tunnel"};
+
+static const char *const tls_failure_names[METRICS_TLS_FAILURES] = {
+    "no_certificate", "unknown_ca", "expired", "not_yet_valid", "pin_mismatch", "handshake",
+};
 
 /* ---- recording ---------------------------------------------------------------------------- */
 
@@ -124,6 +131,35 @@ void metrics_observe(struct worker_metrics *m, enum metrics_latency which, uint6
     }
     counter_add(&h->count, 1);
     counter_add(&h->sum_us, micros);
+}
+
+void metrics_count_tls_failure(struct worker_metrics *m, enum metrics_tls_failure reason)
+{
+    if ((unsigned)reason >= METRICS_TLS_FAILURES)
+        reason = METRICS_TLS_HANDSHAKE;
+    counter_add(&m->tls_failures[reason], 1);
+}
+
+enum metrics_tls_failure metrics_tls_failure_of(long x509_verify_result, bool peer_sent_certificate)
+{
+    switch (x509_verify_result) {
+    case X509_V_OK:
+        return peer_sent_certificate ? METRICS_TLS_HANDSHAKE : METRICS_TLS_NO_CERTIFICATE;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        return METRICS_TLS_EXPIRED;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return METRICS_TLS_NOT_YET_VALID;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+    case X509_V_ERR_CERT_UNTRUSTED:
+        return METRICS_TLS_UNKNOWN_CA;
+    default:
+        return METRICS_TLS_HANDSHAKE;
+    }
 }
 
 /* ---- exposition --------------------------------------------------------------------------- */
@@ -365,6 +401,78 @@ static void render_globals(const struct metrics_globals *g, struct strbuf *out)
                   (unsigned long long)g->events_oversized);
 }
 
+static void render_tls_failures(struct worker_metrics *const *w, size_t n, struct strbuf *out)
+{
+    render_header(out, "geoproxy_tls_failures_total", "counter",
+                  "TLS handshakes that failed (tunnel listeners and tls upstreams), by reason.");
+    for (size_t r = 0; r < METRICS_TLS_FAILURES; r++) {
+        uint64_t sum = 0;
+        for (size_t i = 0; i < n; i++)
+            sum += counter_get(&w[i]->tls_failures[r]);
+        strbuf_printf(out, "geoproxy_tls_failures_total{reason=\"%s\"} %llu\n",
+                      tls_failure_names[r], (unsigned long long)sum);
+    }
+}
+
+/* The health entry of an upstream that is checked itself (not a group), or NULL. */
+static struct upstream_health_entry *checked_entry(struct upstream_health *h,
+                                                   const struct config_upstream *u)
+{
+    return u->kind != UPSTREAM_GROUP ? upstream_health_entry(h, u->name) : NULL;
+}
+
+/* Health of every upstream of the policy in force (names from the configuration). */
+static void render_upstreams(const struct config *cfg, struct upstream_health *h,
+                             struct strbuf *out)
+{
+    render_header(out, "geoproxy_upstream_up", "gauge",
+                  "Whether the upstream may carry traffic now (a group: any of its members).");
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        strbuf_printf(out, "geoproxy_upstream_up{upstream=\"%s\"} %d\n", cfg->upstreams[i].name,
+                      upstream_health_up(h, cfg, &cfg->upstreams[i]) ? 1 : 0);
+    render_header(out, "geoproxy_upstream_check_latency_seconds", "gauge",
+                  "How long the last health check of an upstream that is up took.");
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        struct upstream_health_entry *e = checked_entry(h, &cfg->upstreams[i]);
+        if (e != NULL && atomic_load_explicit(&e->state, memory_order_relaxed) == UPSTREAM_UP)
+            strbuf_printf(out, "geoproxy_upstream_check_latency_seconds{upstream=\"%s\"} %.6f\n",
+                          e->name,
+                          (double)atomic_load_explicit(&e->latency_us, memory_order_relaxed) / 1e6);
+    }
+    render_header(out, "geoproxy_upstream_state_changes_total", "counter",
+                  "Times an upstream went up or down since the start.");
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        struct upstream_health_entry *e = checked_entry(h, &cfg->upstreams[i]);
+        if (e != NULL)
+            strbuf_printf(
+                out, "geoproxy_upstream_state_changes_total{upstream=\"%s\"} %llu\n", e->name,
+                (unsigned long long)atomic_load_explicit(&e->changes, memory_order_relaxed));
+    }
+}
+
+static void render_expiry(struct strbuf *out, const char *kind, const char *name, int64_t not_after,
+                          int64_t now)
+{
+    strbuf_printf(out, "geoproxy_certificate_expiry_seconds{kind=\"%s\",name=\"%s\"} %lld\n", kind,
+                  name, (long long)(not_after - now));
+}
+
+/* Time until the certificates of tunnel listeners and tls upstreams expire. Seconds, not days:
+ * Prometheus's base unit (promtool's lint refuses a _days name). */
+static void render_certificates(const struct config *cfg, int64_t now, struct strbuf *out)
+{
+    render_header(out, "geoproxy_certificate_expiry_seconds", "gauge",
+                  "Seconds until a certificate geoproxy presents expires (negative: expired).");
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        if (cfg->listeners[i].kind == LISTENER_TUNNEL)
+            render_expiry(out, "listener", cfg->listeners[i].name, cfg->listeners[i].cert_not_after,
+                          now);
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        if (cfg->upstreams[i].kind == UPSTREAM_TLS)
+            render_expiry(out, "upstream", cfg->upstreams[i].name, cfg->upstreams[i].cert_not_after,
+                          now);
+}
+
 void metrics_render(struct metrics_exposition *x, struct worker_metrics *const *w, size_t n,
                     const struct metrics_globals *g, struct strbuf *out)
 {
@@ -395,4 +503,9 @@ void metrics_render(struct metrics_exposition *x, struct worker_metrics *const *
                      "From the decision until the destination was connected (or failed).", out);
     render_histogram(w, n, METRICS_DNS, "geoproxy_dns_seconds",
                      "Destination name resolutions the policy asked for.", out);
+    render_tls_failures(w, n, out);
+    if (cfg != NULL && g->health != NULL)
+        render_upstreams(cfg, g->health, out);
+    if (cfg != NULL)
+        render_certificates(cfg, g->now, out);
 }

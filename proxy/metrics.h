@@ -5,7 +5,8 @@
  * Labels never hold addresses or host names: actions, rule names (bounded by the
  * configuration and by METRICS_RULES_MAX), countries (676 codes plus local and unknown, and the
  * exposition folds all but the first METRICS_TOP_COUNTRIES seen into "other"), regions, end
- * reasons (constants of the code) and fixed histogram buckets. */
+ * reasons (constants of the code), TLS failure reasons (a fixed set), upstream and listener names
+ * (from the configuration) and fixed histogram buckets. */
 #ifndef GEOPROXY_PROXY_METRICS_H
 #define GEOPROXY_PROXY_METRICS_H
 
@@ -28,6 +29,17 @@
 enum metrics_action { METRICS_PASS, METRICS_BLOCK, METRICS_TUNNEL, METRICS_ACTIONS };
 enum metrics_latency { METRICS_HANDSHAKE, METRICS_CONNECT, METRICS_DNS, METRICS_LATENCIES };
 enum metrics_direction { METRICS_UP, METRICS_DOWN }; /* client to upstream, and back */
+
+/* Why a TLS handshake failed (geoproxy_tls_failures_total{reason}). */
+enum metrics_tls_failure {
+    METRICS_TLS_NO_CERTIFICATE, /* the peer was asked for a certificate and sent none */
+    METRICS_TLS_UNKNOWN_CA,     /* its certificate does not chain to the CA we trust */
+    METRICS_TLS_EXPIRED,
+    METRICS_TLS_NOT_YET_VALID,
+    METRICS_TLS_PIN_MISMATCH, /* an exit's key is not the one its upstream line pins */
+    METRICS_TLS_HANDSHAKE,    /* any other failure: protocol, version, not TLS at all */
+    METRICS_TLS_FAILURES
+};
 
 struct metrics_counter {
     atomic_uint_fast64_t v;
@@ -60,6 +72,7 @@ struct worker_metrics {
     struct metrics_end_reason ends[METRICS_END_REASONS_MAX];
     struct metrics_counter ends_overflow;
     struct metrics_histogram latency[METRICS_LATENCIES];
+    struct metrics_counter tls_failures[METRICS_TLS_FAILURES];
 };
 
 /* ---- recording: the owning worker's thread only ---- */
@@ -74,6 +87,17 @@ void metrics_count_close(struct worker_metrics *m, bool decided, enum verdict_ac
 
 void metrics_observe(struct worker_metrics *m, enum metrics_latency which, uint64_t micros);
 
+/* A TLS handshake that failed, on a tunnel listener or towards a tls upstream. */
+void metrics_count_tls_failure(struct worker_metrics *m, enum metrics_tls_failure reason);
+
+/* Why a handshake failed, from what OpenSSL says of it (pure): the peer certificate's
+ * verification result (SSL_get_verify_result) decides first; X509_V_OK with
+ * peer_sent_certificate false is no_certificate; anything else is handshake. Pass
+ * peer_sent_certificate false only when the peer answered a certificate request with none, not
+ * when the handshake failed before that (a plain-HTTP client is a handshake failure). */
+enum metrics_tls_failure metrics_tls_failure_of(long x509_verify_result,
+                                                bool peer_sent_certificate);
+
 /* ---- exposition: the admin loop ---- */
 
 /* What the exposition remembers between scrapes: which countries have a label of their own
@@ -84,6 +108,8 @@ struct metrics_exposition {
     size_t n_labelled;
 };
 
+struct upstream_health;
+
 /* Process-wide values that do not live in the workers. */
 struct metrics_globals {
     unsigned active_connections;
@@ -93,7 +119,9 @@ struct metrics_globals {
     int64_t geo_build_epoch; /* -1: no country database */
     uint64_t events_oversized;
     uint64_t log_write_errors;
-    const struct policy_snapshot *snap; /* for the region catalog */
+    const struct policy_snapshot *snap; /* for the region catalog, upstreams and listeners */
+    struct upstream_health *health;     /* upstream states; NULL: no upstream series */
+    int64_t now;                        /* Unix time, for certificate expiry */
 };
 
 struct strbuf;

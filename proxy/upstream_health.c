@@ -50,6 +50,17 @@ bool upstream_health_usable(struct upstream_health *h, const struct config_upstr
     return state == UPSTREAM_UP || (state == UPSTREAM_UNCHECKED && u->egress[0] == '\0');
 }
 
+bool upstream_health_up(struct upstream_health *h, const struct config *cfg,
+                        const struct config_upstream *u)
+{
+    if (u->kind != UPSTREAM_GROUP)
+        return upstream_health_usable(h, u);
+    for (size_t i = 0; i < u->n_members; i++)
+        if (upstream_health_usable(h, &cfg->upstreams[u->members[i]]))
+            return true;
+    return false;
+}
+
 bool upstream_health_report(struct upstream_health *h, const struct config_upstream *u, bool up,
                             const char *reason, const char *egress, uint64_t latency_us)
 {

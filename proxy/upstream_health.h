@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "policy/config.h"
+#include "proxy/metrics.h"
 
 #define UPSTREAM_HEALTH_MAX (2 * CONFIG_MAX_UPSTREAMS) /* names remembered across reloads */
 #define UPSTREAM_HEALTH_TEXT_MAX 192
@@ -40,6 +41,9 @@ struct upstream_health {
     struct upstream_health_entry entries[UPSTREAM_HEALTH_MAX];
     atomic_size_t n;
     atomic_uint round_robin; /* the next start for round-robin groups */
+    /* What the health checker's probes count (TLS failures): written by its thread only, summed
+     * with the workers' counters in GET /metrics. */
+    struct worker_metrics probe_metrics;
 };
 
 int upstream_health_init(struct upstream_health *h);
@@ -50,6 +54,11 @@ struct upstream_health_entry *upstream_health_entry(struct upstream_health *h, c
 
 /* Whether u (not a group) may carry traffic now. */
 bool upstream_health_usable(struct upstream_health *h, const struct config_upstream *u);
+
+/* Whether u may carry traffic now: as upstream_health_usable, and a group when any of its
+ * members is usable. */
+bool upstream_health_up(struct upstream_health *h, const struct config *cfg,
+                        const struct config_upstream *u);
 
 /* Records the outcome of a check or of a connection through u. Returns true when the state
  * changed (the caller logs it). 'reason' (down only) and 'egress' (may be NULL) are copied for

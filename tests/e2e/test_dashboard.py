@@ -204,5 +204,31 @@ class Dashboard(ProxyTestCase):
         self.assertEqual(self.browser.errors[errors_while_down:], [],
                          "errors in the browser after the daemon came back")
 
+    def test_upstream_health_table(self):
+        # Another geoproxy with upstreams: a SOCKS5 parent on a closed port (down once checked)
+        # and a failover group of it; the table follows /status.
+        admin = free_port()
+        self.start_proxy(rules=["rule rest tunnel via parents"], tag="geoproxy-upstreams", extra=[
+            f"admin 127.0.0.1:{admin}", f"geoip country {self.db}",
+            f"upstream parent socks5 127.0.0.1:{self.closed_port()}",
+            "upstream parents group failover parent", "health-check every 200ms timeout 500ms"])
+        wait_until(lambda: can_connect("127.0.0.1", admin), what="the second admin listener")
+        self.browser.navigate(f"http://127.0.0.1:{admin}/")
+        rows = """Array.from(document.querySelectorAll('#upstreams-body tr[data-name]'))
+          .map((tr) => [tr.dataset.name, tr.dataset.state, tr.cells[1].title,
+                        tr.cells[0].textContent])"""
+        last = {}
+
+        def down():
+            last["rows"] = self.browser.evaluate(rows)
+            return [r[:2] for r in last["rows"]] == [["parent", "down"], ["parents", "down"]]
+
+        wait_until(down, timeout=WAIT, interval=0.2, what="both upstreams down in the table")
+        parent, group = last["rows"]
+        self.assertRegex(parent[2], r"parent", "the reason as the state's tooltip")
+        self.assertEqual(group[3], "parents (group: parent)")
+        self.assertNoBrowserErrors()
+
+
 if __name__ == "__main__":
     unittest.main()
