@@ -311,6 +311,15 @@ static const char *conn_setup(struct conn *c, const char *listener_name)
 /* A tunnel client whose TLS handshake failed: say why (the client as a pseudonym only). */
 static void conn_tunnel_refuse(struct conn *c)
 {
+    /* A client that sent no certificate passes verification (there was nothing to verify):
+     * only the handshake's state tells it from one that does not speak TLS at all. */
+    SSL *ssl = link_ssl(&c->client);
+    metrics_count_tls_failure(
+        &c->worker->metrics,
+        ssl == NULL ? METRICS_TLS_HANDSHAKE
+                    : metrics_tls_failure_of(SSL_get_verify_result(ssl),
+                                             SSL_get_state(ssl) != TLS_ST_SR_CERT ||
+                                                 SSL_get0_peer_certificate(ssl) != NULL));
     log_msg(LOG_WARN, "listener %s: refused a TLS client (%s): %s", c->listener->name,
             conn_log_client_id(c), link_tls_error(&c->client));
     conn_close_because(c, "tls-refused");
@@ -512,6 +521,7 @@ static struct upstream_req *conn_ask_upstream(struct conn *c, const struct confi
         .sessions = &c->worker->tls_sessions,
         .pool = &c->worker->tls_pool,
         .snap = c->snap,
+        .metrics = &c->worker->metrics,
         .cfg = conn_config(c),
         .via = via,
         .ask = ask,

@@ -93,6 +93,7 @@ static void health_round(uv_timer_t *t)
             .loop = hc->loop,
             .resolver = hc->resolver,
             .sessions = &hc->sessions,
+            .metrics = &hc->rt->health.probe_metrics,
             .cfg = cfg,
             .via = u,
             .ask = UPSTREAM_ASK_EGRESS,

@@ -21,6 +21,7 @@
 #include "proxy/http_client_parse.h"
 #include "proxy/http_control_parse.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/outbound.h"
 #include "proxy/socks_client_parse.h"
 #include "proxy/tls_pool.h"
@@ -434,11 +435,16 @@ static void on_tls_done(struct link *l, int status)
 {
     struct upstream_req *req = l->data;
     if (status != 0) {
+        if (req->p.metrics != NULL)
+            metrics_count_tls_failure(
+                req->p.metrics, metrics_tls_failure_of(SSL_get_verify_result(link_ssl(l)), true));
         upstream_member_failed(req, OUTBOUND_FAILED, "TLS with upstream %s failed: %s",
                                req->cur->name, link_tls_error(l));
         return;
     }
     if (req->cur->pin != NULL && !certs_ssl_peer_matches_pin(link_ssl(l), req->cur->pin)) {
+        if (req->p.metrics != NULL)
+            metrics_count_tls_failure(req->p.metrics, METRICS_TLS_PIN_MISMATCH);
         upstream_member_failed(req, OUTBOUND_FAILED,
                                "upstream %s presented a key that does not match its pin %s",
                                req->cur->name, req->cur->pin);

@@ -22,6 +22,7 @@
 #include "proxy/target.h"
 
 struct policy_snapshot;
+struct worker_metrics;
 struct upstream_health;
 struct tls_pool;
 struct tls_session_cache;
@@ -40,6 +41,7 @@ struct upstream_params {
     struct upstream_health *health;     /* marks and picks; NULL: try 'via' whatever its state */
     struct tls_session_cache *sessions; /* resumption; may be NULL */
     struct tls_pool *pool;              /* idle links to take; may be NULL */
+    struct worker_metrics *metrics;     /* TLS failures are counted here; NULL: not counted */
     struct policy_snapshot *snap;       /* cfg's snapshot, for the pool's refills (with pool) */
     const struct config *cfg;           /* 'via' belongs to it; kept alive by the caller */
     const struct config_upstream *via;  /* an upstream or a group */

@@ -172,7 +172,6 @@ class Metrics(TunnelOpsCase):
 class TlsFailures(TunnelOpsCase):
     # The counting call is wired in proxy/conn.c (conn_tunnel_refuse) by its owner; until then
     # the counter stays at 0 and this test fails.
-    @unittest.expectedFailure
     def test_client_without_certificate_counted_at_the_exit(self):
         def refused():
             return metric(self.metrics(self.exit_admin), "geoproxy_tls_failures_total",
