@@ -17,7 +17,9 @@
  *               exchange, and any tunnel the proxy opens behind it), and from connect() to the
  *               SOCKS5 reply, p50/p99/max. Some proxies (ss-local, trojan) reply at once and
  *               only open their tunnel when the first bytes arrive: only the first figure
- *               compares them fairly.
+ *               compares them fairly. --gap-ms N pauses between connections, so that what a
+ *               proxy does after a connection (refilling a pool, say) is not counted in the next
+ *               one: the latency of a connection on an unloaded proxy, rather than back to back.
  *   idle        opens --conns connections (at most --concurrency being set up at a time), each
  *               checked end to end with a one-byte echo, and holds them idle; reports the memory
  *               of the proxy before and after, per connection. Then it closes them cleanly: it
@@ -117,7 +119,7 @@ struct options {
     struct sockaddr_in hop;    /* where the TCP connection goes: proxy, relay or target */
     struct sockaddr_in target; /* what the handshake asks for */
     bool upload;
-    unsigned streams, clients, conns, concurrency, warmup_conns;
+    unsigned streams, clients, conns, concurrency, warmup_conns, gap_ms;
     unsigned payload;
     double duration, warmup, settle, timeout, setup_limit;
     pid_t pids[MAX_ROOTS]; /* the proxy's processes (two for a tunnel): CPU and memory */
@@ -467,6 +469,11 @@ static void cycle_done(struct run *r, struct lconn *c)
         }
         if (r->cycles_total >= (uint64_t)r->o.warmup_conns + r->o.conns)
             r->launching = false;
+        if (r->launching && r->o.gap_ms > 0) { /* paced: what the proxy does in between is done */
+            struct timespec gap = {.tv_sec = r->o.gap_ms / 1000,
+                                   .tv_nsec = (long)(r->o.gap_ms % 1000) * 1000000L};
+            nanosleep(&gap, NULL);
+        }
     } else if (t >= r->win_start && t < r->win_end) {
         r->cycles_in_window++;
         lat_add(&r->lat_cycle, t - c->t_start);
@@ -1032,9 +1039,10 @@ static int run_setup(struct run *r)
     qsort(r->lat_reply.us, r->lat_reply.n, sizeof(uint32_t), cmp_u32);
     print_first_error(r);
     printf("RESULT scenario=setup label=%s conns=%u measured=%" PRIu64 " warmup_conns=%u"
-           " payload=%u secs=%.3f setup_p50_ms=%.3f setup_p99_ms=%.3f setup_max_ms=%.3f"
+           " gap_ms=%u payload=%u secs=%.3f setup_p50_ms=%.3f setup_p99_ms=%.3f setup_max_ms=%.3f"
            " reply_p50_ms=%.3f reply_p99_ms=%.3f",
-           r->o.label, r->o.conns, r->cycles_in_window, r->o.warmup_conns, r->o.payload, secs,
+           r->o.label, r->o.conns, r->cycles_in_window, r->o.warmup_conns, r->o.gap_ms,
+           r->o.payload, secs,
            lat_pct(&r->lat_first, 50), lat_pct(&r->lat_first, 99), lat_pct(&r->lat_first, 100),
            lat_pct(&r->lat_reply, 50), lat_pct(&r->lat_reply, 99));
     if (p0.ok && p1.ok)
@@ -1188,6 +1196,7 @@ static void usage(void)
             "  throughput: [--streams N] [--dir down|up]   (target: source or sink port)\n"
             "  connrate:   [--clients N] [--payload N]     (target: ping port)\n"
             "  setup:      [--conns N] [--warmup-conns N] [--setup-limit S] [--payload N]\n"
+            "              [--gap-ms N] (a pause between connections: unloaded latency)\n"
             "              one connection at a time        (target: ping port)\n"
             "  idle:       [--conns N] [--concurrency N] [--settle S] [--setup-limit S]\n"
             "              [--payload N]                   (target: ping port)\n"
@@ -1218,6 +1227,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"settle", required_argument, NULL, 'S'},
         {"setup-limit", required_argument, NULL, 'L'},
         {"warmup-conns", required_argument, NULL, 'W'},
+        {"gap-ms", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1317,6 +1327,9 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case 'W':
             bad |= parse_u32(optarg, 0, 60000, &o->warmup_conns) != 0;
+            break;
+        case 'G':
+            bad |= parse_u32(optarg, 0, 10000, &o->gap_ms) != 0;
             break;
         case 'k':
             bad |= parse_u32(optarg, 1, 10000, &o->concurrency) != 0;

@@ -4,7 +4,8 @@
 # load in the same run. See docs/BENCHMARKS.md, "Tunnel".
 #
 # usage: bench/tunnel.sh [--quick] [--peer LIST] [--scenario LIST] [--reps N] [--duration S]
-#                        [--setup-conns N] [--port-base P] [--geoproxy PATH] [--no-build]
+#                        [--setup-conns N] [--setup-gap-ms N] [--port-base P] [--geoproxy PATH]
+#                        [--no-build]
 #                        [--no-install] [--keep DIR]
 #   Peers (run in this order, round after round):
 #     direct           no proxy (the ceiling)
@@ -19,6 +20,9 @@
 #   --reps N          rounds (default 3; the table shows medians)
 #   --duration S      measured seconds per throughput run (default 5)
 #   --setup-conns N   sequential connections measured per set-up run (default 500)
+#   --setup-gap-ms N  pause N ms between set-up connections (default 0: back to back, so the
+#                     work a peer does after one connection is paid by the next; with a gap,
+#                     each connection meets an unloaded peer)
 #   --port-base P     target on P..P+3, peers above it (default 23000)
 #   --geoproxy PATH   use this binary instead of building build-bench/geoproxy
 #   --no-build        do not (re)build geoproxy; use build-bench/geoproxy if it is there
@@ -41,6 +45,7 @@ duration=5
 warmup=0.5
 setup_conns=500
 setup_warmup=20
+setup_gap_ms=0
 port_base=23000
 geoproxy_bin=""
 build_geoproxy=1
@@ -59,6 +64,7 @@ while [ $# -gt 0 ]; do
     --reps) reps="${2:?}"; shift ;;
     --duration) duration="${2:?}"; shift ;;
     --setup-conns) setup_conns="${2:?}"; shift ;;
+    --setup-gap-ms) setup_gap_ms="${2:?}"; shift ;;
     --port-base) port_base="${2:?}"; shift ;;
     --geoproxy) geoproxy_bin="${2:?}"; shift ;;
     --no-build) build_geoproxy=0 ;;
@@ -307,7 +313,7 @@ route() {
 bench_start_target "$port_base" 3600
 started=$(date +%s)
 echo "geoproxy tunnel bench: scenarios=$scenarios peers=$peers reps=$reps duration=${duration}s" \
-    "setup_conns=$setup_conns work=$work"
+    "setup_conns=$setup_conns setup_gap_ms=$setup_gap_ms work=$work"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  host: $(nproc) cores, $(uname -r)"
 echo "command: bench/tunnel.sh $all_args"
 if [ "$geoproxy_status" != "not selected" ]; then
@@ -375,7 +381,7 @@ for rep in $(seq "$reps"); do
         fi
         if want_scenario setup; then
             measure "$name" "$name" "$rep" socks5 --scenario setup --conns "$setup_conns" \
-                --warmup-conns "$setup_warmup" --setup-limit 120
+                --warmup-conns "$setup_warmup" --gap-ms "$setup_gap_ms" --setup-limit 120
         fi
     done
 done

@@ -197,14 +197,41 @@ struct link *tls_pool_take(struct tls_pool *pool, const struct config_upstream *
     return taken;
 }
 
+static void slot_clear_due(struct tls_pool_slot *slot)
+{
+    policy_snapshot_release(slot->due_snap);
+    slot->due_snap = NULL;
+    slot->due = NULL;
+}
+
+static void on_refill_due(uv_timer_t *t)
+{
+    struct tls_pool *pool = t->data;
+    for (size_t s = 0; s < CONFIG_MAX_UPSTREAMS; s++) {
+        struct tls_pool_slot *slot = &pool->slots[s];
+        if (slot->due == NULL)
+            continue;
+        if (slot->ctx == (const void *)slot->due->tls)
+            pool_fill(pool, slot, slot->due_snap, slot->due);
+        slot_clear_due(slot);
+    }
+}
+
 void tls_pool_refill(struct tls_pool *pool, struct policy_snapshot *snap,
                      const struct config_upstream *u)
 {
     if (!pool->open || u->kind != UPSTREAM_TLS || u->pool == 0)
         return;
     struct tls_pool_slot *slot = pool_slot(pool, u->name, true);
-    if (slot != NULL && slot->ctx == (const void *)u->tls)
-        pool_fill(pool, slot, snap, u);
+    if (slot == NULL || slot->ctx != (const void *)u->tls)
+        return;
+    if (slot->due != u) {
+        slot_clear_due(slot);
+        slot->due_snap = policy_snapshot_acquire(snap);
+        slot->due = u;
+    }
+    if (!uv_is_active((uv_handle_t *)&pool->refill))
+        uv_timer_start(&pool->refill, on_refill_due, TLS_POOL_REFILL_DELAY_MS, 0);
 }
 
 /* Drops links about to be too old for the exit. */
@@ -235,6 +262,8 @@ int tls_pool_init(struct tls_pool *pool, uv_loop_t *loop, struct resolver *resol
     if (err != 0)
         return err;
     pool->sweep.data = pool;
+    uv_timer_init(loop, &pool->refill);
+    pool->refill.data = pool;
     pool->open = true;
     return 0;
 }
@@ -251,8 +280,11 @@ void tls_pool_close(struct tls_pool *pool)
         policy_snapshot_release(f->snap);
         free(f);
     }
-    for (size_t s = 0; s < CONFIG_MAX_UPSTREAMS; s++)
+    for (size_t s = 0; s < CONFIG_MAX_UPSTREAMS; s++) {
+        slot_clear_due(&pool->slots[s]);
         while (pool->slots[s].n_idle > 0)
             pool_drop_idle(&pool->slots[s], 0);
+    }
     uv_close((uv_handle_t *)&pool->sweep, NULL);
+    uv_close((uv_handle_t *)&pool->refill, NULL);
 }

@@ -19,6 +19,9 @@
 #include "proxy/link.h"
 
 #define TLS_POOL_IDLE_MS 5000
+/* A refill waits this long after the tunnel that asked for it: the handshake's CPU then does
+ * not delay that tunnel's first exchanges, which run on the same thread. */
+#define TLS_POOL_REFILL_DELAY_MS 10
 #define TLS_POOL_PER_UPSTREAM_MAX 64
 
 struct policy_snapshot;
@@ -38,6 +41,10 @@ struct tls_pool_slot {
     struct tls_pool_idle idle[TLS_POOL_PER_UPSTREAM_MAX];
     size_t n_idle;
     unsigned filling; /* handshakes in progress */
+    /* A refill asked for and not started yet: the upstream, and the snapshot it lives in (one
+     * reference), or NULL. */
+    struct policy_snapshot *due_snap;
+    const struct config_upstream *due;
 };
 
 struct tls_pool {
@@ -45,6 +52,7 @@ struct tls_pool {
     struct resolver *resolver;
     struct tls_session_cache *sessions;
     uv_timer_t sweep;
+    uv_timer_t refill; /* starts the refills that are due */
     bool open;
     struct tls_pool_fill *fills; /* in progress, for tls_pool_close */
     struct tls_pool_slot slots[CONFIG_MAX_UPSTREAMS];
@@ -59,9 +67,9 @@ int tls_pool_init(struct tls_pool *pool, uv_loop_t *loop, struct resolver *resol
 struct link *tls_pool_take(struct tls_pool *pool, const struct config_upstream *u,
                            struct sockaddr_storage *peer);
 
-/* Starts handshakes until u's pool holds u->pool links. Called once a tunnel through u is set
- * up, not while it is: the refill's handshake then does not hold up the tunnel that used the
- * pool. 'snap' (u's snapshot) is held by the refills while they run. */
+/* Starts handshakes, TLS_POOL_REFILL_DELAY_MS from now, until u's pool holds u->pool links.
+ * Called once a tunnel through u is set up, not while it is. 'snap' (u's snapshot) is held
+ * until the refills end. */
 void tls_pool_refill(struct tls_pool *pool, struct policy_snapshot *snap,
                      const struct config_upstream *u);
 
