@@ -129,6 +129,7 @@ write_configs() {
 listen mixed 127.0.0.1:$geoproxy_port
 rule default pass
 limit connections 20000
+limit per-client-connections 0
 EOF
     if [ "$observed" = 1 ]; then
         echo "admin 127.0.0.1:$((geoproxy_port + 5))" >>"$work/geoproxy.conf"

@@ -69,6 +69,8 @@ static const struct directive directives[] = {
     {"resolver", config_parse_resolver},
     {"timeout", config_parse_timeout},
     {"limit", config_parse_limit},
+    {"user", config_parse_user},
+    {"group", config_parse_group},
     {"rule", config_parse_rule},
     {"geoip", config_parse_geoip},
     {"region", config_parse_region},
@@ -272,6 +274,8 @@ static struct config *config_new(const char *path)
     cfg->limits.connections = 10000;
     cfg->limits.header_bytes = 16384;
     cfg->limits.dns_cache_entries = 4096;
+    cfg->limits.per_client_connections = 256;
+    cfg->limits.per_client_rate = 0;
     cfg->health.interval_ms = 5 * 1000;
     cfg->health.timeout_ms = 3 * 1000;
     return cfg;

@@ -182,13 +182,21 @@ enum config_on_reload {
 };
 
 struct config_limits {
-    uint32_t connections;       /* concurrent client connections, all workers, default 10000 */
-    uint32_t header_bytes;      /* largest handshake or HTTP request head, default 16384 */
-    uint32_t dns_cache_entries; /* per worker, default 4096 */
+    uint32_t connections;            /* concurrent client connections, all workers, default 10000 */
+    uint32_t header_bytes;           /* largest handshake or HTTP request head, default 16384 */
+    uint32_t dns_cache_entries;      /* per worker, default 4096 */
+    uint32_t per_client_connections; /* concurrent connections per client, default 256; 0: no cap */
+    uint32_t per_client_rate;        /* new connections per second per client; 0 (default): off */
 };
+
+#define CONFIG_ACCOUNT_NAME_MAX 32 /* "user NAME", "group NAME": a system account's name */
 
 struct config {
     char *path; /* the top-level file, or the name given to config_parse_string */
+    /* "user NAME" / "group NAME": the account `run` switches to once every socket is bound;
+     * "" when not set (no switch; the group defaults to the user's). */
+    char run_user[CONFIG_ACCOUNT_NAME_MAX + 1];
+    char run_group[CONFIG_ACCOUNT_NAME_MAX + 1];
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
     size_t n_listeners;
     unsigned workers; /* 0 = one per core ("workers auto") */

@@ -31,6 +31,8 @@ enum config_limit_kind {
     CONFIG_LIMIT_CONNECTIONS,
     CONFIG_LIMIT_HEADER_BYTES,
     CONFIG_LIMIT_DNS_CACHE,
+    CONFIG_LIMIT_PER_CLIENT_CONNECTIONS,
+    CONFIG_LIMIT_PER_CLIENT_RATE,
     CONFIG_LIMIT_COUNT
 };
 
@@ -77,6 +79,8 @@ struct config_parser {
     struct config_origin on_reload_at;
     struct config_origin health_at;
     struct config_origin external_at;
+    struct config_origin user_at;
+    struct config_origin group_at;
     struct config_line words;
 };
 
@@ -195,6 +199,8 @@ int config_parse_option_pairs(struct config_parser *p, const struct config_line 
 void config_parse_workers(struct config_parser *p, const struct config_line *w);
 void config_parse_timeout(struct config_parser *p, const struct config_line *w);
 void config_parse_limit(struct config_parser *p, const struct config_line *w);
+void config_parse_user(struct config_parser *p, const struct config_line *w);
+void config_parse_group(struct config_parser *p, const struct config_line *w);
 void config_parse_resolver(struct config_parser *p, const struct config_line *w);
 void config_parse_listen(struct config_parser *p, const struct config_line *w);
 void config_parse_rule(struct config_parser *p, const struct config_line *w);

@@ -1,4 +1,4 @@
-/* The directives that set one value each: workers, timeout, limit, resolver. */
+/* The directives that set one value each: workers, timeout, limit, resolver, user, group. */
 #include "policy/config_parser.h"
 
 #include <stdint.h>
@@ -11,9 +11,12 @@
 #define CONFIG_WORKERS_MAX 256
 
 static const char *const timeout_names[] = {"handshake", "connect", "dns", "idle", "drain", NULL};
-static const char *const limit_names[] = {"connections", "header-bytes", "dns-cache", NULL};
-static const uint32_t limit_min[CONFIG_LIMIT_COUNT] = {1, 1024, 0};
-static const uint32_t limit_max[CONFIG_LIMIT_COUNT] = {1000000, 1048576, 1000000};
+static const char *const limit_names[] = {
+    "connections", "header-bytes", "dns-cache", "per-client-connections", "per-client-rate", NULL};
+static const uint32_t limit_min[CONFIG_LIMIT_COUNT] = {1, 1024, 0, 0, 1};
+static const uint32_t limit_max[CONFIG_LIMIT_COUNT] = {1000000, 1048576, 1000000, 1000000, 1000000};
+#define LIMIT_EXPECTED                                                                             \
+    "expected connections, header-bytes, dns-cache, per-client-connections or per-client-rate"
 
 void config_parse_workers(struct config_parser *p, const struct config_line *w)
 {
@@ -134,6 +137,10 @@ static uint32_t *limit_slot(struct config_limits *l, enum config_limit_kind kind
         return &l->connections;
     case CONFIG_LIMIT_HEADER_BYTES:
         return &l->header_bytes;
+    case CONFIG_LIMIT_PER_CLIENT_CONNECTIONS:
+        return &l->per_client_connections;
+    case CONFIG_LIMIT_PER_CLIENT_RATE:
+        return &l->per_client_rate;
     case CONFIG_LIMIT_DNS_CACHE:
     case CONFIG_LIMIT_COUNT:
         break;
@@ -150,39 +157,107 @@ void config_parse_limit(struct config_parser *p, const struct config_line *w)
     enum config_number_result rc;
 
     if (w->count < 2) {
-        config_parser_error(p, w->tokens[0].end_col,
-                            "missing limit name (expected connections, header-bytes or dns-cache)");
+        config_parser_error(p, w->tokens[0].end_col, "missing limit name (" LIMIT_EXPECTED ")");
         return;
     }
     kind = config_word_index(&w->tokens[1], limit_names);
     if (kind < 0) {
-        config_error_unknown_word(p, &w->tokens[1], "limit", "", limit_names,
-                                  "expected connections, header-bytes or dns-cache");
+        config_error_unknown_word(p, &w->tokens[1], "limit", "", limit_names, LIMIT_EXPECTED);
         return;
     }
+    bool is_rate = kind == CONFIG_LIMIT_PER_CLIENT_RATE;
+    const char *unit = is_rate ? "/s" : "";
     snprintf(what, sizeof what, "'limit %s'", limit_names[kind]);
     if (w->count < 3) {
-        config_parser_error(p, w->tokens[1].end_col, "missing number after %s", what);
+        config_parser_error(p, w->tokens[1].end_col, "missing %s after %s",
+                            is_rate ? "rate (e.g. 20/s)" : "number", what);
         return;
     }
     if (!config_expect_end(p, w, 3, "limit") ||
         !config_check_once(p, &p->limit_at[kind], w->tokens[0].col, what)) {
         return;
     }
-    rc = config_parse_number(w->tokens[2].text, w->tokens[2].len, &n);
+    const struct config_token *t = &w->tokens[2];
+    size_t len = t->len;
+    if (is_rate && config_word_is(t, "off")) {
+        p->cfg->limits.per_client_rate = 0;
+        config_mark_set(p, &p->limit_at[kind]);
+        return;
+    }
+    if (is_rate && (len < 3 || memcmp(t->text + len - 2, "/s", 2) != 0)) {
+        config_parser_error(p, t->col,
+                            "expected a rate like 20/s (new connections per second) or 'off' "
+                            "for %s, got '%s'",
+                            what, config_token_clip(t, shown));
+        return;
+    }
+    rc = config_parse_number(t->text, is_rate ? len - 2 : len, &n);
     if (rc == CONFIG_NUMBER_INVALID) {
-        config_parser_error(p, w->tokens[2].col, "expected a number for %s, got '%s'", what,
-                            config_token_clip(&w->tokens[2], shown));
+        config_parser_error(p, t->col, "expected a number%s for %s, got '%s'",
+                            is_rate ? " before '/s'" : "", what, config_token_clip(t, shown));
         return;
     }
     if (rc == CONFIG_NUMBER_TOO_LARGE || n < limit_min[kind] || n > limit_max[kind]) {
-        config_parser_error(p, w->tokens[2].col, "%s must be a number from %u to %u, got '%s'",
-                            what, (unsigned)limit_min[kind], (unsigned)limit_max[kind],
-                            config_token_clip(&w->tokens[2], shown));
+        config_parser_error(p, t->col, "%s must be %s from %u%s to %u%s, got '%s'", what,
+                            is_rate ? "a rate" : "a number", (unsigned)limit_min[kind], unit,
+                            (unsigned)limit_max[kind], unit, config_token_clip(t, shown));
         return;
     }
     *limit_slot(&p->cfg->limits, (enum config_limit_kind)kind) = (uint32_t)n;
     config_mark_set(p, &p->limit_at[kind]);
+}
+
+/* A portable account name (POSIX): letters, digits, '.', '_' and '-', not starting with '-'. */
+static bool account_name_is_valid(const struct config_token *t)
+{
+    if (t->len == 0 || t->len > CONFIG_ACCOUNT_NAME_MAX || t->text[0] == '-')
+        return false;
+    for (size_t i = 0; i < t->len; i++) {
+        char ch = t->text[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* "user NAME" and "group NAME": checked for form here; whether the account exists is the
+ * business of `run`, on the machine it runs on. */
+static void parse_account(struct config_parser *p, const struct config_line *w, const char *what,
+                          struct config_origin *at, char out[CONFIG_ACCOUNT_NAME_MAX + 1])
+{
+    char shown[CONFIG_CLIP_SIZE];
+    char quoted[16];
+
+    snprintf(quoted, sizeof quoted, "'%s'", what);
+    if (w->count < 2) {
+        config_parser_error(p, w->tokens[0].end_col, "missing %s name after '%s'", what, what);
+        return;
+    }
+    if (!config_expect_end(p, w, 2, what) || !config_check_once(p, at, w->tokens[0].col, quoted)) {
+        return;
+    }
+    const struct config_token *t = &w->tokens[1];
+    if (!account_name_is_valid(t)) {
+        config_parser_error(p, t->col,
+                            "invalid %s name '%s' (1 to %u letters, digits, '.', '_' or '-', "
+                            "not starting with '-')",
+                            what, config_token_clip(t, shown), (unsigned)CONFIG_ACCOUNT_NAME_MAX);
+        return;
+    }
+    memcpy(out, t->text, t->len);
+    out[t->len] = '\0';
+    config_mark_set(p, at);
+}
+
+void config_parse_user(struct config_parser *p, const struct config_line *w)
+{
+    parse_account(p, w, "user", &p->user_at, p->cfg->run_user);
+}
+
+void config_parse_group(struct config_parser *p, const struct config_line *w)
+{
+    parse_account(p, w, "group", &p->group_at, p->cfg->run_group);
 }
 
 void config_parse_resolver(struct config_parser *p, const struct config_line *w)

@@ -12,6 +12,7 @@
 #include "proxy/admin.h"
 #include "proxy/health_check.h"
 #include "proxy/log.h"
+#include "proxy/privdrop.h"
 #include "proxy/reload.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
@@ -29,6 +30,7 @@ struct server {
     struct reloader reloader;
     struct admin_server *admin;
     struct health_checker health;
+    struct privdrop drop; /* the account to run as once everything is bound */
     bool stopping;
 };
 
@@ -82,6 +84,9 @@ static void on_policy_published(void *arg, const struct config *cfg)
     struct server *s = arg;
     if (s->stopping)
         return;
+    if (strcmp(cfg->run_user, s->drop.wanted ? s->drop.user : "") != 0)
+        log_msg(LOG_WARN, "'user' changed in the configuration: it takes effect at the next "
+                          "start (still running as the account chosen at start)");
     health_checker_kick(&s->health); /* new upstreams, new addresses, new declared egress */
     if (cfg->on_reload != ON_RELOAD_REEVALUATE)
         return;
@@ -126,14 +131,40 @@ static void log_listeners(const struct config *cfg, unsigned n_workers)
     log_msg(LOG_INFO, "geoproxy %s ready: %u worker thread(s)", GEOPROXY_VERSION, n_workers);
 }
 
+/* After every socket is bound and before any worker thread runs: become 'user', and make sure
+ * every file a reload reads is still readable. */
+static int server_drop_privileges(struct server *s, const struct config *cfg)
+{
+    char err[256];
+    if (!s->drop.wanted)
+        return 0;
+    if (privdrop_apply(&s->drop, err, sizeof(err)) != 0) {
+        log_msg(LOG_ERROR, "%s", err);
+        return -1;
+    }
+    const char *unreadable = privdrop_unreadable_source(cfg);
+    if (unreadable != NULL) {
+        log_msg(LOG_ERROR,
+                "user %s cannot read %s, which every reload reads: make it readable by that "
+                "user (chown %s %s, keeping mode 600 for secrets)",
+                s->drop.user, unreadable, s->drop.user, unreadable);
+        return -1;
+    }
+    log_msg(LOG_INFO, "running as user %s (uid %u, gid %u)", s->drop.user, (unsigned)s->drop.uid,
+            (unsigned)s->drop.gid);
+    return 0;
+}
+
 static int server_start_workers(struct server *s, const struct config *cfg)
 {
-    for (unsigned i = 0; i < s->n_workers; i++) {
-        if (worker_init(&s->workers[i], &s->rt, i, cfg) != 0) {
-            for (unsigned j = 0; j < i; j++)
-                worker_join(&s->workers[j]);
-            return -1;
-        }
+    unsigned bound;
+    for (bound = 0; bound < s->n_workers; bound++)
+        if (worker_init(&s->workers[bound], &s->rt, bound, cfg) != 0)
+            break;
+    if (bound < s->n_workers || server_drop_privileges(s, cfg) != 0) {
+        for (unsigned j = 0; j < bound; j++)
+            worker_join(&s->workers[j]);
+        return -1;
     }
     for (unsigned i = 0; i < s->n_workers; i++) {
         if (worker_start(&s->workers[i]) != 0) {
@@ -163,6 +194,11 @@ int cli_run(struct config *cfg, const char *config_path)
     signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error code, not a death */
     struct server s = {.loop = uv_default_loop()};
     s.n_workers = worker_count(cfg);
+    char err[256];
+    if (privdrop_prepare(cfg, &s.drop, err, sizeof(err)) != 0) {
+        log_msg(LOG_ERROR, "%s; not started", err);
+        return 1;
+    }
     struct policy_snapshot *snap = policy_snapshot_new(cfg, 1);
     if (snap == NULL || runtime_init(&s.rt, snap) != 0) {
         log_msg(LOG_ERROR, "out of memory");

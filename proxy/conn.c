@@ -60,7 +60,7 @@ static void conn_maybe_free(struct conn *c)
     free(c->early);
     worker_remove_conn(c->worker, c);
     if (c->flags & CONN_F_ADMITTED)
-        runtime_release_conn(c->worker->rt);
+        runtime_release_conn(c->worker->rt, (struct sockaddr *)&c->client_addr);
     policy_snapshot_release(c->snap);
     free(c);
 }
@@ -290,14 +290,39 @@ static const char *conn_setup(struct conn *c, const char *listener_name)
         return "listener-removed";
     if (w->draining)
         return "shutting-down";
-    if (!runtime_admit_conn(w->rt, cfg->limits.connections)) {
+    int len = sizeof(c->client_addr);
+    uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&c->client_addr, &len);
+    /* Admission: the global cap, then the client's own (proxy/client_limits.h). A tunnel
+     * listener's clients are entries, each carrying many users: no per-client cap for them. */
+    struct config_limits limits = cfg->limits;
+    if (c->listener->kind == LISTENER_TUNNEL)
+        limits.per_client_connections = limits.per_client_rate = 0;
+    bool warn;
+    switch (runtime_admit_conn(w->rt, &limits, (struct sockaddr *)&c->client_addr, &warn)) {
+    case RUNTIME_ADMITTED:
+        if (warn)
+            log_msg(LOG_WARN, "per-client table full: admitting new clients uncounted");
+        break;
+    case RUNTIME_REFUSED_TOTAL:
         log_msg(LOG_WARN, "connection limit (%u) reached: refusing a connection on %s",
                 cfg->limits.connections, listener_name);
         return "connection-limit";
+    case RUNTIME_REFUSED_PER_CLIENT:
+        if (warn)
+            log_msg(LOG_WARN,
+                    "client %s has %u connections open (limit per-client-connections): "
+                    "refusing more on %s",
+                    conn_log_client_id(c), cfg->limits.per_client_connections, listener_name);
+        return "per-client-limit";
+    case RUNTIME_REFUSED_RATE:
+        if (warn)
+            log_msg(LOG_WARN,
+                    "client %s opens more than %u connections/s (limit per-client-rate): "
+                    "refusing on %s",
+                    conn_log_client_id(c), cfg->limits.per_client_rate, listener_name);
+        return "per-client-rate";
     }
     c->flags |= CONN_F_ADMITTED;
-    int len = sizeof(c->client_addr);
-    uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&c->client_addr, &len);
     policy_classify(c->snap, (const struct sockaddr *)&c->client_addr, &c->client_geo);
     c->client_classified = true;
     uv_tcp_nodelay(&c->client.tcp, 1);

@@ -161,6 +161,10 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->limits.connections, 10000);
     assert_int_equal(cfg->limits.header_bytes, 16384);
     assert_int_equal(cfg->limits.dns_cache_entries, 4096);
+    assert_int_equal(cfg->limits.per_client_connections, 256);
+    assert_int_equal(cfg->limits.per_client_rate, 0);
+    assert_string_equal(cfg->run_user, "");
+    assert_string_equal(cfg->run_group, "");
     assert_int_equal(cfg->n_resolvers, 0);
     assert_int_equal(cfg->n_listeners, 1);
     assert_string_equal(cfg->listeners[0].name, "mixed-127.0.0.1:1080");
@@ -305,6 +309,38 @@ static void test_resolver_system_and_limits(void **state)
     assert_int_equal(cfg->limits.connections, 1000000);
     assert_int_equal(cfg->limits.header_bytes, 1048576);
     assert_int_equal(cfg->limits.dns_cache_entries, 1000000);
+    config_free(cfg);
+}
+
+static void test_per_client_limits_and_account(void **state)
+{
+    static const struct {
+        const char *text;
+        uint32_t conns, rate;
+    } cases[] = {
+        {"limit per-client-connections 0\n", 0, 0},
+        {"limit per-client-connections 1000000\n", 1000000, 0},
+        {"limit per-client-rate 1/s\n", 256, 1},
+        {"limit per-client-rate 1000000/s\n", 256, 1000000},
+        {"limit per-client-rate off\nlimit per-client-connections 8\n", 8, 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, BASE "%s", cases[i].text);
+        struct config *cfg = load_ok(text);
+        assert_int_equal(cfg->limits.per_client_connections, cases[i].conns);
+        assert_int_equal(cfg->limits.per_client_rate, cases[i].rate);
+        config_free(cfg);
+    }
+    struct config *cfg = load_ok("user nobody\ngroup nogroup\n" BASE);
+    assert_string_equal(cfg->run_user, "nobody");
+    assert_string_equal(cfg->run_group, "nogroup");
+    config_free(cfg);
+    cfg = load_ok(BASE "user _geo-proxy.1\n");
+    assert_string_equal(cfg->run_user, "_geo-proxy.1");
+    assert_string_equal(cfg->run_group, "");
     config_free(cfg);
 }
 
@@ -464,8 +500,8 @@ static const struct bad_case bad_cases[] = {
      "E t.conf:4:1: 'timeout dns' is already set at t.conf:3\n"},
 
     /* limit */
-    {BASE "limit\n",
-     "E t.conf:3:6: missing limit name (expected connections, header-bytes or dns-cache)\n"},
+    {BASE "limit\n", "E t.conf:3:6: missing limit name (expected connections, header-bytes, "
+                     "dns-cache, per-client-connections or per-client-rate)\n"},
     {BASE "limit conections 5\n",
      "E t.conf:3:7: unknown limit 'conections' (did you mean 'connections'?)\n"},
     {BASE "limit connections\n", "E t.conf:3:18: missing number after 'limit connections'\n"},
@@ -482,6 +518,39 @@ static const struct bad_case bad_cases[] = {
     {BASE "limit dns-cache 1 2\n", "E t.conf:3:19: unexpected extra argument '2' for 'limit'\n"},
     {BASE "limit dns-cache 1\nlimit dns-cache 2\n",
      "E t.conf:4:1: 'limit dns-cache' is already set at t.conf:3\n"},
+    {BASE "limit per-client-connections 1000001\n",
+     "E t.conf:3:30: 'limit per-client-connections' must be a number from 0 to 1000000, got "
+     "'1000001'\n"},
+    {BASE "limit per-client-conections 5\n", "E t.conf:3:7: unknown limit 'per-client-conections' "
+                                             "(did you mean 'per-client-connections'?)\n"},
+    {BASE "limit per-client-rate\n",
+     "E t.conf:3:22: missing rate (e.g. 20/s) after 'limit per-client-rate'\n"},
+    {BASE "limit per-client-rate 20\n",
+     "E t.conf:3:23: expected a rate like 20/s (new connections per second) or 'off' for "
+     "'limit per-client-rate', got '20'\n"},
+    {BASE "limit per-client-rate /s\n",
+     "E t.conf:3:23: expected a rate like 20/s (new connections per second) or 'off' for "
+     "'limit per-client-rate', got '/s'\n"},
+    {BASE "limit per-client-rate x/s\n",
+     "E t.conf:3:23: expected a number before '/s' for 'limit per-client-rate', got 'x/s'\n"},
+    {BASE "limit per-client-rate 0/s\n",
+     "E t.conf:3:23: 'limit per-client-rate' must be a rate from 1/s to 1000000/s, got '0/s'\n"},
+    {BASE "limit per-client-rate 5/s\nlimit per-client-rate off\n",
+     "E t.conf:4:1: 'limit per-client-rate' is already set at t.conf:3\n"},
+
+    /* user, group */
+    {BASE "user\n", "E t.conf:3:5: missing user name after 'user'\n"},
+    {BASE "user a b\n", "E t.conf:3:8: unexpected extra argument 'b' for 'user'\n"},
+    {BASE "user -root\n", "E t.conf:3:6: invalid user name '-root' (1 to 32 letters, digits, "
+                          "'.', '_' or '-', not starting with '-')\n"},
+    {BASE "user a/b\n", "E t.conf:3:6: invalid user name 'a/b' (1 to 32 letters, digits, '.', "
+                        "'_' or '-', not starting with '-')\n"},
+    {BASE "user abcdefghijklmnopqrstuvwxyz0123456\n",
+     "E t.conf:3:6: invalid user name 'abcdefghijklmnopqrstuvwxyz0123456' (1 to 32 letters, "
+     "digits, '.', '_' or '-', not starting with '-')\n"},
+    {BASE "user a\nuser b\n", "E t.conf:4:1: 'user' is already set at t.conf:3\n"},
+    {BASE "group\n", "E t.conf:3:6: missing group name after 'group'\n"},
+    {BASE "group g\ngroup g\n", "E t.conf:4:1: 'group' is already set at t.conf:3\n"},
 
     /* resolver */
     {BASE "resolver\n", "E t.conf:3:9: missing value after 'resolver' (expected system or "
@@ -1030,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_workers),
         cmocka_unit_test(test_resolver_system_and_limits),
+        cmocka_unit_test(test_per_client_limits_and_account),
         cmocka_unit_test(test_wildcard_listeners_on_other_ports),
         cmocka_unit_test(test_kind_names_and_format),
         cmocka_unit_test(test_bad_inputs),
