@@ -149,15 +149,21 @@ struct config_timeouts {
     uint32_t drain_ms;     /* SIGTERM to forced exit, default 30 s */
 };
 
-/* "admin ADDRESS [token FILE]": the admin HTTP listener. */
+#define CONFIG_ADMIN_PATH_MAX 108 /* a unix socket's path with its NUL (sockaddr_un.sun_path) */
+
+/* "admin ADDRESS [token FILE]" or "admin unix:PATH [token FILE] [mode MODE]": the admin HTTP
+ * listener, on TCP or on a unix socket. */
 struct config_admin {
     bool enabled;
-    struct sockaddr_storage addr;
-    char *token_path; /* NULL: no token (allowed on loopback addresses only) */
+    struct sockaddr_storage addr;          /* TCP: the address and port */
+    char unix_path[CONFIG_ADMIN_PATH_MAX]; /* unix socket, resolved like other paths; "": TCP */
+    unsigned unix_mode;                    /* the socket file's permission bits, default 0600 */
+    char *token_path; /* NULL: no token (allowed on loopback addresses and private sockets) */
     char *token;      /* the bearer token read from token_path */
 };
 
 #define CONFIG_ADMIN_DEFAULT_PORT 9090
+#define CONFIG_ADMIN_UNIX_MODE 0600
 #define CONFIG_TOKEN_MIN 16 /* bytes in a token file, after trimming the line end */
 #define CONFIG_TOKEN_MAX 256
 

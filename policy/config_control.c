@@ -1,5 +1,5 @@
 /* Directives about running geoproxy rather than deciding connections:
- *   admin ADDRESS [token FILE] | admin off
+ *   admin ADDRESS [token FILE] | admin unix:PATH [token FILE] [mode MODE] | admin off
  *   on-reload keep | reevaluate */
 #include "policy/config_parser.h"
 
@@ -15,7 +15,7 @@
 #include "policy/config_value.h"
 
 static const char *const on_reload_modes[] = {"keep", "reevaluate", NULL};
-static const char *const admin_option_names[] = {"token", NULL};
+static const char *const admin_option_names[] = {"token", "mode", NULL};
 
 void config_parse_on_reload(struct config_parser *p, const struct config_line *w)
 {
@@ -126,15 +126,73 @@ out:
     return ret;
 }
 
+/* "unix:PATH": the socket's path, resolved against the current file's directory like other
+ * paths, into out. */
+static int admin_parse_unix_path(struct config_parser *p, const struct config_token *addr,
+                                 char out[CONFIG_ADMIN_PATH_MAX])
+{
+    struct config_token word = *addr;
+    word.text += 5;
+    word.len -= 5;
+    word.col = config_word_col_at(addr, 5);
+    char *path = config_join_path(p, &word, "admin socket");
+    if (path == NULL)
+        return -1;
+    size_t len = strlen(path);
+    int ret = -1;
+    if (len >= CONFIG_ADMIN_PATH_MAX) {
+        config_parser_error(p, word.col,
+                            "admin socket path is too long: %zu bytes once resolved, and a unix "
+                            "socket's path can have at most %u",
+                            len, CONFIG_ADMIN_PATH_MAX - 1);
+    } else {
+        memcpy(out, path, len + 1);
+        ret = 0;
+    }
+    free(path);
+    return ret;
+}
+
+/* "mode 0660": octal permission bits for the socket file. Connecting needs write permission,
+ * so the owner keeps read and write. */
+static int admin_parse_mode(struct config_parser *p, const struct config_token *t, unsigned *mode)
+{
+    char shown[CONFIG_CLIP_SIZE];
+    unsigned v = 0;
+    bool ok = t->len >= 1 && t->len <= 4;
+    for (size_t i = 0; ok && i < t->len; i++) {
+        ok = t->text[i] >= '0' && t->text[i] <= '7';
+        v = v * 8 + (unsigned)(t->text[i] - '0');
+    }
+    if (!ok || v > 0777) {
+        config_parser_error(p, t->col,
+                            "'mode' takes octal permission bits such as 0600 or 0660, got '%s'",
+                            config_token_clip(t, shown));
+        return -1;
+    }
+    if ((v & 0600) != 0600) {
+        config_parser_error(p, t->col,
+                            "mode %04o locks the owner out of the admin socket (connecting needs "
+                            "read and write: use 0600, or 0660 for a group)",
+                            v);
+        return -1;
+    }
+    *mode = v;
+    return 0;
+}
+
 void config_parse_admin(struct config_parser *p, const struct config_line *w)
 {
     struct config_admin *a = &p->cfg->admin;
     struct config_value_error verr;
-    const struct config_token *token_opt = NULL, *token = NULL;
+    const struct config_token *token_opt = NULL, *token = NULL, *mode_opt = NULL, *mode = NULL;
+    char unix_path[CONFIG_ADMIN_PATH_MAX] = "";
+    unsigned unix_mode = CONFIG_ADMIN_UNIX_MODE;
 
     if (w->count < 2) {
         config_parser_error(p, w->tokens[0].end_col,
-                            "missing address after 'admin' (for example 127.0.0.1:%u, or off)",
+                            "missing address after 'admin' (for example 127.0.0.1:%u, "
+                            "unix:/run/geoproxy/admin.sock, or off)",
                             CONFIG_ADMIN_DEFAULT_PORT);
         return;
     }
@@ -147,8 +205,12 @@ void config_parse_admin(struct config_parser *p, const struct config_line *w)
             config_mark_set(p, &p->admin_at);
         return;
     }
-    if (config_parse_address(addr->text, addr->len, CONFIG_ADMIN_DEFAULT_PORT, &a->addr, &verr) !=
-        0) {
+    bool on_unix = addr->len >= 5 && memcmp(addr->text, "unix:", 5) == 0;
+    if (on_unix) {
+        if (admin_parse_unix_path(p, addr, unix_path) != 0)
+            return;
+    } else if (config_parse_address(addr->text, addr->len, CONFIG_ADMIN_DEFAULT_PORT, &a->addr,
+                                    &verr) != 0) {
         config_parser_error(p, config_word_col_at(addr, verr.offset), "%s", verr.message);
         return;
     }
@@ -156,19 +218,37 @@ void config_parse_admin(struct config_parser *p, const struct config_line *w)
         .context = " for 'admin'",
         .names = admin_option_names,
         .planned = NULL,
-        .expected = "expected token",
+        .expected = "expected token or mode",
     };
-    const struct config_option_slot slots[] = {{"token", &token_opt, &token}};
-    if (config_parse_option_pairs(p, w, 2, &spec, slots, 1) != 0)
+    const struct config_option_slot slots[] = {{"token", &token_opt, &token},
+                                               {"mode", &mode_opt, &mode}};
+    if (config_parse_option_pairs(p, w, 2, &spec, slots, 2) != 0)
+        return;
+    if (mode != NULL && !on_unix) {
+        config_parser_error(p, mode_opt->col,
+                            "'mode' is for an admin listener on a unix socket (admin unix:PATH "
+                            "mode 0660)");
+        return;
+    }
+    if (mode != NULL && admin_parse_mode(p, mode, &unix_mode) != 0)
         return;
     if (token != NULL && admin_load_token(p, token) != 0)
         return;
-    if (token == NULL && !config_address_is_loopback(&a->addr)) {
+    if (token == NULL && mode != NULL && (unix_mode & 0002) != 0) {
+        config_parser_error(p, mode->col,
+                            "an admin socket that every local user can connect to (mode %04o) "
+                            "needs 'token FILE'",
+                            unix_mode);
+        return;
+    }
+    if (token == NULL && !on_unix && !config_address_is_loopback(&a->addr)) {
         config_parser_error(p, addr->col,
                             "an admin listener on a non-loopback address needs 'token FILE' "
                             "(anyone who reaches it could reload the policy and read metrics)");
         return;
     }
+    memcpy(a->unix_path, unix_path, sizeof a->unix_path);
+    a->unix_mode = on_unix ? unix_mode : 0;
     a->enabled = true;
     config_mark_set(p, &p->admin_at);
 }

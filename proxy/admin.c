@@ -2,9 +2,13 @@
  * streams. What the endpoints say is built in admin_routes.c. */
 #include "proxy/admin.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -18,7 +22,18 @@
 #include "proxy/log.h"
 #include "proxy/worker.h"
 
+_Static_assert(CONFIG_ADMIN_PATH_MAX <= sizeof(((struct sockaddr_un *)0)->sun_path),
+               "an admin socket path fits in sockaddr_un");
+
 struct admin_conn;
+
+/* The listener's and each connection's stream: TCP or a unix socket. Everything past the bind
+ * and the handle's init goes through .stream, so both kinds share one code path. */
+union admin_stream {
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+};
 
 /* A candidate policy being loaded off the loop for a dry run. */
 struct admin_load {
@@ -31,7 +46,7 @@ struct admin_load {
 };
 
 struct admin_conn {
-    uv_tcp_t tcp;
+    union admin_stream io;
     struct admin_server *srv;
     struct admin_conn *prev, *next;
     char in[ADMIN_HEAD_MAX + ADMIN_BODY_MAX];
@@ -50,7 +65,8 @@ struct admin_conn {
 
 struct admin_server {
     uv_loop_t *loop;
-    uv_tcp_t listener;
+    union admin_stream listener;
+    bool on_unix; /* the listener (and so every connection) is a uv_pipe_t */
     uv_async_t events_wake;
     uv_async_t inspect_done;
     struct admin_deps deps;
@@ -69,6 +85,14 @@ struct admin_write {
     struct admin_conn *conn;
     struct strbuf data;
 };
+
+static void admin_stream_init(const struct admin_server *a, union admin_stream *s)
+{
+    if (a->on_unix)
+        uv_pipe_init(a->loop, &s->pipe, 0);
+    else
+        uv_tcp_init(a->loop, &s->tcp);
+}
 
 static void admin_conn_close(struct admin_conn *ac);
 static void admin_conn_process(struct admin_conn *ac);
@@ -106,7 +130,7 @@ static void admin_send(struct admin_conn *ac, struct strbuf *sb)
     w->data = *sb;
     memset(sb, 0, sizeof *sb);
     uv_buf_t buf = uv_buf_init(w->data.data, (unsigned)w->data.len);
-    if (uv_write(&w->req, (uv_stream_t *)&ac->tcp, &buf, 1, on_admin_write) != 0) {
+    if (uv_write(&w->req, &ac->io.stream, &buf, 1, on_admin_write) != 0) {
         strbuf_free(&w->data);
         free(w);
         admin_conn_close(ac);
@@ -182,7 +206,7 @@ static void admin_maybe_free(struct admin_server *a)
 
 static void on_admin_conn_closed(uv_handle_t *h)
 {
-    struct admin_conn *ac = container_of((uv_tcp_t *)h, struct admin_conn, tcp);
+    struct admin_conn *ac = container_of(h, struct admin_conn, io);
     struct admin_server *a = ac->srv;
     if (ac->prev != NULL)
         ac->prev->next = ac->next;
@@ -208,7 +232,7 @@ static void admin_conn_close(struct admin_conn *ac)
     if (ac->load != NULL)
         ac->load->conn = NULL;
     reloader_forget(a->deps.reloader, ac);
-    uv_close((uv_handle_t *)&ac->tcp, on_admin_conn_closed);
+    uv_close((uv_handle_t *)&ac->io, on_admin_conn_closed);
 }
 
 /* ---- asynchronous answers ------------------------------------------------------------------ */
@@ -368,8 +392,7 @@ static void admin_feed(struct admin_conn *ac)
     uint64_t lost = 0;
     size_t n = 0;
     for (;;) {
-        if (ac->closing ||
-            uv_stream_get_write_queue_size((uv_stream_t *)&ac->tcp) > ADMIN_STREAM_BACKLOG)
+        if (ac->closing || uv_stream_get_write_queue_size(&ac->io.stream) > ADMIN_STREAM_BACKLOG)
             return; /* the next write completion feeds it again */
         n = events_read(&ac->srv->deps.rt->events, &ac->cursor, lines, sizeof lines, &lost);
         if (n == 0 && lost == 0)
@@ -568,14 +591,14 @@ static void admin_conn_process(struct admin_conn *ac)
 
 static void on_admin_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    struct admin_conn *ac = container_of((uv_tcp_t *)h, struct admin_conn, tcp);
+    struct admin_conn *ac = container_of(h, struct admin_conn, io);
     buf->base = ac->in + ac->in_len;
     buf->len = sizeof ac->in - ac->in_len;
 }
 
 static void on_admin_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    struct admin_conn *ac = container_of((uv_tcp_t *)s, struct admin_conn, tcp);
+    struct admin_conn *ac = container_of(s, struct admin_conn, io);
     if (nread < 0) {
         admin_conn_close(ac);
         return;
@@ -596,24 +619,24 @@ static void on_admin_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void on_admin_connection(uv_stream_t *server, int status)
 {
-    struct admin_server *a = container_of((uv_tcp_t *)server, struct admin_server, listener);
+    struct admin_server *a = container_of(server, struct admin_server, listener);
     if (status < 0 || a->closing)
         return;
     struct admin_conn *ac = calloc(1, sizeof *ac);
     if (ac == NULL)
         return;
-    uv_tcp_init(a->loop, &ac->tcp);
+    admin_stream_init(a, &ac->io);
     ac->srv = a;
     ac->next = a->conns;
     if (a->conns != NULL)
         a->conns->prev = ac;
     a->conns = ac;
     a->n_conns++;
-    if (uv_accept(server, (uv_stream_t *)&ac->tcp) != 0 || a->n_conns > ADMIN_CONNS_MAX) {
+    if (uv_accept(server, &ac->io.stream) != 0 || a->n_conns > ADMIN_CONNS_MAX) {
         admin_conn_close(ac);
         return;
     }
-    uv_read_start((uv_stream_t *)&ac->tcp, on_admin_alloc, on_admin_read);
+    uv_read_start(&ac->io.stream, on_admin_alloc, on_admin_read);
 }
 
 /* ---- the server ---------------------------------------------------------------------------- */
@@ -625,28 +648,98 @@ static void on_admin_handle_closed(uv_handle_t *h)
     admin_maybe_free(a);
 }
 
+/* Makes way for a unix socket at path: nothing is there, or a socket nothing listens on any more
+ * (left by a geoproxy that died), which is removed. A file that is not a socket, or a socket a
+ * live process listens on, is refused: a libuv error, with the reason in why when errno's text
+ * would not say it. */
+static int admin_claim_socket_path(const char *path, char *why, size_t why_len)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : uv_translate_sys_error(errno);
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(why, why_len,
+                 "the path exists and is not a socket (remove it, or choose another path)");
+        return UV_EEXIST;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int probe = connect(fd, (const struct sockaddr *)&sun, sizeof sun) == 0 ? 0 : errno;
+    close(fd);
+    if (probe == ECONNREFUSED) { /* a socket file without a listener */
+        if (unlink(path) != 0 && errno != ENOENT) {
+            int e = errno;
+            snprintf(why, why_len, "cannot remove the stale socket: %s", strerror(e));
+            return uv_translate_sys_error(e);
+        }
+        log_msg(LOG_INFO, "admin listener: replaced the stale socket %s (nothing listened on it)",
+                path);
+        return 0;
+    }
+    if (probe == ENOENT) /* removed meanwhile */
+        return 0;
+    if (probe == 0 || probe == EAGAIN) { /* accepted, or a full backlog: someone listens */
+        snprintf(why, why_len,
+                 "another process is listening on it (is geoproxy already running with it?)");
+        return UV_EADDRINUSE;
+    }
+    return uv_translate_sys_error(probe);
+}
+
+/* Binds the listener to the TCP address or the socket file, whose mode is set before
+ * uv_listen: until then every connect to it is refused, whatever the mode. */
+static int admin_bind(struct admin_server *a, const struct config_admin *cfg, char *why,
+                      size_t why_len)
+{
+    if (!a->on_unix)
+        return uv_tcp_bind(&a->listener.tcp, (const struct sockaddr *)&cfg->addr, 0);
+    int err = admin_claim_socket_path(cfg->unix_path, why, why_len);
+    if (err == 0)
+        err = uv_pipe_bind(&a->listener.pipe, cfg->unix_path);
+    if (err == UV_EACCES) { /* libuv reports a missing directory as EACCES too */
+        char dir[CONFIG_ADMIN_PATH_MAX];
+        struct stat st;
+        memcpy(dir, cfg->unix_path, sizeof dir);
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        if (slash != NULL && stat(dir, &st) != 0 && errno == ENOENT)
+            snprintf(why, why_len, "the directory %s does not exist", dir);
+    }
+    if (err == 0 && chmod(cfg->unix_path, cfg->unix_mode) != 0)
+        err = uv_translate_sys_error(errno);
+    return err;
+}
+
 int admin_start(uv_loop_t *loop, const struct config_admin *cfg, const struct admin_deps *deps,
                 struct admin_server **out)
 {
-    const struct sockaddr_storage *addr = &cfg->addr;
-    char shown[64];
+    char shown[CONFIG_ADMIN_PATH_MAX + 16], why[CONFIG_ADMIN_PATH_MAX + 128] = "";
     struct admin_server *a = calloc(1, sizeof *a);
     if (a == NULL)
         return UV_ENOMEM;
     a->loop = loop;
     a->deps = *deps;
+    a->on_unix = cfg->unix_path[0] != '\0';
+    if (a->on_unix)
+        snprintf(shown, sizeof shown, "unix:%s", cfg->unix_path);
+    else
+        config_format_addr(&cfg->addr, shown, sizeof shown);
     admin_status_info_init(&a->info, deps);
-    uv_tcp_init(loop, &a->listener);
+    admin_stream_init(a, &a->listener);
     uv_async_init(loop, &a->events_wake, on_events_wake);
     uv_async_init(loop, &a->inspect_done, on_inspect_done);
-    a->listener.data = a->events_wake.data = a->inspect_done.data = a;
+    a->listener.stream.data = a->events_wake.data = a->inspect_done.data = a;
     a->open_handles = 3;
-    int err = uv_tcp_bind(&a->listener, (const struct sockaddr *)addr, 0);
+    int err = admin_bind(a, cfg, why, sizeof why);
     if (err == 0)
-        err = uv_listen((uv_stream_t *)&a->listener, 64, on_admin_connection);
+        err = uv_listen(&a->listener.stream, 64, on_admin_connection);
     if (err != 0) {
-        log_msg(LOG_ERROR, "admin listener: cannot listen on %s: %s",
-                config_format_addr(addr, shown, sizeof shown), uv_strerror(err));
+        log_msg(LOG_ERROR, "admin listener: cannot listen on %s: %s", shown,
+                why[0] != '\0' ? why : uv_strerror(err));
         a->closing = true;
         uv_close((uv_handle_t *)&a->listener, on_admin_handle_closed);
         uv_close((uv_handle_t *)&a->events_wake, on_admin_handle_closed);
@@ -654,13 +747,18 @@ int admin_start(uv_loop_t *loop, const struct config_admin *cfg, const struct ad
         return err;
     }
     events_hub_set_wake(&deps->rt->events, &a->events_wake);
-    log_msg(LOG_INFO, "admin listener on http://%s/ (%s)",
-            config_format_addr(addr, shown, sizeof shown),
-            cfg->token != NULL ? "bearer token required" : "no token: loopback only");
+    if (a->on_unix)
+        log_msg(LOG_INFO, "admin listener on %s (mode %04o, %s)", shown, cfg->unix_mode,
+                cfg->token != NULL ? "bearer token required" : "no token: the mode guards it");
+    else
+        log_msg(LOG_INFO, "admin listener on http://%s/ (%s)", shown,
+                cfg->token != NULL ? "bearer token required" : "no token: loopback only");
     *out = a;
     return 0;
 }
 
+/* Closing a bound uv_pipe_t also removes its socket file (libuv unlinks it before closing the
+ * descriptor), so a stopped geoproxy leaves no socket behind. */
 void admin_close(struct admin_server *a)
 {
     if (a == NULL || a->closing)

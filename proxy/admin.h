@@ -3,7 +3,8 @@
  * /events (live JSON lines, or server-sent events for Accept: text/event-stream); POST /reload
  * and POST /dry-run (body: the path of a candidate configuration). When the policy in force has
  * an admin token, every request must carry "Authorization: Bearer TOKEN" (the token reloads with
- * the policy; the address is bound once, at start). */
+ * the policy; the address is bound once, at start). It listens on TCP or on a unix socket; both
+ * serve the same endpoints with the same limits. */
 #ifndef GEOPROXY_PROXY_ADMIN_H
 #define GEOPROXY_PROXY_ADMIN_H
 
@@ -30,12 +31,15 @@ struct admin_deps {
     struct reloader *reloader;
 };
 
-/* Listens on addr. Returns 0 and sets *out, or a libuv error (logged with the address). */
+/* Listens on cfg's TCP address, or creates its unix socket with cfg->unix_mode: a stale socket
+ * file (nothing listens on it) is replaced; a path that is not a socket, or that a live process
+ * listens on, is refused. Returns 0 and sets *out, or a libuv error (logged with the address
+ * and the reason). */
 int admin_start(uv_loop_t *loop, const struct config_admin *cfg, const struct admin_deps *deps,
                 struct admin_server **out);
 
-/* Stops listening and closes every admin connection; the memory goes once libuv has closed
- * the handles (run the loop). NULL is a no-op. */
+/* Stops listening and closes every admin connection; a unix socket's file is removed. The
+ * memory goes once libuv has closed the handles (run the loop). NULL is a no-op. */
 void admin_close(struct admin_server *a);
 
 #endif

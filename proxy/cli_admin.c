@@ -4,6 +4,7 @@
  *   geoproxy dry-run -c FILE [--admin ADDRESS] [--token-file FILE]
  *   geoproxy tail    [--admin ADDRESS] [--token-file FILE] [--json] [--action A] [--region R]
  *                    [--rule NAME]
+ * ADDRESS is HOST:PORT or unix:PATH (an admin listener on a unix socket).
  * A small blocking HTTP/1.1 client: these are command-line tools, not the event loop. */
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,8 +34,8 @@
 #define TAIL_RETRY_MS 1000
 
 struct admin_target {
-    struct sockaddr_storage addr;
-    char shown[64];
+    struct sockaddr_storage addr; /* AF_INET, AF_INET6 or AF_UNIX */
+    char shown[CONFIG_ADMIN_PATH_MAX + 16];
     char token[CONFIG_TOKEN_MAX + 1]; /* "" when none */
 };
 
@@ -42,18 +44,39 @@ static const char admin_usage[] =
     "       geoproxy dry-run -c FILE [--admin ADDRESS] [--token-file FILE]\n"
     "       geoproxy tail [--admin ADDRESS] [--token-file FILE] [--json]\n"
     "                     [--action pass|block] [--region REGION-or-CC] [--rule NAME]\n"
-    "  --admin ADDRESS   the admin listener (default " ADMIN_DEFAULT ")\n"
+    "  --admin ADDRESS   the admin listener: HOST:PORT or unix:PATH (default " ADMIN_DEFAULT ")\n"
     "  --token-file FILE the bearer token, when the admin listener requires one\n";
+
+/* "unix:PATH" into a sockaddr_un in t->addr. */
+static int admin_target_unix(struct admin_target *t, const char *addr)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)&t->addr;
+    const char *path = addr + 5;
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof sun->sun_path) {
+        fprintf(stderr, "geoproxy: --admin '%s': a unix socket's path has 1 to %zu bytes\n", addr,
+                sizeof sun->sun_path - 1);
+        return -1;
+    }
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, len + 1);
+    snprintf(t->shown, sizeof t->shown, "unix:%s", path);
+    return 0;
+}
 
 static int admin_target_init(struct admin_target *t, const char *addr, const char *token_file)
 {
     struct config_value_error verr;
     memset(t, 0, sizeof *t);
-    if (config_parse_address(addr, strlen(addr), 9090, &t->addr, &verr) != 0) {
+    if (strncmp(addr, "unix:", 5) == 0) {
+        if (admin_target_unix(t, addr) != 0)
+            return -1;
+    } else if (config_parse_address(addr, strlen(addr), 9090, &t->addr, &verr) != 0) {
         fprintf(stderr, "geoproxy: --admin '%s': %s\n", addr, verr.message);
         return -1;
+    } else {
+        config_format_addr(&t->addr, t->shown, sizeof t->shown);
     }
-    config_format_addr(&t->addr, t->shown, sizeof t->shown);
     if (token_file == NULL)
         return 0;
     char err[CONFIG_FILE_ERROR_MAX], *text = NULL;
@@ -85,8 +108,9 @@ static int admin_connect(const struct admin_target *t, bool quiet)
         return -1;
     struct timeval tv = {.tv_sec = ADMIN_TIMEOUT_MS / 1000};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    socklen_t len =
-        t->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    socklen_t len = t->addr.ss_family == AF_UNIX    ? sizeof(struct sockaddr_un)
+                    : t->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                    : sizeof(struct sockaddr_in);
     if (connect(fd, (const struct sockaddr *)&t->addr, len) != 0) {
         if (!quiet)
             fprintf(stderr,
@@ -104,8 +128,9 @@ static int admin_send_request(int fd, const struct admin_target *t, const char *
 {
     struct strbuf sb;
     strbuf_init(&sb, 1u << 20);
+    /* A unix socket has no host name to give: "localhost". */
     strbuf_printf(&sb, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: geoproxy/%s\r\n", method, target,
-                  t->shown, GEOPROXY_VERSION);
+                  t->addr.ss_family == AF_UNIX ? "localhost" : t->shown, GEOPROXY_VERSION);
     if (t->token[0] != '\0')
         strbuf_printf(&sb, "Authorization: Bearer %s\r\n", t->token);
     strbuf_printf(&sb, "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",

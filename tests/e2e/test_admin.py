@@ -49,11 +49,21 @@ def metric(text, name, **labels):
     return None
 
 
-class EventStream:
-    """GET /events read on a socket, lines collected as they arrive."""
+def settled_metrics(fetch):
+    """The metrics text once no connection is active; fetch() answers (status, body) of
+    GET /metrics."""
+    def settled():
+        text = fetch()[1].decode()
+        return text if metric(text, "geoproxy_active_connections") == 0 else None
+    return wait_until(settled, what="all connections closed in the metrics")
 
-    def __init__(self, port, query=""):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+class EventStream:
+    """GET /events read on a socket, lines collected as they arrive: to the admin port, or on
+    sock, a connected socket (a unix one)."""
+
+    def __init__(self, port, query="", sock=None):
+        self.sock = sock or socket.create_connection(("127.0.0.1", port), timeout=10)
         self.sock.sendall(f"GET /events{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
@@ -90,6 +100,47 @@ class AdminBase(ProxyTestCase):
         return self.start_proxy(rules=rules or self.RULES, dns=dns,
                                 extra=[f"geoip country {self.db}",
                                        f"admin 127.0.0.1:{self.admin_port}", *extra])
+
+    def check_tail(self, proxy, admin, restart):
+        """`geoproxy tail --admin ADMIN` shows a passed and a blocked decision, reconnects by
+        itself to the daemon restart() stops and starts again (and returns), and ends with 0
+        on SIGINT."""
+        ch = self.start_echo(host=server_addr("CH"))
+        cn = self.start_echo(host=server_addr("CN"))
+        out_path = os.path.join(self.workdir(), "tail.out")
+        with open(out_path, "wb") as out:
+            tail = subprocess.Popen([geoproxy_bin(), "tail", "--admin", admin],
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        self.addCleanup(lambda: (tail.poll() is None and tail.kill(), tail.wait(timeout=10)))
+
+        def tail_text():
+            with open(out_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+
+        def pass_and_block():
+            self.connect_through(proxy, "HK", "CH", ch)[0].close()
+            self.connect_through(proxy, "HK", "CN", cn)[0].close()
+
+        # tail may connect a moment after it starts: send until it shows both decisions.
+        def both_seen():
+            pass_and_block()
+            t = tail_text()
+            return ("decision" in t and "action=pass rule=rest" in t and
+                    "action=block rule=hk-to-cn" in t)
+        wait_until(both_seen, timeout=10, interval=0.3, what=f"tail output:\n{tail_text()}")
+
+        proxy2 = restart()
+        mark = len(tail_text())
+
+        def seen_after_restart():
+            self.connect_through(proxy2, "HK", "CN", cn)[0].close()
+            return "action=block rule=hk-to-cn" in tail_text()[mark:]
+        wait_until(seen_after_restart, timeout=15, interval=0.3,
+                   what=f"tail output after the restart:\n{tail_text()}")
+        self.assertIn("reconnecting", tail_text())
+        tail.send_signal(signal.SIGINT)
+        self.assertEqual(tail.wait(timeout=10), 0)
 
     def connect_through(self, proxy, src_cc, dst_cc, server, data=b"hello"):
         sock, reply = socks5_open(proxy.port, server.host, server.port,
@@ -144,11 +195,7 @@ class Metrics(AdminBase):
         self.assertEqual(rep, 0)
         sock.close()
 
-        def settled():
-            _, text = http(self.admin_port, "/metrics")
-            text = text.decode()
-            return text if metric(text, "geoproxy_active_connections") == 0 else None
-        text = wait_until(settled, what="all connections closed in the metrics")
+        text = settled_metrics(lambda: http(self.admin_port, "/metrics"))
         self.assertEqual(metric(text, "geoproxy_connections_total", action="pass", rule="rest"), 4)
         self.assertEqual(metric(text, "geoproxy_connections_total", action="block",
                                 rule="hk-to-cn"), 2)
@@ -200,48 +247,14 @@ class Events(AdminBase):
 
     def test_tail_follows_and_survives_a_restart(self):
         proxy = self.start()
-        ch = self.start_echo(host=server_addr("CH"))
-        cn = self.start_echo(host=server_addr("CN"))
-        out_path = os.path.join(self.workdir(), "tail.out")
-        with open(out_path, "wb") as out:
-            tail = subprocess.Popen([geoproxy_bin(), "tail", "--admin",
-                                     f"127.0.0.1:{self.admin_port}"],
-                                    stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
-        self.addCleanup(lambda: (tail.poll() is None and tail.kill(), tail.wait(timeout=10)))
 
-        def tail_text():
-            with open(out_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-
-        def pass_and_block():
-            self.connect_through(proxy, "HK", "CH", ch)[0].close()
-            self.connect_through(proxy, "HK", "CN", cn)[0].close()
-
-        # tail may connect a moment after it starts: send until it shows both decisions.
-        def both_seen():
-            pass_and_block()
-            t = tail_text()
-            return ("decision" in t and "action=pass rule=rest" in t and
-                    "action=block rule=hk-to-cn" in t)
-        wait_until(both_seen, timeout=10, interval=0.3, what=f"tail output:\n{tail_text()}")
-
-        # Restart the daemon on the same admin port: tail reconnects by itself.
-        self.assertEqual(proxy.stop(), 0)
-        time.sleep(0.3)
-        proxy2 = self.start_proxy(rules=self.RULES, tag="second",
-                                  extra=[f"geoip country {self.db}",
-                                         f"admin 127.0.0.1:{self.admin_port}"])
-        mark = len(tail_text())
-
-        def seen_after_restart():
-            self.connect_through(proxy2, "HK", "CN", cn)[0].close()
-            return "action=block rule=hk-to-cn" in tail_text()[mark:]
-        wait_until(seen_after_restart, timeout=15, interval=0.3,
-                   what=f"tail output after the restart:\n{tail_text()}")
-        self.assertIn("reconnecting", tail_text())
-        tail.send_signal(signal.SIGINT)
-        self.assertEqual(tail.wait(timeout=10), 0)
+        def restart():  # the daemon again on the same admin port
+            self.assertEqual(proxy.stop(), 0)
+            time.sleep(0.3)
+            return self.start_proxy(rules=self.RULES, tag="second",
+                                    extra=[f"geoip country {self.db}",
+                                           f"admin 127.0.0.1:{self.admin_port}"])
+        self.check_tail(proxy, f"127.0.0.1:{self.admin_port}", restart)
 
 
 class Control(AdminBase):

@@ -605,7 +605,7 @@ static const struct bad_case bad_cases[] = {
      "E t.conf:3:28: cannot read token file a.token: No such file or directory\n"
      "E t.conf:4:28: cannot read token file b.token: No such file or directory\n"},
     {BASE "admin\n", "E t.conf:3:6: missing address after 'admin' (for example 127.0.0.1:9090, "
-                     "or off)\n"},
+                     "unix:/run/geoproxy/admin.sock, or off)\n"},
     {BASE "admin 0.0.0.0:9090\n",
      "E t.conf:3:7: an admin listener on a non-loopback address needs 'token FILE' (anyone who "
      "reaches it could reload the policy and read metrics)\n"},
@@ -613,6 +613,31 @@ static const struct bad_case bad_cases[] = {
      "E t.conf:3:22: unknown option 'tokn' for 'admin' (did you mean 'token'?)\n"},
     {BASE "admin 127.0.0.1:9090\nadmin off\n",
      "E t.conf:4:1: 'admin' is already set at t.conf:3\n"},
+    {BASE "admin unix:\n", "E t.conf:3:12: empty admin socket path\n"},
+    {BASE "admin unix:/run/g.sock mode\n", "E t.conf:3:28: missing value after 'mode'\n"},
+    {BASE "admin unix:/run/g.sock mode 0x66\n",
+     "E t.conf:3:29: 'mode' takes octal permission bits such as 0600 or 0660, got '0x66'\n"},
+    {BASE "admin unix:/run/g.sock mode 04660\n",
+     "E t.conf:3:29: 'mode' takes octal permission bits such as 0600 or 0660, got '04660'\n"},
+    {BASE "admin unix:/run/g.sock mode 1660\n",
+     "E t.conf:3:29: 'mode' takes octal permission bits such as 0600 or 0660, got '1660'\n"},
+    {BASE "admin unix:/run/g.sock mode 0460\n",
+     "E t.conf:3:29: mode 0460 locks the owner out of the admin socket (connecting needs read "
+     "and write: use 0600, or 0660 for a group)\n"},
+    {BASE "admin unix:/run/g.sock mode 0666\n",
+     "E t.conf:3:29: an admin socket that every local user can connect to (mode 0666) needs "
+     "'token FILE'\n"},
+    {BASE "admin unix:/run/g.sock mod 0660\n",
+     "E t.conf:3:24: unknown option 'mod' for 'admin' (did you mean 'mode'?)\n"},
+    {BASE "admin unix:/run/g.sock group adm\n",
+     "E t.conf:3:24: unknown option 'group' for 'admin' (expected token or mode)\n"},
+    {BASE "admin 127.0.0.1:9090 mode 0600\n",
+     "E t.conf:3:22: 'mode' is for an admin listener on a unix socket (admin unix:PATH mode "
+     "0660)\n"},
+    {BASE "admin unix:/run/geoproxy/a-rather-long-directory-name/another-rather-lo"
+          "ng-directory-name/one-more-level-nearly/adm.sock\n",
+     "E t.conf:3:12: admin socket path is too long: 108 bytes once resolved, and a unix socket's "
+     "path can have at most 107\n"},
     {BASE "on-reload\n",
      "E t.conf:3:10: missing mode after 'on-reload' (expected keep or reevaluate)\n"},
     {BASE "on-reload reevaluat\n",
@@ -1043,6 +1068,58 @@ static void test_listener_users(void **state)
     tmpdir_free(dir);
 }
 
+static void test_admin_listener(void **state)
+{
+    char *dir = tmpdir_new();
+    char *top = path_in(dir, "main.conf");
+    char *sock = path_in(dir, "admin.sock");
+    struct config_diags diags;
+    struct config *cfg;
+    char buf[64];
+
+    (void)state;
+    cfg = load_ok(BASE "admin 127.0.0.1\n");
+    assert_true(cfg->admin.enabled);
+    assert_string_equal(addr_text(&cfg->admin.addr, buf), "127.0.0.1:9090");
+    assert_string_equal(cfg->admin.unix_path, "");
+    assert_null(cfg->admin.token);
+    config_free(cfg);
+
+    /* a unix socket: no token needed, mode 0600 unless told */
+    cfg = load_ok(BASE "admin unix:/run/geoproxy/admin.sock\n");
+    assert_true(cfg->admin.enabled);
+    assert_string_equal(cfg->admin.unix_path, "/run/geoproxy/admin.sock");
+    assert_int_equal(cfg->admin.unix_mode, 0600);
+    assert_null(cfg->admin.token);
+    config_free(cfg);
+    cfg = load_ok(BASE "admin unix:/run/geoproxy/a-rather-long-directory-name/another-rather-lo"
+                       "ng-directory-name/one-more-level-nearly/ad.sock\n"); /* 107 bytes: the most
+                                                                                there is room for */
+    assert_int_equal(strlen(cfg->admin.unix_path), 107);
+    config_free(cfg);
+    cfg = load_ok(BASE "admin \"unix:/run/geoproxy/admin.sock\" mode 660\n");
+    assert_int_equal(cfg->admin.unix_mode, 0660);
+    config_free(cfg);
+
+    /* a relative path resolves against the configuration's directory, like other paths */
+    write_text(dir, "main.conf", BASE "admin unix:admin.sock mode 0640\n");
+    assert_int_equal(config_load_file(top, &cfg, &diags), 0);
+    assert_string_equal(cfg->admin.unix_path, sock);
+    assert_int_equal(cfg->admin.unix_mode, 0640);
+    config_free(cfg);
+
+    /* with a token, every local user may be let in */
+    write_text(dir, "admin.token", "0123456789abcdef-token\n");
+    write_text(dir, "main.conf", BASE "admin unix:admin.sock token admin.token mode 0666\n");
+    assert_int_equal(config_load_file(top, &cfg, &diags), 0);
+    assert_int_equal(cfg->admin.unix_mode, 0666);
+    assert_string_equal(cfg->admin.token, "0123456789abcdef-token");
+    config_free(cfg);
+    free(sock);
+    free(top);
+    tmpdir_free(dir);
+}
+
 /* Random damage to a good configuration must never crash or leak (run under valgrind/ASan). */
 static void test_never_crashes(void **state)
 {
@@ -1114,6 +1191,7 @@ int main(void)
         cmocka_unit_test(test_include_depth),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_listener_users),
+        cmocka_unit_test(test_admin_listener),
         cmocka_unit_test(test_never_crashes),
     };
 
