@@ -327,6 +327,23 @@ static bool reload_listeners_kept(const struct reloader *r, const struct config 
     return true;
 }
 
+/* The admin listener is bound at start too; and a reload may not take its token away (a
+ * listener that needs one would be left open). Rotating the token file's content is fine. */
+static bool reload_admin_kept(const struct reloader *r, const struct config *cfg)
+{
+    const struct config_admin *a = &cfg->admin;
+    bool same = a->enabled == r->admin.enabled && a->unix_mode == r->admin.unix_mode &&
+                strcmp(a->unix_path, r->admin.unix_path) == 0 &&
+                memcmp(&a->addr, &r->admin.addr, sizeof a->addr) == 0 &&
+                (a->token_path != NULL) == r->admin_token;
+    if (!same)
+        log_msg(LOG_ERROR,
+                "%s: the admin line changed (address, socket, mode, or whether it has a "
+                "token); it takes effect only at start: restart geoproxy to apply this",
+                cfg->path);
+    return same;
+}
+
 static void reload_publish(struct reloader *r, struct reload_job *job)
 {
     struct config *cfg = job->cfg;
@@ -409,7 +426,8 @@ static void reload_job_done(uv_work_t *work, int status)
         }
         reload_log_diags(&job->diags);
         reload_note_first_error(r, &job->diags);
-        if (job->cfg != NULL && reload_listeners_kept(r, job->cfg)) {
+        if (job->cfg != NULL && reload_listeners_kept(r, job->cfg) &&
+            reload_admin_kept(r, job->cfg)) {
             reload_publish(r, job);
         } else {
             r->reloads_failed++;
@@ -489,6 +507,9 @@ int reloader_start(struct reloader *r, uv_loop_t *loop, struct runtime *rt, cons
         r->listeners[i].addr = l->addr;
     }
     r->n_listeners = running->n_listeners;
+    r->admin = running->admin;
+    r->admin.token_path = r->admin.token = NULL; /* owned by 'running' */
+    r->admin_token = running->admin.token_path != NULL;
     /* The first stamps are taken now: startup may block; the loop serves nothing yet. */
     r->stamps = reload_stamps_take(running->sources, running->n_sources);
     r->loop = loop;

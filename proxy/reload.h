@@ -48,6 +48,8 @@ struct reloader {
     struct runtime *rt;
     char *config_path;                 /* NULL: the embedded default configuration */
     struct reload_listener *listeners; /* what the workers bound: a reload must keep it */
+    struct config_admin admin;         /* the admin listener as bound (token fields unset) */
+    bool admin_token;                  /* it was started with a token */
     size_t n_listeners;
     unsigned workers; /* the running worker count, to warn when a reload changes it */
 

@@ -327,6 +327,38 @@ class Token(ProxyTestCase):
         r = run([geoproxy_bin(), "status", "--admin", f"127.0.0.1:{port}", "--token-file", path])
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_a_reload_cannot_take_the_token_away(self):
+        """The admin listener is bound at start with its token; a policy without the token line
+        is refused on reload (the listener would be left open), one that rotates the token file's
+        content is taken."""
+        token, rotated = "s3cret-token-0123456789", "rotated-token-9876543210"
+        path = os.path.join(self.workdir(), "admin.token")
+        with open(path, "w") as f:
+            f.write(token + "\n")
+        os.chmod(path, 0o600)
+        port = free_port()
+        proxy = self.start_proxy(extra=[f"admin 127.0.0.1:{port} token {path}"])
+        with open(proxy.config_path, encoding="utf-8") as f:
+            with_token = f.read()
+        start = proxy.log_size()
+        with open(proxy.config_path, "w", encoding="utf-8") as f:
+            f.write(with_token.replace(f" token {path}", ""))
+        wait_until(lambda: "restart geoproxy to apply this" in proxy.log_text()[start:],
+                   timeout=5, what="the reload without a token refused")
+        self.assertIn("the admin line changed", proxy.log_text()[start:])
+        self.assertEqual(http(port, "/status")[0], 401, "still asks for the token")
+        self.assertEqual(http(port, "/status", token=token)[0], 200)
+        with open(proxy.config_path, "w", encoding="utf-8") as f:
+            f.write(with_token)
+        tmp = path + ".new"
+        with open(tmp, "w") as f:
+            f.write(rotated + "\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        wait_until(lambda: http(port, "/status", token=rotated)[0] == 200, timeout=5,
+                   what="the rotated token in force")
+        self.assertEqual(http(port, "/status", token=token)[0], 401, "the old token")
+
     def test_group_readable_token_refused(self):
         path = os.path.join(self.workdir(), "admin.token")
         with open(path, "w") as f:
