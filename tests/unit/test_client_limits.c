@@ -18,22 +18,6 @@
 
 static const uint8_t key[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 
-static const struct sockaddr *addr_of(const char *ip, uint16_t port, struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, ip, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons(port);
-    } else {
-        assert_int_equal(inet_pton(AF_INET6, ip, &in6->sin6_addr), 1);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-    }
-    return (const struct sockaddr *)ss;
-}
-
 static enum client_admit_result admit(struct client_table *t, const char *ip, uint32_t max_conns,
                                       uint32_t rate, uint64_t now_ms, bool *warn)
 {

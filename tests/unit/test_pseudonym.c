@@ -10,22 +10,7 @@
 #include <string.h>
 
 #include "proxy/pseudonym.h"
-
-static const struct sockaddr *addr_of(const char *ip, uint16_t port, struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, ip, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons(port);
-    } else {
-        assert_int_equal(inet_pton(AF_INET6, ip, &in6->sin6_addr), 1);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-    }
-    return (const struct sockaddr *)ss;
-}
+#include "test_support.h"
 
 static void pseudo(const struct pseudonym_key *k, const char *ip, uint16_t port, uint64_t day,
                    char out[PSEUDONYM_LEN + 1])

@@ -1,5 +1,5 @@
-/* Helpers shared by the table-driven parser tests (tests/unit/test_parse_*.c). Each test file is
- * its own program, so everything here is static inline. */
+/* Helpers shared by the unit tests (tests/unit/test_*.c). Each test file is its own program, so
+ * everything here is static inline. */
 #ifndef GEOPROXY_TEST_SUPPORT_H
 #define GEOPROXY_TEST_SUPPORT_H
 
@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -30,6 +33,25 @@ static inline void desc_append(char *desc, const char *fmt, ...)
     int n = vsnprintf(desc + used, DESC_MAX - used, fmt, ap);
     va_end(ap);
     assert_true(n >= 0 && (size_t)n < DESC_MAX - used);
+}
+
+/* An IPv4 or IPv6 address literal and a port as a socket address in *ss (fails the test if ip is
+ * neither). */
+static inline const struct sockaddr *addr_of(const char *ip, uint16_t port,
+                                             struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, ip, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+    } else {
+        assert_int_equal(inet_pton(AF_INET6, ip, &in6->sin6_addr), 1);
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+    }
+    return (const struct sockaddr *)ss;
 }
 
 #endif
