@@ -24,20 +24,20 @@ static enum client_admit_result admit(struct client_table *t, const char *ip, ui
     struct sockaddr_storage ss;
     struct client_limits limits = {.max_conns = max_conns, .rate_per_s = rate};
     bool ignored;
-    return client_table_admit(t, addr_of(ip, 40000, &ss), &limits, now_ms,
+    return client_table_admit(t, sockaddr_of(ip, 40000, &ss), &limits, now_ms,
                               warn != NULL ? warn : &ignored);
 }
 
 static void release(struct client_table *t, const char *ip, uint64_t now_ms)
 {
     struct sockaddr_storage ss;
-    client_table_release(t, addr_of(ip, 40001, &ss), now_ms);
+    client_table_release(t, sockaddr_of(ip, 40001, &ss), now_ms);
 }
 
 static uint32_t conns_of(struct client_table *t, const char *ip)
 {
     struct sockaddr_storage ss;
-    return client_table_conns(t, addr_of(ip, 1, &ss));
+    return client_table_conns(t, sockaddr_of(ip, 1, &ss));
 }
 
 /* The N+1st concurrent connection of a client is refused; others are not concerned; a close

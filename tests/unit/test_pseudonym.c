@@ -16,7 +16,7 @@ static void pseudo(const struct pseudonym_key *k, const char *ip, uint16_t port,
                    char out[PSEUDONYM_LEN + 1])
 {
     struct sockaddr_storage ss;
-    pseudonym_of(k, addr_of(ip, port, &ss), day, out);
+    pseudonym_of(k, sockaddr_of(ip, port, &ss), day, out);
 }
 
 static void test_stable_within_a_day(void **state)

@@ -37,8 +37,8 @@ static inline void desc_append(char *desc, const char *fmt, ...)
 
 /* An IPv4 or IPv6 address literal and a port as a socket address in *ss (fails the test if ip is
  * neither). */
-static inline const struct sockaddr *addr_of(const char *ip, uint16_t port,
-                                             struct sockaddr_storage *ss)
+static inline const struct sockaddr *sockaddr_of(const char *ip, uint16_t port,
+                                                 struct sockaddr_storage *ss)
 {
     memset(ss, 0, sizeof *ss);
     struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
