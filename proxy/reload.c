@@ -30,6 +30,7 @@ struct reload_stamp {
     ino_t ino;
     off_t size;
     struct timespec mtime;
+    bool symlink; /* the path itself is a symlink (a change may come through another name) */
 };
 
 struct reload_stamps {
@@ -69,6 +70,7 @@ static void reload_stamps_free(struct reload_stamps *s)
 static void reload_stamp_read(struct reload_stamp *st)
 {
     struct stat sb;
+    st->symlink = lstat(st->path, &sb) == 0 && S_ISLNK(sb.st_mode);
     st->exists = stat(st->path, &sb) == 0;
     if (!st->exists)
         return;
@@ -175,6 +177,28 @@ static void on_debounce(uv_timer_t *timer)
         reload_start_job(r, "file change", false);
 }
 
+/* Whether an event about 'name' in w's directory may concern a source: it names one, or a
+ * source there is a symlink (a Kubernetes ConfigMap swaps "..data", not the file's own name).
+ * Other files there (a log file, say) do not start a reload. */
+static bool reload_event_matters(const struct reload_watch *w, const char *name)
+{
+    const struct reload_stamps *s = w->r->stamps;
+    if (name == NULL || s == NULL)
+        return true;
+    size_t dir_len = strlen(w->dir);
+    for (size_t i = 0; i < s->n; i++) {
+        const char *path = s->items[i].path;
+        const char *base = strrchr(path, '/');
+        size_t path_dir_len = base != NULL ? (size_t)(base - path) : 1;
+        base = base != NULL ? base + 1 : path;
+        bool in_dir = base != path ? path_dir_len == dir_len && memcmp(path, w->dir, dir_len) == 0
+                                   : strcmp(w->dir, ".") == 0;
+        if (in_dir && (s->items[i].symlink || strcmp(base, name) == 0))
+            return true;
+    }
+    return false;
+}
+
 static void on_fs_event(uv_fs_event_t *event, const char *filename, int events, int status)
 {
     struct reload_watch *w = container_of(event, struct reload_watch, event);
@@ -182,7 +206,7 @@ static void on_fs_event(uv_fs_event_t *event, const char *filename, int events, 
         log_msg(LOG_WARN, "watching %s for policy changes: %s", w->dir, uv_strerror(status));
         return;
     }
-    if (!w->r->closing)
+    if (!w->r->closing && reload_event_matters(w, filename))
         uv_timer_start(&w->r->debounce, on_debounce, RELOAD_DEBOUNCE_MS, 0);
 }
 
