@@ -1,6 +1,7 @@
 #include "proxy/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,14 +17,98 @@
 #define LISTEN_BACKLOG 4096
 #define RELAY_BUFS_KEPT_IDLE 64
 
+/* How long a worker stops accepting on a listener after an accept error it cannot clear. */
+#define ACCEPT_PAUSE_MS 500
+
+static void on_new_connection(uv_stream_t *server, int status);
+
+static void on_listener_resume(uv_timer_t *timer);
+
+static void on_listener_paused(uv_handle_t *handle)
+{
+    struct worker_listener *wl = container_of(handle, struct worker_listener, tcp);
+    if (!wl->worker->draining)
+        uv_timer_start(&wl->resume_timer, on_listener_resume, ACCEPT_PAUSE_MS, 0);
+}
+
+/* Takes the listening socket out of the loop for ACCEPT_PAUSE_MS. libuv reports an accept error
+ * it could not clear itself (EMFILE once its reserve descriptor is gone, ENFILE, ENOBUFS) and
+ * then calls accept again at once, in the same loop iteration, for as long as the condition
+ * lasts: a busy loop that starves the worker's own connections and floods the log. Closing the
+ * handle is the only way out of that loop; the socket itself stays open in spare_fd, with the
+ * connections queued on it, so no descriptor is needed here. */
+static void listener_pause(struct worker_listener *wl, int status)
+{
+    log_msg(LOG_WARN,
+            "accept on %s failed: %s; worker %u stops accepting there for %d ms "
+            "(if this repeats, raise the open files limit: ulimit -n, LimitNOFILE)",
+            wl->name, uv_strerror(status), wl->worker->id, ACCEPT_PAUSE_MS);
+    wl->paused = true;
+    uv_close((uv_handle_t *)&wl->tcp, on_listener_paused);
+}
+
+static void on_listener_resume(uv_timer_t *timer)
+{
+    struct worker_listener *wl = container_of(timer, struct worker_listener, resume_timer);
+    struct worker *w = wl->worker;
+    if (w->draining || wl->spare_fd < 0)
+        return;
+    int fd = fcntl(wl->spare_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) { /* still no descriptor free: wait again */
+        uv_timer_start(&wl->resume_timer, on_listener_resume, ACCEPT_PAUSE_MS, 0);
+        return;
+    }
+    int err = uv_tcp_init(&w->loop, &wl->tcp);
+    if (err != 0) {
+        close(fd);
+        uv_timer_start(&wl->resume_timer, on_listener_resume, ACCEPT_PAUSE_MS, 0);
+        return;
+    }
+    err = uv_tcp_open(&wl->tcp, fd);
+    if (err != 0)
+        close(fd); /* not the handle's yet */
+    else
+        err = uv_listen((uv_stream_t *)&wl->tcp, LISTEN_BACKLOG, on_new_connection);
+    if (err != 0) {
+        log_msg(LOG_WARN, "listener %s: worker %u cannot accept again yet: %s", wl->name, w->id,
+                uv_strerror(err));
+        uv_close((uv_handle_t *)&wl->tcp, on_listener_paused);
+        return;
+    }
+    wl->paused = false;
+    log_msg(LOG_INFO, "listener %s: worker %u accepts again", wl->name, w->id);
+}
+
+static bool accept_error_is_exhaustion(int status)
+{
+    return status == UV_EMFILE || status == UV_ENFILE || status == UV_ENOBUFS ||
+           status == UV_ENOMEM;
+}
+
 static void on_new_connection(uv_stream_t *server, int status)
 {
     struct worker_listener *wl = container_of(server, struct worker_listener, tcp);
     if (status < 0) {
-        log_msg(LOG_WARN, "accept on %s failed: %s", wl->name, uv_strerror(status));
+        if (accept_error_is_exhaustion(status) && wl->spare_fd >= 0 && !wl->worker->draining)
+            listener_pause(wl, status);
+        else
+            log_msg(LOG_WARN, "accept on %s failed: %s", wl->name, uv_strerror(status));
         return;
     }
     conn_accept(wl->worker, server, wl->name);
+}
+
+/* Closes a listener's handles and its spare socket (idempotent). */
+static void listener_close(struct worker_listener *wl)
+{
+    if (wl->tcp.loop != NULL && !uv_is_closing((uv_handle_t *)&wl->tcp))
+        uv_close((uv_handle_t *)&wl->tcp, NULL);
+    if (wl->resume_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&wl->resume_timer))
+        uv_close((uv_handle_t *)&wl->resume_timer, NULL);
+    if (wl->spare_fd >= 0) {
+        close(wl->spare_fd);
+        wl->spare_fd = -1;
+    }
 }
 
 /* Binds one SO_REUSEPORT socket of a listener on the worker's loop. */
@@ -32,10 +117,14 @@ static int listener_bind(struct worker *w, struct worker_listener *wl,
 {
     char addr[64];
     config_format_addr(&cl->addr, addr, sizeof(addr));
-    int err = uv_tcp_init_ex(&w->loop, &wl->tcp, cl->addr.ss_family);
+    wl->spare_fd = -1;
+    wl->worker = w;
+    int err = uv_timer_init(&w->loop, &wl->resume_timer);
     if (err != 0)
         return err;
-    wl->worker = w;
+    err = uv_tcp_init_ex(&w->loop, &wl->tcp, cl->addr.ss_family);
+    if (err != 0)
+        return err;
     snprintf(wl->name, sizeof(wl->name), "%s", cl->name);
 
     uv_os_fd_t fd;
@@ -47,6 +136,8 @@ static int listener_bind(struct worker *w, struct worker_listener *wl,
         err = uv_tcp_bind(&wl->tcp, (const struct sockaddr *)&cl->addr, 0);
     if (err == 0)
         err = uv_listen((uv_stream_t *)&wl->tcp, LISTEN_BACKLOG, on_new_connection);
+    if (err == 0 && (wl->spare_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        err = uv_translate_sys_error(errno);
     if (err != 0)
         log_msg(LOG_ERROR, "listener %s: cannot listen on %s: %s", cl->name, addr,
                 uv_strerror(err));
@@ -184,7 +275,7 @@ static void worker_begin_drain(struct worker *w)
         return;
     w->draining = true;
     for (size_t i = 0; i < w->n_listeners; i++)
-        close_handle_if_open((uv_handle_t *)&w->listeners[i].tcp);
+        listener_close(&w->listeners[i]);
     struct policy_snapshot *snap = runtime_acquire_snapshot(w->rt);
     uint64_t drain_ms = policy_snapshot_config(snap)->timeouts.drain_ms;
     policy_snapshot_release(snap);
@@ -298,7 +389,7 @@ void worker_join(struct worker *w)
     w->thread_started = false;
     /* After the thread (or a failed init): close whatever is left and let the loop finish. */
     for (size_t i = 0; i < w->n_listeners; i++)
-        close_handle_if_open((uv_handle_t *)&w->listeners[i].tcp);
+        listener_close(&w->listeners[i]);
     if (w->wakeup.loop != NULL)
         close_handle_if_open((uv_handle_t *)&w->wakeup);
     if (w->drain_timer.loop != NULL)

@@ -25,6 +25,12 @@ struct worker_listener {
     uv_tcp_t tcp;
     struct worker *worker;
     char name[CONFIG_NAME_MAX]; /* looked up in the connection's snapshot at accept */
+    /* After an accept error such as EMFILE the handle is closed (libuv would otherwise retry
+     * accept at once, forever) and reopened from a duplicate of the socket, kept from the
+     * start so that no descriptor is needed to pause, when the resume timer fires. */
+    uv_timer_t resume_timer;
+    int spare_fd; /* the listening socket, duplicated; -1 when none */
+    bool paused;
 };
 
 struct worker {

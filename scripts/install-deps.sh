@@ -19,6 +19,8 @@ packages=(
     # test clients and servers; openssl (the command) checks certificates and TLS handshakes;
     # microsocks is the SOCKS5 upstream the tunnel tests send names to
     python3 curl netcat-openbsd dnsmasq-base mmdb-bin openssl microsocks
+    # ip netns and veth pairs: tests/e2e/test_netns.py puts a client outside the local ranges
+    iproute2
     # operators' tools the tests check geoproxy against: promtool (in prometheus) reads
     # /metrics, headless chromium loads the admin dashboard
     prometheus chromium

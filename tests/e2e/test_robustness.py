@@ -1,6 +1,10 @@
 """Robustness: malformed, truncated and oversized handshakes, stalled clients, abandoned
-handshakes (no descriptor leak), half-close in both directions, and the connection limit."""
+handshakes (no descriptor leak), half-close in both directions, the connection limit, and
+running out of file descriptors (EMFILE) without a busy loop."""
 
+import os
+import re
+import resource
 import socket
 import struct
 import threading
@@ -343,6 +347,99 @@ class ConnectionLimit(ProxyTestCase):
             return reply[0] == 0
         wait_until(seventh_works, timeout=10, interval=0.2,
                    what="a new connection once one of the five closed")
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time a process has used, in seconds (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class OutOfDescriptors(ProxyTestCase):
+    """With its open files limit lowered to NOFILE, geoproxy runs out of descriptors while
+    clients hold connections: accept fails with EMFILE. libuv's own remedy (a reserve descriptor
+    it closes to accept and drop the waiting connections) is lost when two workers race for the
+    freed slot; libuv then reports EMFILE and calls accept again at once, for as long as the
+    limit is reached. A burst of connection attempts from several threads provokes that race.
+    What a user must see: the proxy does not spin (it used two cores' worth of CPU here and wrote
+    millions of log lines, and its workers stopped serving for good), says so in a bounded
+    number of log lines, and serves again once the held connections are closed."""
+
+    NOFILE = 64
+    BURST_S = 2.0
+    QUIET_S = 2.0
+    QUIET_CPU_S = 0.3  # a busy loop uses about QUIET_S per spinning worker
+    MAX_WARNINGS = 40  # one per worker per 500 ms pause at most, over about 5 s
+
+    def test_emfile_without_busy_loop_then_serves_again(self):
+        echo = self.start_echo()
+        proxy = self.start_proxy(extra=["workers 2"])
+        resource.prlimit(proxy.pid, resource.RLIMIT_NOFILE, (self.NOFILE, self.NOFILE))
+        start = proxy.log_size()
+
+        # Two descriptors per relayed connection: hold them until the proxy has none left.
+        held = []
+        for _ in range(self.NOFILE):
+            try:
+                sock, reply = socks5_open(proxy.port, "127.0.0.1", echo.port, timeout=2)
+            except (OSError, AssertionError):
+                break
+            held.append(self.track(sock))
+            if reply[0] != 0:
+                break
+        self.assertGreater(len(held), 0, "not one connection was served under the limit")
+        self.assertLess(len(held), self.NOFILE, f"{self.NOFILE} connections held: the "
+                                                "descriptor limit was not reached")
+
+        stop = time.monotonic() + self.BURST_S
+
+        def burst():
+            while time.monotonic() < stop:
+                try:
+                    socket.create_connection(("127.0.0.1", proxy.port), timeout=0.5).close()
+                except OSError:
+                    pass
+        threads = [threading.Thread(target=burst, daemon=True) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=self.BURST_S + 5)
+
+        # Connections still held, nobody connecting: an idle proxy uses next to no CPU.
+        before = cpu_seconds(proxy.pid)
+        time.sleep(self.QUIET_S)  # the measuring window, not a wait for a condition
+        used = cpu_seconds(proxy.pid) - before
+        if used >= self.QUIET_CPU_S:
+            # A spinning proxy writes its log at hundreds of MB a second: stop it and keep
+            # only the start of its log for the message.
+            proxy.kill()
+            with open(proxy.log_path, "rb") as f:
+                head = f.read(300_000).decode("utf-8", "replace")
+            size = os.path.getsize(proxy.log_path)
+            os.truncate(proxy.log_path, 0)
+            self.fail(f"{used:.2f}s of CPU in {self.QUIET_S}s while out of descriptors: a busy "
+                      f"loop ({size} bytes of log; accept warnings in its first 300 kB: "
+                      f"{len(re.findall(r'accept on [^ ]+ failed', head))})")
+        log = proxy.log_text()[start:]
+        warnings = re.findall(r"accept on \S+ failed: too many open files", log)
+        self.assertGreaterEqual(len(warnings), 1, "EMFILE was never reported; log:\n"
+                                                  f"{log[-2000:]}")
+        self.assertLessEqual(len(warnings), self.MAX_WARNINGS,
+                             f"{len(warnings)} accept warnings: the log is flooded")
+
+        for sock in held:
+            sock.close()
+
+        def serves():
+            try:
+                socks5_roundtrip(self, proxy.port, "127.0.0.1", echo.port)
+                return True
+            except (OSError, AssertionError):
+                return False
+        wait_until(serves, timeout=10, interval=0.2,
+                   what="a relayed connection once the held ones were closed; log:\n"
+                        f"{proxy.log_text()[-2000:]}")
 
 
 if __name__ == "__main__":

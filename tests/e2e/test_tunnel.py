@@ -13,6 +13,9 @@ before the feature; what each test shows:
   EntryPin            the entry refuses an exit whose key does not match its pin
   Failover            a failover group: SIGKILL the first exit mid-stream, the second serves
                       within 1 s; both dead: SOCKS5 0x04 and HTTP 502 with Proxy-Status, at once
+  ExitKilledMidTransfer  SIGKILL the exit in the middle of a download through it: the client's
+                      connection ends promptly, short; the entry logs an upstream end, stays
+                      up, marks the exit down, and the group's second exit serves the next one
   RoundRobin          a round-robin group uses both exits
   HalfClose           EOF crosses the tunnel in each direction on its own
   CertificateReload   a renewed exit certificate is taken without a restart; a broken one is
@@ -667,6 +670,57 @@ class Failover(TunnelTestCase):
                                        f"all exits down, SOCKS5 #{i + 1}")
         self.assertHttp502(entry, origin, "all exits down")
         self.assertEqual(drain(origin.peers), [], "the origin was reached with every exit dead")
+
+
+class ExitKilledMidTransfer(TunnelTestCase):
+    SIZE = 64 * 1024 * 1024  # far more than every buffer on the way can hold
+    FIRST = 1024 * 1024  # read before the kill: the transfer is under way
+    END_S = 5.0  # bound for the client to see the end after the kill
+
+    def test_client_sees_the_end_and_the_next_connection_fails_over(self):
+        data = payload(self.SIZE, seed=77)
+        origin = self.start_data("send_then_close", data, host=server_addr("CH"))
+        peer = self.start_origin("ch", host=server_addr("CH"))
+        exit1 = self.start_exit("exit1", external=EXIT_DE)
+        exit2 = self.start_exit("exit2", external=EXIT_GB)
+        entry = self.start_entry([self.tls_upstream("exit1", exit1),
+                                  self.tls_upstream("exit2", exit2),
+                                  "upstream both group failover exit1 exit2"],
+                                 ["rule all tunnel via both"])
+        self.assertEqual(self.wait_served(entry, peer.host, peer.port), EXIT_DE,
+                         "the first member serves while it is up")
+        start = entry.log_size()
+
+        sock, reply = socks5_open(entry.port, origin.host, origin.port, timeout=10)
+        self.track(sock)
+        self.assertSocks5Reply(reply, SOCKS5_OK, "the download through exit 1")
+        got = bytearray()
+        while len(got) < self.FIRST:
+            chunk = sock.recv(65536)
+            self.assertTrue(chunk, f"the download ended after {len(got)} bytes, before the kill")
+            got += chunk
+        killed_at = self.sigkill(exit1)
+
+        end, rest = wait_end(sock, self.END_S)
+        elapsed = time.monotonic() - killed_at
+        got += rest
+        self.assertNotEqual(end, "open", f"the client's connection was still open {self.END_S}s "
+                                         f"after the exit died ({len(got)} bytes so far)")
+        self.assertLess(len(got), self.SIZE, "the whole download arrived through a dead exit")
+        self.assertEqual(bytes(got), data[:len(got)], "the bytes that arrived were altered")
+        self.assertLess(elapsed, self.END_S)
+
+        # The entry says how the connection ended: on the upstream side, not a clean end.
+        m = entry.wait_log(r"close conn=\d+ [^\n]*via=exit1 [^\n]*bytes_down=\d{7,}[^\n]*",
+                           start=start)  # the download's line (a MiB or more), not the probe's
+        line = m.group(0)
+        self.assertRegex(line, r"end=upstream-\S+", f"the close line: {line}")
+        entry.wait_log(r"upstream exit1 is down: ", start=start)
+        self.assertIsNone(entry.proc.poll(), "the entry exited")
+
+        # The next connection goes through exit 2.
+        self.assertEqual(self.wait_served(entry, peer.host, peer.port, timeout=5), EXIT_GB,
+                         "after exit 1 died, the group's second member serves")
 
 
 class RoundRobin(TunnelTestCase):
