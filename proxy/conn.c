@@ -95,14 +95,18 @@ static void on_upstream_closed(struct link *l)
     conn_maybe_free(c);
 }
 
-/* Closes the upstream link, if any, with 'closed' (which frees it). */
+/* Closes the upstream link, if any, with 'closed' (which frees it); with a reset when the client
+ * reset its side. */
 static void conn_close_upstream(struct conn *c, link_closed_fn closed)
 {
     if (!(c->flags & CONN_F_UPSTREAM_OPEN))
         return;
     c->flags &= ~CONN_F_UPSTREAM_OPEN;
     c->pending_closes++;
-    link_close(c->upstream, closed);
+    if (c->end_reason != NULL && strcmp(c->end_reason, "client-reset") == 0)
+        link_close_reset(c->upstream, closed);
+    else
+        link_close(c->upstream, closed);
     c->upstream = NULL;
 }
 
@@ -139,9 +143,14 @@ void conn_close(struct conn *c)
     conn_cancel_outbound(c);
     conn_log_close(c);
     if (c->flags & CONN_F_CLIENT_OPEN) {
+        /* A stream cut on the way (the upstream reset it) is cut for the client too: an end of
+         * file would pass a truncated transfer off as a complete one. */
         c->flags &= ~CONN_F_CLIENT_OPEN;
         c->pending_closes++;
-        link_close(&c->client, on_client_closed);
+        if (c->end_reason != NULL && strcmp(c->end_reason, "upstream-reset") == 0)
+            link_close_reset(&c->client, on_client_closed);
+        else
+            link_close(&c->client, on_client_closed);
     }
     conn_close_upstream(c, on_upstream_closed);
     if (c->flags & CONN_F_TIMER_OPEN) {

@@ -166,14 +166,26 @@ static void on_link_handle_closed(uv_handle_t *handle)
     l->closed(l);
 }
 
-void link_close(struct link *l, link_closed_fn closed)
+static void link_close_as(struct link *l, link_closed_fn closed, bool reset)
 {
     if (uv_is_closing((uv_handle_t *)&l->tcp))
         return;
     l->closed = closed;
     if (l->tls != NULL)
         link_tls_close(l, on_link_handle_closed);
-    uv_close((uv_handle_t *)&l->tcp, on_link_handle_closed);
+    /* A reset is refused once a shutdown was asked for: then the FIN is on its way anyway. */
+    if (!reset || uv_tcp_close_reset(&l->tcp, on_link_handle_closed) != 0)
+        uv_close((uv_handle_t *)&l->tcp, on_link_handle_closed);
+}
+
+void link_close(struct link *l, link_closed_fn closed)
+{
+    link_close_as(l, closed, false);
+}
+
+void link_close_reset(struct link *l, link_closed_fn closed)
+{
+    link_close_as(l, closed, true);
 }
 
 bool link_is_closing(const struct link *l)

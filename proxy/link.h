@@ -105,6 +105,10 @@ int link_unsent_bytes(const struct link *l);
 /* Closes the link; 'closed' runs once every handle is closed. Idempotent. */
 void link_close(struct link *l, link_closed_fn closed);
 
+/* The same, with a TCP reset instead of an orderly end (the peer learns the stream was cut):
+ * for passing on a reset from the other side. */
+void link_close_reset(struct link *l, link_closed_fn closed);
+
 bool link_is_closing(const struct link *l);
 
 /* --- TLS (link_tls.c) */
