@@ -2,7 +2,7 @@
 client: a network namespace joined to this host by a veth pair with documentation addresses
 (198.51.100.0/24, TEST-NET-2, in none of geoproxy's local ranges). geoproxy listens on the
 host's end of the pair (a non-loopback listener, so with a users file); clients run inside the
-namespace (`ip netns exec`) and log in.
+namespace (`nsenter --net`) and log in.
 
   - a destination on the host's loopback, by address or by a name that resolves there, is
     refused with SOCKS5 0x02 by rule "(local destination)", though a catch-all rule passed it,
@@ -87,14 +87,23 @@ class NonLocalClient(ProxyTestCase):
         self.ip("link", "set", ns_if, "netns", self.ns)
         self.ip("addr", "add", f"{self.host_addr}/30", "dev", host_if)
         self.ip("link", "set", host_if, "up")
-        self.ip("-n", self.ns, "addr", "add", f"{self.ns_addr}/30", "dev", ns_if)
-        self.ip("-n", self.ns, "link", "set", ns_if, "up")
-        self.ip("-n", self.ns, "link", "set", "lo", "up")
+        self.ip_in_ns("addr", "add", f"{self.ns_addr}/30", "dev", ns_if)
+        self.ip_in_ns("link", "set", ns_if, "up")
+        self.ip_in_ns("link", "set", "lo", "up")
 
         self.dns = self.start_dns()  # origin.test -> 127.0.0.1
         self.loopback = self.start_origin("loopback")  # 127.0.0.1, local to this host
         self.public = self.start_origin("public", host=self.host_addr)  # no local range
         self.users = self.users_file({USER: PASSWORD})
+
+    def in_ns(self):
+        """The command prefix that runs a program in the namespace's network only. nsenter, not
+        `ip netns exec` / `ip -n`: those also remount /sys, which fails in a chroot."""
+        return ["nsenter", f"--net=/run/netns/{self.ns}"]
+
+    def ip_in_ns(self, *args):
+        r = run([*self.in_ns(), "ip", *args])
+        self.assertEqual(r.returncode, 0, f"ip {' '.join(args)} in {self.ns}: {r.stderr!r}")
 
     def ip(self, *args, check=True):
         r = run(["ip", *args])
@@ -110,7 +119,7 @@ class NonLocalClient(ProxyTestCase):
         """SOCKS5 CONNECT from inside the namespace -> (reply, HTTP status, body, decision line
         in the proxy's log)."""
         start = proxy.log_size()
-        r = run(["ip", "netns", "exec", self.ns, sys.executable, "-c", CLIENT, HERE,
+        r = run([*self.in_ns(), sys.executable, "-c", CLIENT, HERE,
                  proxy.host, str(proxy.port), host, str(port), USER, PASSWORD])
         self.assertEqual(r.returncode, 0, f"the client in the namespace failed: {r.stderr!r}")
         out = json.loads(r.stdout)
