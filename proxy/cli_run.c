@@ -197,11 +197,13 @@ int cli_run(struct config *cfg, const char *config_path)
     char err[256];
     if (privdrop_prepare(cfg, &s.drop, err, sizeof(err)) != 0) {
         log_msg(LOG_ERROR, "%s; not started", err);
+        config_free(cfg); /* ours: the snapshot would have taken it */
         return 1;
     }
     struct policy_snapshot *snap = policy_snapshot_new(cfg, 1);
     if (snap == NULL || runtime_init(&s.rt, snap) != 0) {
         log_msg(LOG_ERROR, "out of memory");
+        policy_snapshot_release(snap);
         return 1;
     }
     /* Signals first: once a port accepts, SIGTERM must already mean "drain", not "die". */
