@@ -1042,9 +1042,8 @@ static int run_setup(struct run *r)
            " gap_ms=%u payload=%u secs=%.3f setup_p50_ms=%.3f setup_p99_ms=%.3f setup_max_ms=%.3f"
            " reply_p50_ms=%.3f reply_p99_ms=%.3f",
            r->o.label, r->o.conns, r->cycles_in_window, r->o.warmup_conns, r->o.gap_ms,
-           r->o.payload, secs,
-           lat_pct(&r->lat_first, 50), lat_pct(&r->lat_first, 99), lat_pct(&r->lat_first, 100),
-           lat_pct(&r->lat_reply, 50), lat_pct(&r->lat_reply, 99));
+           r->o.payload, secs, lat_pct(&r->lat_first, 50), lat_pct(&r->lat_first, 99),
+           lat_pct(&r->lat_first, 100), lat_pct(&r->lat_reply, 50), lat_pct(&r->lat_reply, 99));
     if (p0.ok && p1.ok)
         printf(" cpu_s=%.3f cpu_ms_per_conn=%.4f", cpu,
                r->cycles_total ? cpu * 1e3 / (double)r->cycles_total : 0.0);
