@@ -87,6 +87,13 @@ static void fields_add_jurisdictions(struct conn_fields *f, const struct conn *c
         fields_add_geo(f, c, "to", "to_regions", &c->dest_geo, f->regions[1], sizeof f->regions[1]);
 }
 
+/* The client's pseudonym for today (one HMAC). */
+static void conn_client_id_of(const struct conn *c, char out[PSEUDONYM_LEN + 1])
+{
+    pseudonym_of(&c->worker->rt->pseudonym_key, (const struct sockaddr *)&c->client_addr,
+                 (uint64_t)time(NULL) / 86400u, out);
+}
+
 /* At meta the client is a pseudonym; at full its address (fields_add_identities). */
 static void fields_add_identities(struct conn_fields *f, const struct conn *c)
 {
@@ -94,8 +101,7 @@ static void fields_add_identities(struct conn_fields *f, const struct conn *c)
         if (c->client_id[0] != '\0')
             memcpy(f->client_id, c->client_id, sizeof f->client_id);
         else
-            pseudonym_of(&c->worker->rt->pseudonym_key, (const struct sockaddr *)&c->client_addr,
-                         (uint64_t)time(NULL) / 86400u, f->client_id);
+            conn_client_id_of(c, f->client_id);
         fields_add(f, LOG_FIELD_STR("client_id", f->client_id));
     }
     if (conn_log_level(c) != LOG_LEVEL_FULL)
@@ -201,7 +207,6 @@ size_t conn_log_describe(const struct conn *c, const struct policy_verdict *cand
 const char *conn_log_client_id(struct conn *c)
 {
     if (c->client_id[0] == '\0')
-        pseudonym_of(&c->worker->rt->pseudonym_key, (const struct sockaddr *)&c->client_addr,
-                     (uint64_t)time(NULL) / 86400u, c->client_id);
+        conn_client_id_of(c, c->client_id);
     return c->client_id;
 }
