@@ -936,6 +936,24 @@ class HttpParent(TunnelTestCase):
         self.assertTrue(dns_queries_for(parent_dns, "ch.geo.test"), "the parent never resolved")
 
 
+    def test_a_parent_that_answers_nonsense_is_refused_and_marked_down(self):
+        """An upstream that does not speak HTTP (it sends a line that is no response head, then
+        closes) fails the connection cleanly, is marked down with the reason, and the entry
+        stays up."""
+        nonsense = self.start_data("send_then_close", b"SSH-2.0-not-a-proxy\r\n\r\n")
+        origin = self.start_origin("ch", host=server_addr("CH"))
+        entry = self.start_entry([f"upstream parent http 127.0.0.1:{nonsense.port}"],
+                                 ["rule all tunnel via parent"])
+        sock, reply = socks5_open(entry.port, origin.host, origin.port,
+                                  timeout=CONNECT_TIMEOUT_S + 5)
+        self.track(sock)
+        self.assertNotEqual(reply[0], SOCKS5_OK, f"a tunnel through nonsense: {reply}")
+        self.assertLogSays(entry, r"upstream parent is down: upstream parent sent a malformed "
+                                  r"reply", 0, "the reason")
+        self.assertIsNone(entry.proc.poll(), "the entry exited")
+        self.assertEqual(list(drain(origin.peers)), [], "the origin was reached")
+
+
 # ---------------------------------------------------------------------------------------------
 # 5. Egress verification
 
