@@ -60,6 +60,8 @@ int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read)
 {
     l->alloc = alloc;
     l->read = read;
+    if (l->stream != NULL)
+        return link_stream_is_closing(l) ? UV_ECANCELED : link_stream_read_start(l);
     if (l->tls != NULL)
         return link_tls_read_start(l);
     return link_tcp_read_start(l);
@@ -67,6 +69,10 @@ int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read)
 
 void link_read_stop(struct link *l)
 {
+    if (l->stream != NULL) {
+        link_stream_read_stop(l);
+        return;
+    }
     if (l->tls != NULL) {
         link_tls_read_stop(l);
         return;
@@ -76,7 +82,7 @@ void link_read_stop(struct link *l)
 
 int link_try_write(struct link *l, const char *data, size_t len)
 {
-    if (l->tls != NULL)
+    if (l->tls != NULL || l->stream != NULL)
         return UV_EAGAIN;
     uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
     return uv_try_write((uv_stream_t *)&l->tcp, &buf, 1);
@@ -102,8 +108,10 @@ int link_write(struct link *l, struct link_write *w, const char *data, size_t le
     w->link = l;
     w->cb = cb;
     w->cipher = NULL;
-    if (uv_is_closing((uv_handle_t *)&l->tcp))
+    if (link_is_closing(l))
         return UV_ECANCELED;
+    if (l->stream != NULL)
+        return link_stream_write(l, w, data, len);
     if (l->tls != NULL)
         return link_tls_write(l, w, data, len);
     return link_tcp_write(l, w, data, len);
@@ -124,8 +132,10 @@ int link_shutdown(struct link *l, struct link_shutdown *s, link_shutdown_fn cb)
 {
     s->link = l;
     s->cb = cb;
-    if (uv_is_closing((uv_handle_t *)&l->tcp))
+    if (link_is_closing(l))
         return UV_ECANCELED;
+    if (l->stream != NULL)
+        return link_stream_shutdown(l, s);
     if (l->tls != NULL)
         return link_tls_shutdown(l, s);
     return link_tcp_shutdown(l, s);
@@ -134,7 +144,8 @@ int link_shutdown(struct link *l, struct link_shutdown *s, link_shutdown_fn cb)
 int link_shutdown_now(struct link *l)
 {
     uv_os_fd_t fd;
-    if (l->tls != NULL || uv_stream_get_write_queue_size((uv_stream_t *)&l->tcp) != 0)
+    if (l->tls != NULL || l->stream != NULL ||
+        uv_stream_get_write_queue_size((uv_stream_t *)&l->tcp) != 0)
         return UV_EAGAIN;
     if (uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0)
         return UV_EBADF;
@@ -145,6 +156,8 @@ int link_shutdown_now(struct link *l)
 
 size_t link_write_queue_size(const struct link *l)
 {
+    if (l->stream != NULL)
+        return link_stream_queue_size(l);
     return uv_stream_get_write_queue_size((const uv_stream_t *)&l->tcp);
 }
 
@@ -152,6 +165,8 @@ int link_unsent_bytes(const struct link *l)
 {
     uv_os_fd_t fd;
     int unsent;
+    if (l->stream != NULL)
+        return (int)link_stream_queue_size(l);
     if (uv_fileno((const uv_handle_t *)&l->tcp, &fd) != 0 || ioctl(fd, SIOCOUTQ, &unsent) != 0)
         return -1;
     return unsent;
@@ -168,6 +183,10 @@ static void on_link_handle_closed(uv_handle_t *handle)
 
 static void link_close_as(struct link *l, link_closed_fn closed, bool reset)
 {
+    if (l->stream != NULL) {
+        link_stream_close(l, closed, reset);
+        return;
+    }
     if (uv_is_closing((uv_handle_t *)&l->tcp))
         return;
     l->closed = closed;
@@ -190,5 +209,14 @@ void link_close_reset(struct link *l, link_closed_fn closed)
 
 bool link_is_closing(const struct link *l)
 {
+    if (l->stream != NULL)
+        return link_stream_is_closing(l);
     return uv_is_closing((const uv_handle_t *)&l->tcp) != 0;
+}
+
+int link_local_address(const struct link *l, struct sockaddr *sa, int *len)
+{
+    if (l->stream != NULL)
+        return link_stream_local_address(l, sa, len);
+    return uv_tcp_getsockname(&l->tcp, sa, len);
 }

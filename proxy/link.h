@@ -1,4 +1,5 @@
-/* One side of a connection: a TCP socket, with or without TLS over it. The connection, the relay
+/* One side of a connection: a TCP socket, with or without TLS over it, or a stream of a mux
+ * session (proxy/mux.h, which implements that kind). The connection, the relay
  * and the upstream protocols read, write and shut down through a link, so one relay pump serves
  * plain TCP and TLS alike.
  *
@@ -25,7 +26,8 @@
 #include <openssl/ssl.h>
 
 struct link;
-struct link_tls; /* link_tls.c */
+struct link_tls;   /* link_tls.c */
+struct mux_stream; /* mux.c */
 
 /* Where the next bytes are read into. A zero-length buffer fails the read with UV_ENOBUFS. */
 typedef void (*link_alloc_fn)(struct link *l, uv_buf_t *buf);
@@ -62,9 +64,11 @@ typedef void (*link_closed_fn)(struct link *l);
 typedef void (*link_handshake_fn)(struct link *l, int status);
 
 struct link {
-    uv_tcp_t tcp;         /* tcp.data is the link; the owner uses 'data' */
-    struct link_tls *tls; /* NULL: plain TCP */
-    void *data;           /* the owner's */
+    uv_tcp_t tcp;              /* tcp.data is the link; the owner uses 'data'; unused by a
+                                  stream */
+    struct link_tls *tls;      /* NULL: plain TCP */
+    struct mux_stream *stream; /* not NULL: a stream of a mux session (proxy/mux.h), no socket */
+    void *data;                /* the owner's */
     link_alloc_fn alloc;
     link_read_fn read;
     link_closed_fn closed;
@@ -110,6 +114,9 @@ void link_close(struct link *l, link_closed_fn closed);
 void link_close_reset(struct link *l, link_closed_fn closed);
 
 bool link_is_closing(const struct link *l);
+
+/* Our address on the connection (a stream: its session's carrier). Returns 0 or a libuv error. */
+int link_local_address(const struct link *l, struct sockaddr *sa, int *len);
 
 /* --- TLS (link_tls.c) */
 

@@ -1,0 +1,792 @@
+/* The mux session (proxy/mux.h) and its streams, which are links (link.c dispatches to the
+ * link_stream_* functions here).
+ *
+ * Callbacks: data and ends reach a stream's reader from mux_session_input() when it is reading
+ * and nothing waits before them; everything else that calls back into a stream's owner (bytes
+ * that waited, the end of reads, failed or cancelled writes, 'closed') runs from the session's
+ * idle handle, never under the caller of a link function. The session holds a reference for
+ * each stream, each frame out and the owner; its memory goes when the last one is dropped. */
+#include "proxy/mux.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/link_internal.h"
+#include "proxy/mux_frame_parse.h"
+
+#define MUX_BUCKETS 64
+
+/* A write or a shutdown of a stream, until its callback ran and its frames came back. */
+struct mux_stream_write {
+    struct mux_stream_write *next; /* the stream's list, oldest first */
+    struct mux_stream *stream;     /* NULL once the stream is gone */
+    struct link_write *w;          /* NULL: a shutdown, or the callback ran */
+    struct link_shutdown *sd;
+    const char *data;
+    size_t len, off; /* framed so far */
+    unsigned frames; /* frames out carrying it */
+    int status;      /* the first failure */
+    bool framed;     /* every byte (or the FIN) is in a frame */
+    bool called;     /* the callback ran */
+};
+
+/* Received bytes waiting for the reader. */
+struct mux_chunk {
+    struct mux_chunk *next;
+    size_t len, off;
+    uint8_t data[];
+};
+
+struct mux_stream {
+    struct mux_session *s;
+    struct link *link;
+    uint32_t id;
+    uint32_t send_window;   /* bytes the peer lets us send */
+    uint32_t recv_window;   /* bytes the peer may still send */
+    uint32_t recv_consumed; /* delivered and not credited back yet */
+    bool reading, delivering;
+    bool fin_sent, fin_queued, fin_recv;
+    bool reset;   /* cut: no more frames either way */
+    bool closing; /* the owner closed the link; 'closed' is due */
+    int read_end; /* UV_EOF or an error, delivered after the queued bytes */
+    bool read_end_delivered;
+    struct mux_chunk *rq_head, *rq_tail;
+    struct mux_stream_write *writes;
+    link_closed_fn closed;
+    bool in_pump;
+    struct mux_stream *pump_next;
+    struct mux_stream *hnext; /* bucket chain */
+};
+
+struct mux_session {
+    uv_loop_t *loop;
+    uv_idle_t pump;
+    const struct mux_carrier *ops;
+    void *owner;
+    struct sockaddr_storage local;
+    bool client;
+    bool broken;  /* the carrier failed or the peer broke the protocol */
+    bool go_away; /* no new streams */
+    bool closed;  /* mux_session_close was called */
+    bool ended_told;
+    const char *ended_why; /* the owner is to hear it from the pump */
+    bool input_paused;
+    int refs;
+    size_t n_streams;
+    size_t buffered; /* received bytes waiting for readers */
+    uint32_t next_id;
+    uint32_t last_peer_id;
+    struct mux_stream *buckets[MUX_BUCKETS];
+    struct mux_stream *pump_head, *pump_tail;
+    /* The frame being read: its header bytes, then (DATA) the payload still to come. */
+    uint8_t hdr[MUX_FRAME_HEADER_LEN];
+    size_t hdr_len;
+    struct mux_frame_header cur;
+    uint32_t payload_left;
+};
+
+static void stream_send(struct mux_stream *st);
+static void session_fail(struct mux_session *s, const char *why);
+
+/* ---- references and the pump ---------------------------------------------------------------- */
+
+static void on_pump_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void session_unref(struct mux_session *s)
+{
+    if (--s->refs == 0)
+        uv_close((uv_handle_t *)&s->pump, on_pump_closed);
+}
+
+static void on_pump(uv_idle_t *idle);
+
+/* The owner hears that the session ended from the pump, never under its own call. */
+static void session_tell_ended(struct mux_session *s, const char *why)
+{
+    if (s->ended_told || s->closed || s->ended_why != NULL)
+        return;
+    s->ended_why = why;
+    uv_idle_start(&s->pump, on_pump);
+}
+
+static void pump_schedule(struct mux_stream *st)
+{
+    struct mux_session *s = st->s;
+    if (st->in_pump)
+        return;
+    st->in_pump = true;
+    st->pump_next = NULL;
+    if (s->pump_tail != NULL)
+        s->pump_tail->pump_next = st;
+    else
+        s->pump_head = st;
+    s->pump_tail = st;
+    uv_idle_start(&s->pump, on_pump);
+}
+
+/* ---- the stream table ----------------------------------------------------------------------- */
+
+static struct mux_stream **bucket_of(struct mux_session *s, uint32_t id)
+{
+    return &s->buckets[(id >> 1) % MUX_BUCKETS];
+}
+
+static struct mux_stream *stream_find(struct mux_session *s, uint32_t id)
+{
+    for (struct mux_stream *st = *bucket_of(s, id); st != NULL; st = st->hnext)
+        if (st->id == id)
+            return st;
+    return NULL;
+}
+
+static struct mux_stream *stream_new(struct mux_session *s, uint32_t id)
+{
+    struct mux_stream *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    st->s = s;
+    st->id = id;
+    st->send_window = st->recv_window = MUX_WINDOW_INITIAL;
+    struct mux_stream **b = bucket_of(s, id);
+    st->hnext = *b;
+    *b = st;
+    s->n_streams++;
+    s->refs++;
+    return st;
+}
+
+static void stream_free(struct mux_stream *st)
+{
+    struct mux_session *s = st->s;
+    for (struct mux_stream **p = bucket_of(s, st->id); *p != NULL; p = &(*p)->hnext) {
+        if (*p == st) {
+            *p = st->hnext;
+            break;
+        }
+    }
+    for (struct mux_chunk *c = st->rq_head, *next; c != NULL; c = next) {
+        next = c->next;
+        s->buffered -= c->len - c->off;
+        free(c);
+    }
+    /* Writes whose frames are still out are freed when those come back. */
+    for (struct mux_stream_write *sw = st->writes, *next; sw != NULL; sw = next) {
+        next = sw->next;
+        sw->stream = NULL;
+        if (sw->frames == 0)
+            free(sw);
+    }
+    s->n_streams--;
+    free(st);
+    session_unref(s);
+}
+
+/* ---- frames out ---------------------------------------------------------------------------- */
+
+/* Hands one frame to the owner; 'sw' (may be NULL) is the write whose bytes it carries. */
+static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t id, uint32_t length,
+                 const char *payload, size_t payload_len, struct mux_stream_write *sw)
+{
+    if (s->broken)
+        return;
+    struct mux_frame *f = malloc(sizeof(*f) + MUX_FRAME_HEADER_LEN + payload_len);
+    if (f == NULL) {
+        session_fail(s, "out of memory");
+        return;
+    }
+    struct mux_frame_header h = {.type = type, .flags = flags, .stream = id, .length = length};
+    mux_frame_header_write(&h, f->data);
+    if (payload_len > 0)
+        memcpy(f->data + MUX_FRAME_HEADER_LEN, payload, payload_len);
+    f->len = MUX_FRAME_HEADER_LEN + payload_len;
+    f->session = s;
+    f->carries = sw;
+    if (sw != NULL)
+        sw->frames++;
+    s->refs++;
+    int err = s->ops->write(s->owner, f);
+    if (err != 0) {
+        if (sw != NULL) {
+            sw->frames--;
+            sw->status = err;
+        }
+        free(f);
+        s->refs--; /* s has the owner's reference while streams write */
+        session_fail(s, "the carrier refused a write");
+    }
+}
+
+static void emit_control(struct mux_stream *st, uint16_t flags, uint32_t delta)
+{
+    emit(st->s, MUX_FRAME_WINDOW_UPDATE, flags, st->id, delta, NULL, 0, NULL);
+}
+
+/* Runs a write's callback once, with its outcome. */
+static void write_call(struct mux_stream_write *sw, int status)
+{
+    if (sw->called)
+        return;
+    sw->called = true;
+    if (sw->w != NULL)
+        sw->w->cb(sw->w, status);
+    else if (sw->sd != NULL)
+        sw->sd->cb(sw->sd, status);
+}
+
+static void write_unlink(struct mux_stream_write *sw)
+{
+    struct mux_stream *st = sw->stream;
+    if (st != NULL) {
+        for (struct mux_stream_write **p = &st->writes; *p != NULL; p = &(*p)->next) {
+            if (*p == sw) {
+                *p = sw->next;
+                break;
+            }
+        }
+        sw->stream = NULL;
+    }
+    if (sw->frames == 0)
+        free(sw);
+}
+
+void mux_frame_written(struct mux_frame *f, int status)
+{
+    struct mux_session *s = f->session;
+    struct mux_stream_write *sw = f->carries;
+    free(f);
+    s->refs++; /* callbacks below may close the session */
+    if (sw != NULL) {
+        sw->frames--;
+        if (status < 0 && sw->status == 0)
+            sw->status = status;
+        if (sw->stream == NULL) {
+            if (sw->frames == 0)
+                free(sw);
+        } else if (sw->framed && sw->frames == 0 && !sw->called) {
+            struct mux_stream *st = sw->stream;
+            write_call(sw, sw->status);
+            write_unlink(sw);
+            if (!st->closing && !st->reset)
+                stream_send(st);
+        }
+    }
+    if (status < 0 && status != UV_ECANCELED)
+        session_fail(s, "the carrier failed");
+    s->refs--;
+    session_unref(s);
+}
+
+/* Frames what the stream's writes hold, as far as the peer's window lets. */
+static void stream_send(struct mux_stream *st)
+{
+    struct mux_session *s = st->s;
+    for (struct mux_stream_write *sw = st->writes; sw != NULL && !s->broken && !st->reset;
+         sw = sw->next) {
+        if (sw->framed)
+            continue;
+        if (sw->w == NULL) { /* a shutdown: FIN */
+            sw->framed = true;
+            st->fin_sent = true;
+            emit_control(st, MUX_FLAG_FIN, 0);
+            if (sw->frames == 0) /* nothing went out: the session failed */
+                pump_schedule(st);
+            continue;
+        }
+        while (sw->off < sw->len && st->send_window > 0 && !s->broken) {
+            size_t n = sw->len - sw->off;
+            n = n < st->send_window ? n : st->send_window;
+            n = n < MUX_FRAME_PAYLOAD_MAX ? n : MUX_FRAME_PAYLOAD_MAX;
+            emit(s, MUX_FRAME_DATA, 0, st->id, (uint32_t)n, sw->data + sw->off, n, sw);
+            sw->off += n;
+            st->send_window -= (uint32_t)n;
+        }
+        if (sw->off < sw->len)
+            return; /* the window is closed: wait for credit */
+        sw->framed = true;
+        if (sw->frames == 0)
+            pump_schedule(st); /* an empty write, or the session failed */
+    }
+    if (s->broken || st->reset)
+        pump_schedule(st);
+}
+
+/* ---- reading -------------------------------------------------------------------------------- */
+
+/* Gives delivered bytes back to the peer's window, half a window at a time. */
+static void stream_credit(struct mux_stream *st, size_t n)
+{
+    st->recv_consumed += (uint32_t)n;
+    if (st->recv_consumed < MUX_WINDOW_INITIAL / 2 || st->fin_recv || st->reset || st->closing)
+        return;
+    emit_control(st, 0, st->recv_consumed);
+    st->recv_window += st->recv_consumed;
+    st->recv_consumed = 0;
+}
+
+/* Hands bytes to the reader while it reads; returns how many it took. */
+static size_t stream_deliver(struct mux_stream *st, const uint8_t *data, size_t len)
+{
+    struct link *l = st->link;
+    size_t done = 0;
+    while (done < len && st->reading && !st->closing && !st->reset) {
+        uv_buf_t buf = uv_buf_init(NULL, 0);
+        l->alloc(l, &buf);
+        if (buf.len == 0) {
+            st->read_end = UV_ENOBUFS;
+            st->read_end_delivered = true;
+            st->reset = true;
+            l->read(l, UV_ENOBUFS, &buf);
+            break;
+        }
+        size_t n = len - done < buf.len ? len - done : buf.len;
+        memcpy(buf.base, data + done, n);
+        done += n;
+        st->delivering = true;
+        l->read(l, (ssize_t)n, &buf);
+        st->delivering = false;
+        stream_credit(st, n);
+    }
+    return done;
+}
+
+static void stream_queue(struct mux_stream *st, const uint8_t *data, size_t len)
+{
+    struct mux_session *s = st->s;
+    struct mux_chunk *c = malloc(sizeof(*c) + len);
+    if (c == NULL) {
+        session_fail(s, "out of memory");
+        return;
+    }
+    memcpy(c->data, data, len);
+    c->len = len;
+    c->off = 0;
+    c->next = NULL;
+    if (st->rq_tail != NULL)
+        st->rq_tail->next = c;
+    else
+        st->rq_head = c;
+    st->rq_tail = c;
+    s->buffered += len;
+    if (s->buffered > MUX_BUFFERED_MAX && !s->input_paused) {
+        s->input_paused = true;
+        s->ops->read_enable(s->owner, false);
+    }
+}
+
+/* Delivers queued bytes, then the end of reads, while the reader reads. */
+static void stream_drain(struct mux_stream *st)
+{
+    struct mux_session *s = st->s;
+    while (st->rq_head != NULL && st->reading && !st->closing) {
+        struct mux_chunk *c = st->rq_head;
+        size_t n = stream_deliver(st, c->data + c->off, c->len - c->off);
+        if (st->closing || st->rq_head != c)
+            return; /* closed, or reset (the queue was dropped), by the reader */
+        c->off += n;
+        s->buffered -= n;
+        if (c->off < c->len)
+            break;
+        st->rq_head = c->next;
+        if (st->rq_head == NULL)
+            st->rq_tail = NULL;
+        free(c);
+    }
+    if (s->input_paused && s->buffered <= MUX_BUFFERED_MAX / 2) {
+        s->input_paused = false;
+        s->ops->read_enable(s->owner, true);
+    }
+    if (st->rq_head == NULL && st->read_end != 0 && !st->read_end_delivered && st->reading &&
+        !st->closing) {
+        st->read_end_delivered = true;
+        uv_buf_t none = uv_buf_init(NULL, 0);
+        st->link->read(st->link, st->read_end, &none);
+    }
+}
+
+static void stream_drop_queue(struct mux_stream *st)
+{
+    for (struct mux_chunk *c = st->rq_head, *next; c != NULL; c = next) {
+        next = c->next;
+        st->s->buffered -= c->len - c->off;
+        free(c);
+    }
+    st->rq_head = st->rq_tail = NULL;
+}
+
+/* The stream is cut (RST from the peer, or the session failed): the reader learns it, writes
+ * fail. */
+static void stream_cut(struct mux_stream *st)
+{
+    if (st->reset)
+        return;
+    st->reset = true;
+    stream_drop_queue(st);
+    if (st->read_end == 0 || st->read_end == UV_EOF)
+        st->read_end = UV_ECONNRESET;
+    st->read_end_delivered = false;
+    pump_schedule(st);
+}
+
+/* Fails or completes, from the pump, the writes that can no longer go out. */
+static void stream_settle_writes(struct mux_stream *st)
+{
+    for (struct mux_stream_write *sw = st->writes, *next; sw != NULL; sw = next) {
+        next = sw->next;
+        if (st->closing) {
+            write_call(sw, UV_ECANCELED);
+        } else if (sw->framed && sw->frames == 0) {
+            write_call(sw, sw->status);
+        } else if (st->reset || st->s->broken) {
+            write_call(sw, sw->status != 0 ? sw->status : UV_ECONNRESET);
+        } else {
+            continue;
+        }
+        if (sw->frames == 0)
+            write_unlink(sw);
+    }
+}
+
+static void on_pump(uv_idle_t *idle)
+{
+    struct mux_session *s = idle->data;
+    s->refs++;
+    struct mux_stream *head = s->pump_head;
+    s->pump_head = s->pump_tail = NULL;
+    while (head != NULL) {
+        struct mux_stream *st = head;
+        head = st->pump_next;
+        st->in_pump = false;
+        stream_settle_writes(st);
+        if (st->closing) {
+            struct link *l = st->link;
+            link_closed_fn closed = st->closed;
+            st->link = NULL;
+            stream_free(st);
+            l->stream = NULL;
+            closed(l);
+            continue;
+        }
+        stream_drain(st);
+    }
+    if (s->ended_why != NULL && !s->ended_told && !s->closed) {
+        s->ended_told = true;
+        s->ops->ended(s->owner, s->ended_why);
+    }
+    if (s->pump_head == NULL)
+        uv_idle_stop(&s->pump);
+    session_unref(s);
+}
+
+/* ---- frames in ------------------------------------------------------------------------------ */
+
+static void session_fail(struct mux_session *s, const char *why)
+{
+    if (s->broken)
+        return;
+    s->broken = true;
+    s->go_away = true;
+    for (size_t b = 0; b < MUX_BUCKETS; b++)
+        for (struct mux_stream *st = s->buckets[b]; st != NULL; st = st->hnext)
+            stream_cut(st);
+    session_tell_ended(s, why);
+}
+
+/* A stream the peer opens (server side); false when the session had to fail. */
+static bool stream_accept(struct mux_session *s, uint32_t id)
+{
+    if (s->client || (id & 1) == 0 || id <= s->last_peer_id) {
+        session_fail(s, "the peer opened a stream with an invalid id");
+        return false;
+    }
+    s->last_peer_id = id;
+    struct mux_stream *st =
+        s->go_away || s->n_streams >= MUX_STREAMS_MAX ? NULL : stream_new(s, id);
+    if (st == NULL) {
+        emit(s, MUX_FRAME_WINDOW_UPDATE, MUX_FLAG_RST, id, 0, NULL, 0, NULL);
+        return true;
+    }
+    emit_control(st, MUX_FLAG_ACK, 0);
+    s->ops->accept(s->owner, st);
+    if (st->link == NULL) { /* the owner could not take it */
+        emit_control(st, MUX_FLAG_RST, 0);
+        stream_free(st);
+    }
+    return true;
+}
+
+/* The flags of a frame for an existing stream. */
+static void stream_flags(struct mux_stream *st, uint16_t flags)
+{
+    if (flags & MUX_FLAG_RST) {
+        stream_cut(st);
+        return;
+    }
+    if ((flags & MUX_FLAG_FIN) && !st->fin_recv) {
+        st->fin_recv = true;
+        if (st->read_end == 0)
+            st->read_end = UV_EOF;
+        pump_schedule(st);
+    }
+}
+
+static void session_frame(struct mux_session *s, const struct mux_frame_header *h)
+{
+    if (h->type == MUX_FRAME_PING) {
+        if (h->flags & MUX_FLAG_SYN)
+            emit(s, MUX_FRAME_PING, MUX_FLAG_ACK, 0, h->length, NULL, 0, NULL);
+        return;
+    }
+    if (h->type == MUX_FRAME_GO_AWAY) {
+        s->go_away = true;
+        if (h->length != MUX_GO_AWAY_NORMAL)
+            session_fail(s, "the peer ended the session with an error");
+        return;
+    }
+    struct mux_stream *st = stream_find(s, h->stream);
+    if ((h->flags & MUX_FLAG_SYN) && st == NULL) {
+        if (!stream_accept(s, h->stream))
+            return;
+        st = stream_find(s, h->stream);
+    }
+    if (h->type == MUX_FRAME_DATA) {
+        if (st != NULL && h->length > st->recv_window) {
+            session_fail(s, "the peer sent more than its window");
+            return;
+        }
+        s->cur = *h;
+        s->payload_left = h->length;
+        if (h->length > 0)
+            return; /* flags once the payload is in */
+    } else if (st != NULL && h->length > 0 && !st->reset) {
+        if ((uint64_t)st->send_window + h->length > UINT32_MAX) {
+            session_fail(s, "the peer's window overflowed");
+            return;
+        }
+        st->send_window += h->length;
+        stream_send(st);
+    }
+    if (st != NULL)
+        stream_flags(st, h->flags);
+}
+
+/* Payload bytes of the current DATA frame. */
+static void session_payload(struct mux_session *s, const uint8_t *data, size_t n)
+{
+    struct mux_stream *st = stream_find(s, s->cur.stream);
+    s->payload_left -= (uint32_t)n;
+    if (st != NULL && !st->reset && !st->closing && !st->fin_recv) {
+        st->recv_window -= (uint32_t)n;
+        size_t done = 0;
+        if (st->reading && st->rq_head == NULL && !st->delivering)
+            done = stream_deliver(st, data, n);
+        if (done < n && !st->reset && !st->closing)
+            stream_queue(st, data + done, n - done);
+    }
+    if (s->payload_left == 0 && !s->broken && (st = stream_find(s, s->cur.stream)) != NULL)
+        stream_flags(st, s->cur.flags);
+}
+
+void mux_session_input(struct mux_session *s, const uint8_t *data, size_t len)
+{
+    s->refs++;
+    size_t at = 0;
+    while (at < len && !s->broken) {
+        if (s->payload_left > 0) {
+            size_t n = len - at < s->payload_left ? len - at : s->payload_left;
+            session_payload(s, data + at, n);
+            at += n;
+            continue;
+        }
+        size_t n = MUX_FRAME_HEADER_LEN - s->hdr_len;
+        n = n < len - at ? n : len - at;
+        memcpy(s->hdr + s->hdr_len, data + at, n);
+        s->hdr_len += n;
+        at += n;
+        struct mux_frame_header h;
+        size_t used;
+        enum parse_result r = mux_frame_header_parse(s->hdr, s->hdr_len, &h, &used);
+        if (r == PARSE_NEED_MORE)
+            continue;
+        s->hdr_len = 0;
+        if (r == PARSE_INVALID) {
+            session_fail(s, "the peer sent a malformed frame");
+            break;
+        }
+        session_frame(s, &h);
+    }
+    if (s->go_away && s->n_streams == 0)
+        session_tell_ended(s, "the peer said GO_AWAY");
+    session_unref(s);
+}
+
+void mux_session_carrier_ended(struct mux_session *s)
+{
+    s->ended_told = true; /* the owner knows */
+    session_fail(s, "the carrier ended");
+}
+
+/* ---- the session ---------------------------------------------------------------------------- */
+
+struct mux_session *mux_session_new(uv_loop_t *loop, bool client, const struct mux_carrier *ops,
+                                    void *owner, const struct sockaddr *local)
+{
+    struct mux_session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->loop = loop;
+    s->ops = ops;
+    s->owner = owner;
+    s->client = client;
+    s->next_id = 1;
+    s->refs = 1;
+    if (local != NULL)
+        memcpy(&s->local, local,
+               local->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : sizeof(struct sockaddr_in));
+    uv_idle_init(loop, &s->pump);
+    s->pump.data = s;
+    return s;
+}
+
+struct link *mux_session_open(struct mux_session *s)
+{
+    if (!s->client || s->go_away || s->broken || s->closed || s->n_streams >= MUX_STREAMS_MAX ||
+        s->next_id > UINT32_MAX - 2)
+        return NULL;
+    struct link *l = malloc(sizeof(*l));
+    struct mux_stream *st = l != NULL ? stream_new(s, s->next_id) : NULL;
+    if (st == NULL) {
+        free(l);
+        return NULL;
+    }
+    s->next_id += 2;
+    link_init_stream(l, st);
+    emit_control(st, MUX_FLAG_SYN, 0);
+    return l;
+}
+
+size_t mux_session_streams(const struct mux_session *s)
+{
+    return s->n_streams;
+}
+
+bool mux_session_draining(const struct mux_session *s)
+{
+    return s->go_away || s->broken || s->closed;
+}
+
+void mux_session_go_away(struct mux_session *s)
+{
+    if (s->go_away)
+        return;
+    s->go_away = true;
+    emit(s, MUX_FRAME_GO_AWAY, 0, 0, MUX_GO_AWAY_NORMAL, NULL, 0, NULL);
+}
+
+void mux_session_close(struct mux_session *s)
+{
+    s->closed = true;
+    s->ended_told = true;
+    session_fail(s, "closed");
+    session_unref(s);
+}
+
+/* ---- streams as links (link.c) --------------------------------------------------------------- */
+
+void link_init_stream(struct link *l, struct mux_stream *st)
+{
+    *l = (struct link){.stream = st};
+    st->link = l;
+}
+
+int link_stream_read_start(struct link *l)
+{
+    struct mux_stream *st = l->stream;
+    st->reading = true;
+    if (st->rq_head != NULL || (st->read_end != 0 && !st->read_end_delivered))
+        pump_schedule(st);
+    return 0;
+}
+
+void link_stream_read_stop(struct link *l)
+{
+    l->stream->reading = false;
+}
+
+static int stream_add_write(struct mux_stream *st, struct link_write *w, struct link_shutdown *sd,
+                            const char *data, size_t len)
+{
+    if (st->reset || st->s->broken)
+        return UV_ECONNRESET;
+    if (st->fin_queued)
+        return UV_EPIPE;
+    struct mux_stream_write *sw = calloc(1, sizeof(*sw));
+    if (sw == NULL)
+        return UV_ENOMEM;
+    sw->stream = st;
+    sw->w = w;
+    sw->sd = sd;
+    sw->data = data;
+    sw->len = len;
+    struct mux_stream_write **p = &st->writes;
+    while (*p != NULL)
+        p = &(*p)->next;
+    *p = sw;
+    if (sd != NULL)
+        st->fin_queued = true;
+    stream_send(st);
+    return 0;
+}
+
+int link_stream_write(struct link *l, struct link_write *w, const char *data, size_t len)
+{
+    return stream_add_write(l->stream, w, NULL, data, len);
+}
+
+int link_stream_shutdown(struct link *l, struct link_shutdown *sd)
+{
+    return stream_add_write(l->stream, NULL, sd, NULL, 0);
+}
+
+size_t link_stream_queue_size(const struct link *l)
+{
+    size_t n = 0;
+    for (const struct mux_stream_write *sw = l->stream->writes; sw != NULL; sw = sw->next)
+        n += sw->len - sw->off;
+    return n;
+}
+
+void link_stream_close(struct link *l, link_closed_fn closed, bool reset)
+{
+    struct mux_stream *st = l->stream;
+    if (st->closing)
+        return;
+    st->closing = true;
+    st->closed = closed;
+    st->reading = false;
+    if (!st->reset && (reset || !(st->fin_sent && st->fin_recv)))
+        emit_control(st, MUX_FLAG_RST, 0);
+    st->reset = true;
+    stream_drop_queue(st);
+    pump_schedule(st);
+}
+
+bool link_stream_is_closing(const struct link *l)
+{
+    return l->stream->closing;
+}
+
+int link_stream_local_address(const struct link *l, struct sockaddr *sa, int *len)
+{
+    const struct sockaddr_storage *local = &l->stream->s->local;
+    int n = local->ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6)
+                                         : (int)sizeof(struct sockaddr_in);
+    if (local->ss_family == 0 || *len < n)
+        return UV_EINVAL;
+    memcpy(sa, local, (size_t)n);
+    *len = n;
+    return 0;
+}
