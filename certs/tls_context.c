@@ -131,6 +131,22 @@ out:
     return ret;
 }
 
+/* Picks the first of ours that the client offers; none offered or none in common: no ALPN, and
+ * the connection speaks HTTP/1.1. */
+static int tls_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                           const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char ours[] = "\x0e" CERTS_ALPN_MUX "\x08" CERTS_ALPN_HTTP1;
+    (void)ssl;
+    (void)arg;
+    unsigned char *chosen;
+    if (SSL_select_next_proto(&chosen, outlen, ours, sizeof(ours) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = chosen;
+    return SSL_TLSEXT_ERR_OK;
+}
+
 static int tls_context_new(bool server, const char *cert, const char *key, const char *ca,
                            time_t now, SSL_CTX **out, time_t *not_after, char *err, size_t err_len)
 {
@@ -175,6 +191,7 @@ static int tls_context_new(bool server, const char *cert, const char *key, const
         }
         SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select, NULL);
     } else {
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
     }

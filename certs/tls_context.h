@@ -15,14 +15,20 @@
 
 #include <openssl/ssl.h>
 
-/* The server context of a tunnel listener: TLS 1.3 only; our certificate and key from 'cert' and
- * 'key' (certs_load_pair: the key file private to its owner, the key the certificate's); our
- * certificate valid at 'now' (an expired or not yet valid one is refused, the message naming the
- * file and the date); the certificates of 'ca' as the trust store and as the list of CAs sent to
- * clients; a client certificate required (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT); a
- * session id context and session tickets, so that TLS 1.3 resumption works with client
- * certificates. On success *out is a new context the caller frees with SSL_CTX_free and
- * *not_after (when not NULL) our certificate's notAfter. */
+/* ALPN protocol names a tunnel listener accepts, in its order of preference: the mux of
+ * proxy/mux.h (many tunnels over one connection), then HTTP/1.1 CONNECT (one tunnel per
+ * connection; also what a client that offers no ALPN, curl for one, gets). */
+#define CERTS_ALPN_MUX "geoproxy-mux/1"
+#define CERTS_ALPN_HTTP1 "http/1.1"
+
+/* The server context of a tunnel listener: TLS 1.3 only; ALPN as above; our certificate and key
+ * from 'cert' and 'key' (certs_load_pair: the key file private to its owner, the key the
+ * certificate's); our certificate valid at 'now' (an expired or not yet valid one is refused, the
+ * message naming the file and the date); the certificates of 'ca' as the trust store and as the
+ * list of CAs sent to clients; a client certificate required (SSL_VERIFY_PEER |
+ * SSL_VERIFY_FAIL_IF_NO_PEER_CERT); a session id context and session tickets, so that TLS 1.3
+ * resumption works with client certificates. On success *out is a new context the caller frees with
+ * SSL_CTX_free and *not_after (when not NULL) our certificate's notAfter. */
 int certs_tls_server_context(const char *cert, const char *key, const char *ca, time_t now,
                              SSL_CTX **out, time_t *not_after, char *err, size_t err_len);
 

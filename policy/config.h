@@ -94,6 +94,7 @@ struct config_upstream {
     struct ssl_ctx_st *tls; /* client context built at load (certs/tls_context.h); owned */
     int64_t cert_not_after; /* our client certificate's notAfter (unix time), for metrics */
     unsigned pool;          /* "pool N": idle TLS connections kept ready per worker (default 2) */
+    bool no_mux;            /* "mux off": one TLS connection per tunnel, never a mux session */
     /* socks5, http: "user NAME password-file FILE" (optional) */
     char *user;
     char *password;

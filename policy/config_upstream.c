@@ -1,6 +1,6 @@
 /* The directives of the entry side of tunnels:
  *   upstream NAME tls HOST:PORT ca FILE cert FILE key FILE [pin sha256//BASE64]
- *            [server-name NAME] [egress CC-or-REGION] [pool N]
+ *            [server-name NAME] [egress CC-or-REGION] [pool N] [mux on|off]
  *   upstream NAME socks5|http HOST:PORT [user NAME password-file FILE]
  *   upstream NAME group failover|round-robin MEMBER...
  *   health-check [every DURATION] [timeout DURATION]
@@ -38,13 +38,15 @@ enum upstream_option {
     U_SERVER_NAME,
     U_EGRESS,
     U_POOL,
+    U_MUX,
     U_USER,
     U_PASS
 };
-#define U_OPTIONS 9
-#define U_TLS_ONLY_LAST U_POOL
-static const char *const option_names[] = {"ca",     "cert", "key",  "pin",           "server-name",
-                                           "egress", "pool", "user", "password-file", NULL};
+#define U_OPTIONS 10
+#define U_TLS_ONLY_LAST U_MUX
+static const char *const option_names[] = {"ca",          "cert",          "key",  "pin",
+                                           "server-name", "egress",        "pool", "mux",
+                                           "user",        "password-file", NULL};
 
 struct upstream_words {
     const struct config_token *opt[U_OPTIONS];
@@ -179,7 +181,7 @@ static int upstream_split_options(struct config_parser *p, const struct config_l
     static const struct config_option_spec spec = {
         .context = " for 'upstream'",
         .names = option_names,
-        .expected = "expected ca, cert, key, pin, server-name, egress, pool, user or "
+        .expected = "expected ca, cert, key, pin, server-name, egress, pool, mux, user or "
                     "password-file",
     };
     struct config_option_slot slots[U_OPTIONS];
@@ -301,6 +303,13 @@ static int upstream_parse_tls(struct config_parser *p, const struct config_line 
         return -1;
     }
     u->pool = (unsigned)pool;
+    t = o->val[U_MUX];
+    if (t != NULL && strcmp(t->text, "on") != 0 && strcmp(t->text, "off") != 0) {
+        config_parser_error(p, t->col, "'mux' must be on or off, got '%s'",
+                            config_token_clip(t, shown));
+        return -1;
+    }
+    u->no_mux = t != NULL && strcmp(t->text, "off") == 0;
     u->pin = o->val[U_PIN] != NULL ? strdup(o->val[U_PIN]->text) : NULL;
     u->server_name = strdup(o->val[U_SERVER_NAME] != NULL ? o->val[U_SERVER_NAME]->text : u->host);
     if (u->server_name == NULL || (o->val[U_PIN] != NULL && u->pin == NULL)) {

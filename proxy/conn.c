@@ -12,12 +12,14 @@
 #include "proxy/http_control_parse.h"
 #include "proxy/inbound.h"
 #include "proxy/log.h"
+#include "proxy/mux.h"
 #include "proxy/outbound.h"
 #include "proxy/runtime.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
 #define LINGER_MS 2000 /* after an error reply: time to flush it and read the client's EOF */
+#define MUX_CARRIER_DRAIN_CHECK_MS 100 /* how often a draining carrier looks at its streams */
 
 enum {
     CONN_F_CLIENT_OPEN = 1u << 0,   /* client handle initialised, not yet closing */
@@ -31,6 +33,7 @@ enum {
 };
 
 static void on_timer(uv_timer_t *timer);
+static void conn_mux_start(struct conn *c);
 static void conn_arm_deadline(struct conn *c);
 static void conn_defer_result(struct conn *c, enum outbound_status status);
 
@@ -142,6 +145,10 @@ void conn_close(struct conn *c)
     c->phase = CONN_PHASE_CLOSING;
     conn_cancel_outbound(c);
     conn_log_close(c);
+    if (c->mux != NULL) {
+        mux_session_close(c->mux);
+        c->mux = NULL;
+    }
     if (c->flags & CONN_F_CLIENT_OPEN) {
         /* A stream cut on the way (the upstream reset it) is cut for the client too: an end of
          * file would pass a truncated transfer off as a complete one. */
@@ -300,7 +307,8 @@ static const char *conn_setup(struct conn *c, const char *listener_name)
     if (w->draining)
         return "shutting-down";
     int len = sizeof(c->client_addr);
-    uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&c->client_addr, &len);
+    if (c->client.stream == NULL) /* a stream has its carrier's address already */
+        uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&c->client_addr, &len);
     /* Admission: the global cap, then the client's own (proxy/client_limits.h). A tunnel
      * listener's clients are entries, each carrying many users: no per-client cap for them. */
     struct config_limits limits = cfg->limits;
@@ -334,7 +342,8 @@ static const char *conn_setup(struct conn *c, const char *listener_name)
     c->flags |= CONN_F_ADMITTED;
     policy_classify(c->snap, (const struct sockaddr *)&c->client_addr, &c->client_geo);
     c->client_classified = true;
-    uv_tcp_nodelay(&c->client.tcp, 1);
+    if (c->client.stream == NULL)
+        uv_tcp_nodelay(&c->client.tcp, 1);
     c->hs_cap = cfg->limits.header_bytes;
     c->hs = malloc(c->hs_cap);
     if (c->hs == NULL)
@@ -371,29 +380,42 @@ static void on_tunnel_handshake(struct link *l, int status)
     if (peer == NULL || X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName,
                                                   c->user, sizeof(c->user)) <= 0)
         c->user[0] = '\0';
+    if (link_tls_alpn_is(l, MUX_ALPN)) {
+        conn_mux_start(c);
+        return;
+    }
     conn_hs_read_start(c);
 }
 
-void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_name)
+/* A new connection in the worker's list, its timer initialised; the client link is the
+ * caller's to set up. NULL when out of memory. */
+static struct conn *conn_new(struct worker *w)
 {
     struct conn *c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        log_msg(LOG_ERROR, "out of memory: refusing a connection on %s", listener_name);
-        worker_reject_connection(w, server);
-        return;
-    }
+    if (c == NULL)
+        return NULL;
     c->worker = w;
     c->snap = runtime_acquire_snapshot(w->rt);
     c->id = atomic_fetch_add_explicit(&w->rt->next_conn_id, 1, memory_order_relaxed);
     c->phase = CONN_PHASE_HANDSHAKE;
     c->accepted_ms = c->last_activity_ms = uv_now(&w->loop);
     worker_add_conn(w, c);
+    uv_timer_init(&w->loop, &c->timer);
+    c->flags |= CONN_F_TIMER_OPEN;
+    return c;
+}
 
+void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_name)
+{
+    struct conn *c = conn_new(w);
+    if (c == NULL) {
+        log_msg(LOG_ERROR, "out of memory: refusing a connection on %s", listener_name);
+        worker_reject_connection(w, server);
+        return;
+    }
     link_init(&w->loop, &c->client, AF_UNSPEC);
     c->client.data = c;
     c->flags |= CONN_F_CLIENT_OPEN;
-    uv_timer_init(&w->loop, &c->timer);
-    c->flags |= CONN_F_TIMER_OPEN;
     if (uv_accept(server, (uv_stream_t *)&c->client.tcp) != 0) {
         conn_close_because(c, "accept-failed");
         return;
@@ -415,12 +437,127 @@ void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_nam
     }
     conn_arm_deadline(c); /* the handshake deadline covers TLS too */
     if (c->listener->kind == LISTENER_TUNNEL) {
-        if (link_tls_start(&c->client, c->listener->tls, true, NULL, NULL, on_tunnel_handshake) !=
-            0)
+        if (link_tls_start(&c->client, c->listener->tls, true, NULL, NULL, NULL,
+                           on_tunnel_handshake) != 0)
             conn_tunnel_refuse(c);
         return;
     }
     conn_hs_read_start(c);
+}
+
+/* ---- mux carriers (tunnel listeners) ------------------------------------------------------ */
+
+/* A stream the carrier's peer opened: a connection of its own on the carrier's listener, from
+ * the carrier's address and as its user, speaking HTTP/1.1 CONNECT inside the stream. */
+static void conn_accept_stream(void *owner, struct mux_stream *stream)
+{
+    struct conn *carrier = owner;
+    if (carrier->worker->draining)
+        return; /* left: the stream is reset */
+    struct conn *c = conn_new(carrier->worker);
+    if (c == NULL)
+        return;
+    link_init_stream(&c->client, stream);
+    c->client.data = c;
+    c->flags |= CONN_F_CLIENT_OPEN;
+    c->client_addr = carrier->client_addr;
+    memcpy(c->user, carrier->user, sizeof(c->user));
+    const char *refused = conn_setup(c, carrier->listener->name);
+    if (refused != NULL) {
+        conn_close_because(c, refused);
+        return;
+    }
+    c->proto = &inbound_http_ops;
+    conn_arm_deadline(c);
+    conn_hs_read_start(c);
+}
+
+static void on_carrier_frame_written(struct link_write *w, int status)
+{
+    mux_frame_written(w->data, status);
+}
+
+static int conn_carrier_write(void *owner, struct mux_frame *f)
+{
+    struct conn *c = owner;
+    f->write.data = f;
+    return link_write(&c->client, &f->write, (const char *)f->data, f->len,
+                      on_carrier_frame_written);
+}
+
+static void on_carrier_read(struct conn *c, enum conn_side side, const char *data, ssize_t n)
+{
+    (void)side;
+    if (c->mux == NULL)
+        return;
+    if (n > 0) {
+        mux_session_input(c->mux, (const uint8_t *)data, (size_t)n);
+        return;
+    }
+    mux_session_carrier_ended(c->mux);
+    conn_close_because(c, n == UV_EOF ? "done" : "client-reset");
+}
+
+static void conn_carrier_read_enable(void *owner, bool enable)
+{
+    struct conn *c = owner;
+    if (!enable)
+        conn_read_stop(c, CONN_CLIENT);
+    else
+        conn_read_start(c, CONN_CLIENT, on_carrier_read);
+}
+
+static void conn_carrier_ended(void *owner, const char *why)
+{
+    struct conn *c = owner;
+    log_msg(LOG_WARN, "listener %s: mux session with %s ended: %s", c->listener->name,
+            conn_log_client_id(c), why);
+    conn_close_because(c, "mux-error");
+}
+
+static const struct mux_carrier conn_carrier_ops = {
+    .write = conn_carrier_write,
+    .read_enable = conn_carrier_read_enable,
+    .accept = conn_accept_stream,
+    .ended = conn_carrier_ended,
+};
+
+/* The tunnel client chose the mux: from here on this connection carries a session, whose
+ * streams are the tunnels. It ends when the client closes it, or when it carried nothing for
+ * the idle time (or, draining, at once). */
+static void conn_mux_start(struct conn *c)
+{
+    struct sockaddr_storage local;
+    int len = sizeof(local);
+    link_local_address(&c->client, (struct sockaddr *)&local, &len);
+    c->mux = mux_session_new(&c->worker->loop, false, &conn_carrier_ops, c,
+                             (const struct sockaddr *)&local);
+    if (c->mux == NULL) {
+        conn_close_because(c, "out-of-memory");
+        return;
+    }
+    free(c->hs); /* the streams have their own */
+    c->hs = NULL;
+    c->hs_cap = c->hs_len = 0;
+    c->phase = CONN_PHASE_MUX;
+    conn_touch(c);
+    conn_arm_deadline(c);
+    conn_read_start(c, CONN_CLIENT, on_carrier_read);
+}
+
+/* The carrier's timer: it closes once it carries no stream and is idle, or draining. */
+static void conn_mux_tick(struct conn *c)
+{
+    bool draining = c->worker->draining;
+    if (draining)
+        mux_session_go_away(c->mux);
+    if (mux_session_streams(c->mux) == 0 &&
+        (draining ||
+         uv_now(&c->worker->loop) >= c->last_activity_ms + conn_config(c)->timeouts.idle_ms)) {
+        conn_close_because(c, draining ? "shutting-down" : "idle-timeout");
+        return;
+    }
+    conn_arm_deadline(c);
 }
 
 /* ---- deadlines --------------------------------------------------------------------------- */
@@ -436,6 +573,12 @@ static uint64_t conn_deadline(const struct conn *c)
         return c->accepted_ms + t->handshake_ms;
     case CONN_PHASE_RELAY:
     case CONN_PHASE_FORWARD:
+        return c->last_activity_ms + t->idle_ms;
+    case CONN_PHASE_MUX: /* looked at again while it carries streams, or when draining */
+        if (c->worker->draining)
+            return uv_now(&c->worker->loop) + MUX_CARRIER_DRAIN_CHECK_MS;
+        if (mux_session_streams(c->mux) > 0)
+            return uv_now(&c->worker->loop) + t->idle_ms;
         return c->last_activity_ms + t->idle_ms;
     case CONN_PHASE_CONNECTING: /* the outbound request has its own deadline */
     case CONN_PHASE_CLOSING:
@@ -470,6 +613,10 @@ static void on_timer(uv_timer_t *timer)
     if (c->flags & CONN_F_DEFERRED_RESULT) {
         c->flags &= ~CONN_F_DEFERRED_RESULT;
         conn_deliver_connect_result(c);
+        return;
+    }
+    if (c->phase == CONN_PHASE_MUX) {
+        conn_mux_tick(c);
         return;
     }
     uint64_t deadline = conn_deadline(c);
@@ -513,7 +660,7 @@ static void conn_take_upstream(struct conn *c, struct link *link, const struct s
         peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     memcpy(&c->upstream_peer, peer, plen);
     int len = sizeof(c->upstream_local);
-    uv_tcp_getsockname(&link->tcp, (struct sockaddr *)&c->upstream_local, &len);
+    link_local_address(link, (struct sockaddr *)&c->upstream_local, &len);
 }
 
 /* A tunnel through the verdict's upstream is open, or it failed. The destination is where the
@@ -554,6 +701,7 @@ static struct upstream_req *conn_ask_upstream(struct conn *c, const struct confi
         .health = &c->worker->rt->health,
         .sessions = &c->worker->tls_sessions,
         .pool = &c->worker->tls_pool,
+        .mux = &c->worker->mux_pool,
         .snap = c->snap,
         .metrics = &c->worker->metrics,
         .cfg = conn_config(c),
@@ -1066,7 +1214,7 @@ int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn)
         return UV_ECANCELED;
     struct link *link = conn_side_link(c, side);
     c->readers[side] = fn;
-    if (c->phase != CONN_PHASE_FORWARD) {
+    if (c->phase != CONN_PHASE_FORWARD && c->phase != CONN_PHASE_MUX) {
         c->phase = CONN_PHASE_FORWARD;
         conn_arm_deadline(c);
     }

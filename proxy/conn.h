@@ -26,6 +26,8 @@
 struct worker;
 struct conn;
 struct outbound_req;
+struct mux_session;
+struct mux_stream;
 
 enum conn_side {
     CONN_CLIENT = 0,
@@ -37,6 +39,8 @@ enum conn_phase {
     CONN_PHASE_CONNECTING,
     CONN_PHASE_RELAY,   /* bytes pumped both ways by proxy/relay.c */
     CONN_PHASE_FORWARD, /* a protocol drives both sides (HTTP absolute-form forwarding) */
+    CONN_PHASE_MUX,     /* a tunnel listener's client speaks the mux (proxy/mux.h): each of
+                           its streams is a connection of its own */
     CONN_PHASE_CLOSING,
 };
 
@@ -68,11 +72,12 @@ struct conn {
     const struct config_listener *listener;
     uint64_t id; /* unique within the process, for logs */
 
-    struct link client;
-    struct link *upstream; /* connected link from proxy/outbound.c (or an upstream), owned;
-                              NULL when none */
-    uv_timer_t timer;      /* handshake and idle deadlines */
-    unsigned flags;        /* CONN_F_* in conn.c */
+    struct link client;      /* a socket, or a stream of a mux carrier's session */
+    struct mux_session *mux; /* CONN_PHASE_MUX: the session over the client link, owned */
+    struct link *upstream;   /* connected link from proxy/outbound.c (or an upstream), owned;
+                                NULL when none */
+    uv_timer_t timer;        /* handshake and idle deadlines */
+    unsigned flags;          /* CONN_F_* in conn.c */
     int pending_closes;
     int refs; /* in-flight requests that point at the conn (writes, shutdowns, auth work) */
     unsigned sends_in_flight[2]; /* conn_send() writes not yet completed, per side */

@@ -178,6 +178,8 @@ static const char *conn_phase_name(enum conn_phase phase)
         return "relay";
     case CONN_PHASE_FORWARD:
         return "forward";
+    case CONN_PHASE_MUX:
+        return "mux";
     case CONN_PHASE_CLOSING:
         return "closing";
     }

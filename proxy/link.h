@@ -122,11 +122,15 @@ int link_local_address(const struct link *l, struct sockaddr *sa, int *len);
 
 /* Starts a TLS handshake over the connected socket, as a server or a client of 'ctx'. A client
  * checks 'peer_name' (a DNS name, also sent as SNI, or an IP address) in the server's
- * certificate and offers 'session' for resumption when not NULL. Reads the socket until the
+ * certificate, offers 'session' for resumption when not NULL, and offers the ALPN protocol
+ * 'alpn' when not NULL (link_tls_alpn says what the server chose). Reads the socket until the
  * handshake ends, then stops: 'done' runs once, unless the link closes first. Returns 0 or a
  * libuv error ('done' is then not called). */
 int link_tls_start(struct link *l, SSL_CTX *ctx, bool server, const char *peer_name,
-                   SSL_SESSION *session, link_handshake_fn done);
+                   SSL_SESSION *session, const char *alpn, link_handshake_fn done);
+
+/* Whether the handshake chose the ALPN protocol 'name'. */
+bool link_tls_alpn_is(const struct link *l, const char *name);
 
 /* The TLS session, or NULL for a plain link. */
 SSL *link_ssl(const struct link *l);

@@ -122,7 +122,7 @@ static void tls_handshake_step(struct link *l)
 static void on_pump(uv_idle_t *idle);
 
 int link_tls_start(struct link *l, SSL_CTX *ctx, bool server, const char *peer_name,
-                   SSL_SESSION *session, link_handshake_fn done)
+                   SSL_SESSION *session, const char *alpn, link_handshake_fn done)
 {
     if (l->tls != NULL || link_is_closing(l))
         return UV_EINVAL;
@@ -160,6 +160,14 @@ int link_tls_start(struct link *l, SSL_CTX *ctx, bool server, const char *peer_n
         int ok = literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), peer_name)
                          : SSL_set_tlsext_host_name(t->ssl, peer_name) == 1 &&
                                SSL_set1_host(t->ssl, peer_name) == 1;
+        unsigned char protos[256];
+        size_t alpn_len = alpn != NULL ? strlen(alpn) : 0;
+        if (alpn_len > 0 && alpn_len < sizeof(protos)) {
+            protos[0] = (unsigned char)alpn_len;
+            memcpy(protos + 1, alpn, alpn_len);
+            if (SSL_set_alpn_protos(t->ssl, protos, (unsigned)alpn_len + 1) != 0)
+                ok = 0;
+        }
         if (ok != 1 || (session != NULL && SSL_set_session(t->ssl, session) != 1)) {
             ERR_clear_error();
             return UV_EINVAL;
@@ -373,4 +381,14 @@ SSL *link_ssl(const struct link *l)
 const char *link_tls_error(const struct link *l)
 {
     return l->tls != NULL ? l->tls->error : "";
+}
+
+bool link_tls_alpn_is(const struct link *l, const char *name)
+{
+    const unsigned char *chosen = NULL;
+    unsigned int len = 0;
+    if (l->tls == NULL || l->tls->ssl == NULL)
+        return false;
+    SSL_get0_alpn_selected(l->tls->ssl, &chosen, &len);
+    return chosen != NULL && len == strlen(name) && memcmp(chosen, name, len) == 0;
 }

@@ -53,7 +53,8 @@ struct mux_stream {
     struct mux_chunk *rq_head, *rq_tail;
     struct mux_stream_write *writes;
     link_closed_fn closed;
-    bool in_pump;
+    bool in_pump;    /* in the pump's list, or being looked at by it */
+    bool pump_again; /* asked for while in_pump */
     struct mux_stream *pump_next;
     struct mux_stream *hnext; /* bucket chain */
 };
@@ -115,8 +116,10 @@ static void session_tell_ended(struct mux_session *s, const char *why)
 static void pump_schedule(struct mux_stream *st)
 {
     struct mux_session *s = st->s;
-    if (st->in_pump)
+    if (st->in_pump) {
+        st->pump_again = true; /* once its turn in the pump is over */
         return;
+    }
     st->in_pump = true;
     st->pump_next = NULL;
     if (s->pump_tail != NULL)
@@ -370,7 +373,7 @@ static void stream_queue(struct mux_stream *st, const uint8_t *data, size_t len)
         st->rq_head = c;
     st->rq_tail = c;
     s->buffered += len;
-    if (s->buffered > MUX_BUFFERED_MAX && !s->input_paused) {
+    if (s->buffered > MUX_BUFFERED_MAX && !s->input_paused && !s->closed) {
         s->input_paused = true;
         s->ops->read_enable(s->owner, false);
     }
@@ -394,7 +397,7 @@ static void stream_drain(struct mux_stream *st)
             st->rq_tail = NULL;
         free(c);
     }
-    if (s->input_paused && s->buffered <= MUX_BUFFERED_MAX / 2) {
+    if (s->input_paused && s->buffered <= MUX_BUFFERED_MAX / 2 && !s->closed) {
         s->input_paused = false;
         s->ops->read_enable(s->owner, true);
     }
@@ -458,9 +461,10 @@ static void on_pump(uv_idle_t *idle)
     while (head != NULL) {
         struct mux_stream *st = head;
         head = st->pump_next;
-        st->in_pump = false;
+        st->pump_again = false;
         stream_settle_writes(st);
         if (st->closing) {
+            stream_settle_writes(st); /* those the callbacks above left: cancelled */
             struct link *l = st->link;
             link_closed_fn closed = st->closed;
             st->link = NULL;
@@ -470,6 +474,11 @@ static void on_pump(uv_idle_t *idle)
             continue;
         }
         stream_drain(st);
+        st->in_pump = false;
+        if (st->pump_again) {
+            st->pump_again = false;
+            pump_schedule(st);
+        }
     }
     if (s->ended_why != NULL && !s->ended_told && !s->closed) {
         s->ended_told = true;

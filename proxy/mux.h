@@ -28,9 +28,10 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "certs/tls_context.h"
 #include "proxy/link.h"
 
-#define MUX_ALPN "geoproxy-mux/1"
+#define MUX_ALPN CERTS_ALPN_MUX
 #define MUX_STREAMS_MAX 256               /* open streams per session */
 #define MUX_FRAME_PAYLOAD_MAX (64 * 1024) /* the longest DATA frame we send */
 #define MUX_BUFFERED_MAX (8u * 1024u * 1024u)

@@ -22,6 +22,8 @@
 #include "proxy/http_control_parse.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
+#include "proxy/mux.h"
+#include "proxy/mux_pool.h"
 #include "proxy/outbound.h"
 #include "proxy/socks_client_parse.h"
 #include "proxy/tls_pool.h"
@@ -66,6 +68,7 @@ struct upstream_req {
     char detail[UPSTREAM_DETAIL_MAX];
     char egress[64];
     const char *tls; /* see upstream_result.tls */
+    bool over_mux;   /* the link is a stream of a mux session */
 };
 
 static void upstream_try_next(struct upstream_req *req);
@@ -106,7 +109,7 @@ static void upstream_drop_link(struct upstream_req *req)
 static void upstream_finish(struct upstream_req *req, struct upstream_result *r)
 {
     req->done = true;
-    if (req->p.pool != NULL && req->cur != NULL && r->status == OUTBOUND_OK)
+    if (req->p.pool != NULL && req->cur != NULL && r->status == OUTBOUND_OK && !req->over_mux)
         tls_pool_refill(req->p.pool, req->p.snap, req->cur);
     r->used = req->cur;
     r->detail = r->detail != NULL ? r->detail : req->detail;
@@ -431,6 +434,27 @@ static void upstream_speak(struct upstream_req *req)
     }
 }
 
+/* The exit took the mux: the connection becomes a session of the pool's, and the tunnel its
+ * first stream. */
+static void upstream_adopt_mux(struct upstream_req *req, struct link *l)
+{
+    if (req->p.sessions != NULL)
+        tls_session_cache_put(req->p.sessions, req->cur->name, req->cur->tls,
+                              SSL_get1_session(link_ssl(l)));
+    req->link = NULL; /* the pool's from here */
+    struct link *stream =
+        mux_pool_adopt(req->p.mux, req->cur, l, (const struct sockaddr *)&req->peer);
+    if (stream == NULL) {
+        upstream_member_failed(req, OUTBOUND_FAILED, "cannot open a mux stream to upstream %s",
+                               req->cur->name);
+        return;
+    }
+    req->link = stream;
+    stream->data = req;
+    req->over_mux = true;
+    upstream_speak(req);
+}
+
 static void on_tls_done(struct link *l, int status)
 {
     struct upstream_req *req = l->data;
@@ -451,6 +475,10 @@ static void on_tls_done(struct link *l, int status)
         return;
     }
     req->tls = SSL_session_reused(link_ssl(l)) ? "resumed" : "full";
+    if (req->p.mux != NULL && link_tls_alpn_is(l, MUX_ALPN)) {
+        upstream_adopt_mux(req, l);
+        return;
+    }
     if (req->p.ask == UPSTREAM_ASK_HANDSHAKE) {
         struct upstream_result r = {
             .status = OUTBOUND_OK, .link = l, .peer = (const struct sockaddr *)&req->peer};
@@ -488,8 +516,11 @@ static void on_member_connected(void *arg, enum outbound_status status, struct l
         req->p.sessions != NULL
             ? tls_session_cache_get(req->p.sessions, req->cur->name, req->cur->tls)
             : NULL;
-    int err =
-        link_tls_start(link, req->cur->tls, false, req->cur->server_name, resume, on_tls_done);
+    const char *alpn = req->p.mux != NULL && req->p.ask == UPSTREAM_ASK_CONNECT && !req->cur->no_mux
+                           ? MUX_ALPN
+                           : NULL;
+    int err = link_tls_start(link, req->cur->tls, false, req->cur->server_name, resume, alpn,
+                             on_tls_done);
     if (err != 0)
         upstream_member_failed(
             req, OUTBOUND_FAILED, "TLS with upstream %s failed: %s", req->cur->name,
@@ -523,6 +554,18 @@ static void upstream_try_next(struct upstream_req *req)
         return;
     }
     req->cur = req->cands[req->next++];
+    req->over_mux = false;
+    if (req->p.mux != NULL && req->p.ask == UPSTREAM_ASK_CONNECT &&
+        req->cur->kind == UPSTREAM_TLS && !req->cur->no_mux) {
+        req->link = mux_pool_open(req->p.mux, req->cur, &req->peer);
+        if (req->link != NULL) { /* a stream of a session: no connect, no handshake */
+            req->tls = "mux";
+            req->over_mux = true;
+            req->link->data = req;
+            upstream_speak(req);
+            return;
+        }
+    }
     if (req->p.pool != NULL && req->p.ask == UPSTREAM_ASK_CONNECT) {
         req->link = tls_pool_take(req->p.pool, req->cur, &req->peer);
         if (req->link != NULL) { /* handshake done already */

@@ -1,7 +1,9 @@
 /* Connections through an upstream (tunnel verdicts, and the health checker's probes): connect to
  * the upstream (proxy/outbound.h), then speak its protocol as a client over a link:
  *   tls:    TLS 1.3 handshake (CA, name and optional SPKI pin checked, session resumed when one
- *           is cached), then HTTP CONNECT host:port, the name unresolved;
+ *           is cached), then HTTP CONNECT host:port, the name unresolved; for a CONNECT, over a
+ *           stream of a mux session with the exit (proxy/mux_pool.h) when there is one, and a
+ *           new session is made of the connection when the exit accepts the mux by ALPN;
  *   http:   HTTP CONNECT host:port over plain TCP;
  *   socks5: greeting, optional RFC 1929 login, CONNECT with the name unresolved (ATYP 3).
  * For a group, the healthy members are tried in the group's order (proxy/upstream_health.h);
@@ -25,6 +27,7 @@ struct policy_snapshot;
 struct worker_metrics;
 struct upstream_health;
 struct tls_pool;
+struct mux_pool;
 struct tls_session_cache;
 
 enum upstream_ask {
@@ -41,6 +44,8 @@ struct upstream_params {
     struct upstream_health *health;     /* marks and picks; NULL: try 'via' whatever its state */
     struct tls_session_cache *sessions; /* resumption; may be NULL */
     struct tls_pool *pool;              /* idle links to take; may be NULL */
+    struct mux_pool *mux;               /* CONNECT: sessions to open tunnels on, and to add
+                                           new ones to; may be NULL (no mux offered) */
     struct worker_metrics *metrics;     /* TLS failures are counted here; NULL: not counted */
     struct policy_snapshot *snap;       /* cfg's snapshot, for the pool's refills (with pool) */
     const struct config *cfg;           /* 'via' belongs to it; kept alive by the caller */
@@ -65,8 +70,10 @@ struct upstream_result {
     const char *addresses; /* RESOLVE: the Geoproxy-Addresses value, or NULL */
     size_t addresses_len;
     uint64_t latency_us; /* from the start to the reply */
-    const char *tls;     /* a tls member: how its TLS session began: "pooled" (a link made
-                            ahead), "resumed" or "full" (handshake); else NULL */
+    const char *tls;     /* a tls member: how its TLS session began: "mux" (a stream of a
+                            session open already), "pooled" (a link made ahead), "resumed" or
+                            "full" (handshake; the first stream of a new session when the exit
+                            took the mux); else NULL */
 };
 
 /* Called exactly once unless cancelled first, never before upstream_request returns. Pointers in

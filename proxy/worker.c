@@ -210,6 +210,8 @@ int worker_init(struct worker *w, struct runtime *rt, unsigned id, const struct 
         goto fail;
     }
     err = tls_pool_init(&w->tls_pool, &w->loop, w->resolver, &w->tls_sessions);
+    if (err == 0)
+        err = mux_pool_init(&w->mux_pool, &w->loop);
     if (err != 0)
         goto fail;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -265,6 +267,7 @@ static void worker_finish_if_drained(struct worker *w)
     close_handle_if_open((uv_handle_t *)&w->drain_timer);
     close_handle_if_open((uv_handle_t *)&w->log_flusher);
     tls_pool_close(&w->tls_pool);
+    mux_pool_close(&w->mux_pool);
     resolver_free(w->resolver);
     w->resolver = NULL;
 }
@@ -397,6 +400,7 @@ void worker_join(struct worker *w)
     if (w->log_flusher.loop != NULL)
         close_handle_if_open((uv_handle_t *)&w->log_flusher);
     tls_pool_close(&w->tls_pool);
+    mux_pool_close(&w->mux_pool);
     resolver_free(w->resolver);
     w->resolver = NULL;
     uv_run(&w->loop, UV_RUN_DEFAULT);

@@ -11,6 +11,7 @@
 
 #include "policy/config.h"
 #include "proxy/bufpool.h"
+#include "proxy/mux_pool.h"
 #include "proxy/tls_pool.h"
 #include "proxy/tls_session_cache.h"
 #include "proxy/metrics.h"
@@ -49,6 +50,7 @@ struct worker {
     struct bufpool relay_bufs;
     struct tls_session_cache tls_sessions; /* resumption with exits, this thread's */
     struct tls_pool tls_pool;              /* handshakes done ahead with exits */
+    struct mux_pool mux_pool;              /* sessions with exits, many tunnels each */
     struct resolver *resolver;
     struct conn *conns; /* live connections, for draining */
     size_t n_conns;

@@ -43,6 +43,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 import unittest
 from collections import namedtuple
@@ -812,38 +813,104 @@ class CertificateReload(TunnelTestCase):
 
 
 class TlsReuse(TunnelTestCase):
-    """Speed without weaker TLS: a tunnel takes a link from the entry's pool (its mutual TLS
-    handshake made ahead), and handshakes resume sessions. Each close event of the entry says how
-    its tunnel's TLS began (via_tls=pooled|resumed|full)."""
+    """Speed without weaker TLS. By default the entry carries every tunnel to an exit as a stream
+    of one mux session (negotiated by ALPN: one TLS connection, no handshake per tunnel). With
+    'mux off' a tunnel takes a link from the entry's pool (its mutual TLS handshake made ahead),
+    and handshakes resume sessions. Each close event of the entry says how its tunnel's TLS began
+    (via_tls=mux|pooled|resumed|full)."""
 
     def setUp(self):
         super().setUp()
         self.origin = self.start_origin("ch", host=server_addr("CH"))
         self.exit = self.start_exit(external=EXIT_DE)
 
-    def tunnels(self, pool):
-        """Serves 6 tunnels, paced, through a one-worker entry with 'pool'; returns
-        how each one's TLS began, in order."""
-        entry = self.start_entry([self.tls_upstream("exit1", self.exit, f"pool {pool}")],
+    def tunnels(self, options, count=6):
+        """Serves 'count' tunnels, paced, through a one-worker entry whose upstream has
+        'options'; returns the entry and how each tunnel's TLS began, in order."""
+        entry = self.start_entry([self.tls_upstream("exit1", self.exit, options)],
                                  ["rule all tunnel via exit1"], extra=["workers 1"],
-                                 tag=f"entry-pool{pool}")
-        for _ in range(6):
+                                 tag="entry-" + options.replace(" ", "-"))
+        for _ in range(count):
             self.assertEqual(self.wait_served(entry, self.origin.host, self.origin.port), EXIT_DE)
             # A refill starts 10 ms after the tunnel that used the pool and takes a handshake;
             # this pause is what a user's clicks leave it (the pool's state is not observable).
             time.sleep(0.3)
-        wait_until(lambda: len(re.findall(r"via_tls=", entry.log_text())) >= 6, timeout=5,
-                   what="six close events")
-        return re.findall(r"\bclose\b.*?via_tls=(\w+)", entry.log_text())
+        wait_until(lambda: len(re.findall(r"via_tls=", entry.log_text())) >= count, timeout=5,
+                   what=f"{count} close events")
+        return entry, re.findall(r"\bclose\b.*?via_tls=(\w+)", entry.log_text())
+
+    def exit_connections(self):
+        """The TCP connections established to the exit's port, as the kernel lists them, once
+        the health checker's short-lived probe connections are gone (at most a few seconds)."""
+        conns = []
+
+        def settled():
+            conns[:] = self.exit_connections_now()
+            return len(conns) <= 1
+
+        try:
+            wait_until(settled, timeout=5, what="the exit's connections")
+        except AssertionError:
+            pass
+        return conns
+
+    def exit_connections_now(self):
+        port = self.exit.port
+        out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                             capture_output=True, text=True, check=True).stdout
+        return [line for line in out.splitlines() if line.strip()]
+
+    def test_tunnels_are_streams_of_one_mux_session(self):
+        _, kinds = self.tunnels("pool 2")
+        self.assertEqual(kinds[0], "full", f"the first tunnel makes the session: {kinds}")
+        self.assertEqual(kinds[1:], ["mux"] * 5, f"tunnels 2..6 are streams of it: {kinds}")
+        self.assertEqual(len(self.exit_connections()), 1,
+                         "one TLS connection to the exit carried all six (no pool refills)")
+
+    def test_concurrent_transfers_share_a_session_intact(self):
+        """Twelve tunnels at once, each sending a quarter MiB and more (beyond a stream's
+        window) and reading it back from an echo origin: every byte arrives intact and in
+        order, both ways, and the exit's EOF follows, all over one TLS connection."""
+        entry, _ = self.tunnels("pool 0", count=1)
+        echo = self.start_echo(host=server_addr("CH"))
+        data = [payload(256 * 1024 + i * 4099, seed=i) for i in range(12)]
+        received = [None] * len(data)
+
+        def transfer(i):
+            sock, reply = socks5_open(entry.port, echo.host, echo.port, timeout=10)
+            with sock:
+                if reply[0] != SOCKS5_OK:
+                    return
+                sender = threading.Thread(target=lambda: (sock.sendall(data[i]),
+                                                          sock.shutdown(socket.SHUT_WR)))
+                sender.start()
+                got = bytearray()
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+                sender.join(30)
+                received[i] = bytes(got)
+
+        threads = [threading.Thread(target=transfer, args=(i,)) for i in range(len(data))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for i in range(len(data)):
+            self.assertEqual(sha256(received[i] or b""), sha256(data[i]),
+                             f"transfer {i} echoed intact through the mux")
+        self.assertEqual(len(self.exit_connections()), 1, "all of them over one TLS connection")
 
     def test_pooled_links_carry_tunnels_after_the_first(self):
-        kinds = self.tunnels(pool=2)
+        _, kinds = self.tunnels("pool 2 mux off")
         self.assertEqual(kinds[0], "full", f"the first tunnel finds an empty pool: {kinds}")
         # Each tunnel refills the pool once it is set up; the next one finds a ready link.
         self.assertGreaterEqual(kinds[1:].count("pooled"), 4, f"tunnels 2..6: {kinds}")
 
     def test_without_a_pool_handshakes_resume(self):
-        kinds = self.tunnels(pool=0)
+        _, kinds = self.tunnels("pool 0 mux off")
         self.assertEqual(kinds[0], "full", kinds)
         self.assertEqual(kinds[1:], ["resumed"] * 5, f"tunnels 2..6 resume the first session")
 
