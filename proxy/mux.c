@@ -46,9 +46,11 @@ struct mux_stream {
     uint32_t recv_consumed; /* delivered and not credited back yet */
     bool reading, delivering;
     bool fin_sent, fin_queued, fin_recv;
-    bool reset;   /* cut: no more frames either way */
-    bool closing; /* the owner closed the link; 'closed' is due */
-    int read_end; /* UV_EOF or an error, delivered after the queued bytes */
+    uint16_t opening; /* SYN (we opened it) or ACK (the peer did) for our first frame, then 0 */
+    bool send_closed; /* no more frames from us: RST sent or received, or the peer closed it */
+    bool reset;       /* cut: reads end with an error, what waited for the reader is dropped */
+    bool closing;     /* the owner closed the link; 'closed' is due */
+    int read_end;     /* UV_EOF or an error, delivered after the queued bytes */
     bool read_end_delivered;
     struct mux_chunk *rq_head, *rq_tail;
     struct mux_stream_write *writes;
@@ -222,9 +224,17 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
     }
 }
 
+/* The flags of the stream's next frame: its first one says SYN or ACK as well. */
+static uint16_t stream_flags_out(struct mux_stream *st, uint16_t flags)
+{
+    flags |= st->opening;
+    st->opening = 0;
+    return flags;
+}
+
 static void emit_control(struct mux_stream *st, uint16_t flags, uint32_t delta)
 {
-    emit(st->s, MUX_FRAME_WINDOW_UPDATE, flags, st->id, delta, NULL, 0, NULL);
+    emit(st->s, MUX_FRAME_WINDOW_UPDATE, stream_flags_out(st, flags), st->id, delta, NULL, 0, NULL);
 }
 
 /* Runs a write's callback once, with its outcome. */
@@ -272,7 +282,7 @@ void mux_frame_written(struct mux_frame *f, int status)
             struct mux_stream *st = sw->stream;
             write_call(sw, sw->status);
             write_unlink(sw);
-            if (!st->closing && !st->reset)
+            if (!st->closing && !st->send_closed)
                 stream_send(st);
         }
     }
@@ -286,7 +296,7 @@ void mux_frame_written(struct mux_frame *f, int status)
 static void stream_send(struct mux_stream *st)
 {
     struct mux_session *s = st->s;
-    for (struct mux_stream_write *sw = st->writes; sw != NULL && !s->broken && !st->reset;
+    for (struct mux_stream_write *sw = st->writes; sw != NULL && !s->broken && !st->send_closed;
          sw = sw->next) {
         if (sw->framed)
             continue;
@@ -302,7 +312,8 @@ static void stream_send(struct mux_stream *st)
             size_t n = sw->len - sw->off;
             n = n < st->send_window ? n : st->send_window;
             n = n < MUX_FRAME_PAYLOAD_MAX ? n : MUX_FRAME_PAYLOAD_MAX;
-            emit(s, MUX_FRAME_DATA, 0, st->id, (uint32_t)n, sw->data + sw->off, n, sw);
+            emit(s, MUX_FRAME_DATA, stream_flags_out(st, 0), st->id, (uint32_t)n,
+                 sw->data + sw->off, n, sw);
             sw->off += n;
             st->send_window -= (uint32_t)n;
         }
@@ -312,7 +323,7 @@ static void stream_send(struct mux_stream *st)
         if (sw->frames == 0)
             pump_schedule(st); /* an empty write, or the session failed */
     }
-    if (s->broken || st->reset)
+    if (s->broken || st->send_closed)
         pump_schedule(st);
 }
 
@@ -322,7 +333,8 @@ static void stream_send(struct mux_stream *st)
 static void stream_credit(struct mux_stream *st, size_t n)
 {
     st->recv_consumed += (uint32_t)n;
-    if (st->recv_consumed < MUX_WINDOW_INITIAL / 2 || st->fin_recv || st->reset || st->closing)
+    if (st->recv_consumed < MUX_WINDOW_INITIAL / 2 || st->fin_recv || st->send_closed ||
+        st->closing)
         return;
     emit_control(st, 0, st->recv_consumed);
     st->recv_window += st->recv_consumed;
@@ -341,7 +353,7 @@ static size_t stream_deliver(struct mux_stream *st, const uint8_t *data, size_t 
             st->read_end = UV_ENOBUFS;
             st->read_end_delivered = true;
             st->reset = true;
-            l->read(l, UV_ENOBUFS, &buf);
+            l->read(l, UV_ENOBUFS, &buf); /* the owner closes it: the peer then hears RST */
             break;
         }
         size_t n = len - done < buf.len ? len - done : buf.len;
@@ -425,11 +437,21 @@ static void stream_cut(struct mux_stream *st)
 {
     if (st->reset)
         return;
-    st->reset = true;
+    st->reset = st->send_closed = true;
     stream_drop_queue(st);
-    if (st->read_end == 0 || st->read_end == UV_EOF)
+    if (!st->read_end_delivered)
         st->read_end = UV_ECONNRESET;
-    st->read_end_delivered = false;
+    pump_schedule(st);
+}
+
+/* The peer closed the stream in order (FIN and RST together, as a socket closed without a
+ * shutdown): the reader gets what came and then the end; writes fail (UV_EPIPE). */
+static void stream_peer_closed(struct mux_stream *st)
+{
+    st->send_closed = true;
+    st->fin_recv = true;
+    if (st->read_end == 0)
+        st->read_end = UV_EOF;
     pump_schedule(st);
 }
 
@@ -442,8 +464,9 @@ static void stream_settle_writes(struct mux_stream *st)
             write_call(sw, UV_ECANCELED);
         } else if (sw->framed && sw->frames == 0) {
             write_call(sw, sw->status);
-        } else if (st->reset || st->s->broken) {
-            write_call(sw, sw->status != 0 ? sw->status : UV_ECONNRESET);
+        } else if (st->send_closed || st->s->broken) {
+            int why = st->reset || st->s->broken ? UV_ECONNRESET : UV_EPIPE;
+            write_call(sw, sw->status != 0 ? sw->status : why);
         } else {
             continue;
         }
@@ -469,8 +492,10 @@ static void on_pump(uv_idle_t *idle)
             link_closed_fn closed = st->closed;
             st->link = NULL;
             stream_free(st);
-            l->stream = NULL;
-            closed(l);
+            if (l != NULL) { /* NULL: a stream its owner never took */
+                l->stream = NULL;
+                closed(l);
+            }
             continue;
         }
         stream_drain(st);
@@ -517,11 +542,12 @@ static bool stream_accept(struct mux_session *s, uint32_t id)
         emit(s, MUX_FRAME_WINDOW_UPDATE, MUX_FLAG_RST, id, 0, NULL, 0, NULL);
         return true;
     }
-    emit_control(st, MUX_FLAG_ACK, 0);
+    st->opening = MUX_FLAG_ACK; /* on our first frame */
     s->ops->accept(s->owner, st);
-    if (st->link == NULL) { /* the owner could not take it */
+    if (st->link == NULL) { /* the owner could not take it: the pump frees it */
         emit_control(st, MUX_FLAG_RST, 0);
-        stream_free(st);
+        st->reset = st->send_closed = st->closing = true;
+        pump_schedule(st);
     }
     return true;
 }
@@ -529,6 +555,10 @@ static bool stream_accept(struct mux_session *s, uint32_t id)
 /* The flags of a frame for an existing stream. */
 static void stream_flags(struct mux_stream *st, uint16_t flags)
 {
+    if ((flags & (MUX_FLAG_RST | MUX_FLAG_FIN)) == (MUX_FLAG_RST | MUX_FLAG_FIN)) {
+        stream_peer_closed(st);
+        return;
+    }
     if (flags & MUX_FLAG_RST) {
         stream_cut(st);
         return;
@@ -569,7 +599,7 @@ static void session_frame(struct mux_session *s, const struct mux_frame_header *
         s->payload_left = h->length;
         if (h->length > 0)
             return; /* flags once the payload is in */
-    } else if (st != NULL && h->length > 0 && !st->reset) {
+    } else if (st != NULL && h->length > 0 && !st->send_closed) {
         if ((uint64_t)st->send_window + h->length > UINT32_MAX) {
             session_fail(s, "the peer's window overflowed");
             return;
@@ -673,7 +703,7 @@ struct link *mux_session_open(struct mux_session *s)
     }
     s->next_id += 2;
     link_init_stream(l, st);
-    emit_control(st, MUX_FLAG_SYN, 0);
+    st->opening = MUX_FLAG_SYN; /* on its first frame: the request it carries */
     return l;
 }
 
@@ -728,8 +758,8 @@ void link_stream_read_stop(struct link *l)
 static int stream_add_write(struct mux_stream *st, struct link_write *w, struct link_shutdown *sd,
                             const char *data, size_t len)
 {
-    if (st->reset || st->s->broken)
-        return UV_ECONNRESET;
+    if (st->send_closed || st->s->broken)
+        return st->reset || st->s->broken ? UV_ECONNRESET : UV_EPIPE;
     if (st->fin_queued)
         return UV_EPIPE;
     struct mux_stream_write *sw = calloc(1, sizeof(*sw));
@@ -776,9 +806,12 @@ void link_stream_close(struct link *l, link_closed_fn closed, bool reset)
     st->closing = true;
     st->closed = closed;
     st->reading = false;
-    if (!st->reset && (reset || !(st->fin_sent && st->fin_recv)))
-        emit_control(st, MUX_FLAG_RST, 0);
-    st->reset = true;
+    /* A stream the peer never heard of needs no frame; one that ended both ways neither. An
+     * orderly close says FIN and RST together: the peer reads an end, and its writes fail. */
+    if (!st->send_closed && st->opening != MUX_FLAG_SYN &&
+        (reset || !(st->fin_sent && st->fin_recv)))
+        emit_control(st, reset ? MUX_FLAG_RST : MUX_FLAG_RST | MUX_FLAG_FIN, 0);
+    st->reset = st->send_closed = true;
     stream_drop_queue(st);
     pump_schedule(st);
 }
