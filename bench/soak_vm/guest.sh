@@ -27,3 +27,4 @@ rc=0
 bench/soak.sh "${soak_args[@]}" 2>&1 | tee "$share/soak.out" || rc=$?
 echo "$rc" >"$share/soak.rc"
 sync
+exit "$rc"
