@@ -7,7 +7,7 @@
 # descriptors); figures go to docs/BENCHMARKS.md ("Soak").
 #
 # usage: bench/soak.sh [--conns N] [--sample N] [--hold S] [--port-base P] [--geoproxy PATH]
-#                      [--no-build] [--keep DIR]
+#                      [--no-build] [--keep DIR] [--timeout S]
 #   --conns N       concurrent connections in all (default 10000), sample included
 #   --sample N      of which carry the trickle (default 100)
 #   --hold S        seconds all of them are held open (default 60, at most 600)
@@ -15,6 +15,8 @@
 #   --geoproxy PATH measure this binary (default: build-bench/geoproxy, built in Release)
 #   --no-build      do not build geoproxy (use build-bench/geoproxy as it is)
 #   --keep DIR      keep the work directory (configs, logs, samples) in DIR
+#   --timeout S     loadgen's per-connection no-progress timeout (default 5; bench/soak_vm.sh
+#                   raises it under software emulation, where closing 10,000 takes seconds)
 #
 # All connections come from 127.0.0.1, so the configuration turns the per-client cap off
 # (limit per-client-connections 0); 'limit connections' is raised above --conns. geoproxy needs
@@ -36,6 +38,7 @@ port_base=47100
 geoproxy_bin=""
 build_geoproxy=1
 keep=""
+conn_timeout=5
 payload=64
 all_args="$*"
 
@@ -48,6 +51,7 @@ while [ $# -gt 0 ]; do
     --geoproxy) geoproxy_bin="${2:?}"; shift ;;
     --no-build) build_geoproxy=0 ;;
     --keep) keep="${2:?}"; shift ;;
+    --timeout) conn_timeout="${2:?}"; shift ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -56,6 +60,8 @@ done
 [[ "$conns" =~ ^[1-9][0-9]*$ ]] && [ "$conns" -le 30000 ] || die "--conns wants 1..30000"
 [[ "$sample" =~ ^[0-9]+$ ]] && [ "$sample" -lt "$conns" ] || die "--sample wants 0..conns-1"
 [[ "$hold" =~ ^[1-9][0-9]*$ ]] && [ "$hold" -le 600 ] || die "--hold wants 1..600 seconds"
+[[ "$conn_timeout" =~ ^[1-9][0-9]*$ ]] && [ "$conn_timeout" -le 600 ] ||
+    die "--timeout wants 1..600 seconds"
 idle=$((conns - sample))
 geoproxy_port=$((port_base + 10))
 
@@ -123,7 +129,7 @@ rc=0
 line="$(timeout $((hold + 600)) "$bench_dir/build/loadgen" --scenario idle --proto socks5 \
     --hop "127.0.0.1:$geoproxy_port" --target "127.0.0.1:$((port_base + 1))" \
     --payload "$payload" --conns "$idle" --concurrency 200 --settle "$hold" --setup-limit 300 \
-    --label geoproxy --pid "$gp" 2>>"$work/loadgen.err" | grep '^RESULT' | tail -n 1)" || rc=$?
+    --timeout "$conn_timeout" --label geoproxy --pid "$gp" 2>>"$work/loadgen.err" | grep '^RESULT' | tail -n 1)" || rc=$?
 
 trickle="TRICKLE none"
 if [ -n "$trickle_pid" ]; then
