@@ -12,14 +12,8 @@
 #include "policy/policy.h"
 #include "proxy/cli.h"
 #include "proxy/container_of.h"
+#include "proxy/dir_watch.h"
 #include "proxy/log.h"
-
-/* One watched directory. */
-struct reload_watch {
-    uv_fs_event_t event;
-    struct reloader *r;
-    char dir[];
-};
 
 /* What a source file looked like when it was last read: a reload triggered by a file event
  * only runs when one of these changed (stat follows symlinks, so a ConfigMap swap shows). */
@@ -177,94 +171,47 @@ static void on_debounce(uv_timer_t *timer)
         reload_start_job(r, "file change", false);
 }
 
-/* Whether an event about 'name' in w's directory may concern a source: it names one, or a
- * source there is a symlink (a Kubernetes ConfigMap swaps "..data", not the file's own name).
- * Other files there (a log file, say) do not start a reload. */
-static bool reload_event_matters(const struct reload_watch *w, const char *name)
+/* Whether an event about 'name' in 'dir' may concern a source: it names one, or a source there
+ * is a symlink (a Kubernetes ConfigMap swaps "..data", not the file's own name). Other files
+ * there do not start a reload. */
+static bool reload_event_matters(const struct reloader *r, const char *dir, const char *name)
 {
-    const struct reload_stamps *s = w->r->stamps;
+    const struct reload_stamps *s = r->stamps;
     if (name == NULL || s == NULL)
         return true;
-    size_t dir_len = strlen(w->dir);
+    size_t dir_len = strlen(dir);
     for (size_t i = 0; i < s->n; i++) {
         const char *path = s->items[i].path;
         const char *base = strrchr(path, '/');
         size_t path_dir_len = base != NULL ? (size_t)(base - path) : 1;
         base = base != NULL ? base + 1 : path;
-        bool in_dir = base != path ? path_dir_len == dir_len && memcmp(path, w->dir, dir_len) == 0
-                                   : strcmp(w->dir, ".") == 0;
+        bool in_dir = base != path ? path_dir_len == dir_len && memcmp(path, dir, dir_len) == 0
+                                   : strcmp(dir, ".") == 0;
         if (in_dir && (s->items[i].symlink || strcmp(base, name) == 0))
             return true;
     }
     return false;
 }
 
-static void on_fs_event(uv_fs_event_t *event, const char *filename, int events, int status)
+static void on_dir_event(void *arg, const char *dir, const char *name)
 {
-    struct reload_watch *w = container_of(event, struct reload_watch, event);
-    if (status < 0) {
-        log_msg(LOG_WARN, "watching %s for policy changes: %s", w->dir, uv_strerror(status));
-        return;
-    }
-    if (!w->r->closing && reload_event_matters(w, filename))
-        uv_timer_start(&w->r->debounce, on_debounce, RELOAD_DEBOUNCE_MS, 0);
+    struct reloader *r = arg;
+    if (!r->closing && reload_event_matters(r, dir, name))
+        uv_timer_start(&r->debounce, on_debounce, RELOAD_DEBOUNCE_MS, 0);
 }
 
-static void on_watch_closed(uv_handle_t *handle)
-{
-    free(container_of((uv_fs_event_t *)handle, struct reload_watch, event));
-}
+/* The paths of the sources, for reload_dir_is_needed. */
+struct reload_paths {
+    char *const *paths;
+    size_t n;
+};
 
-static void reload_unwatch_all(struct reloader *r)
+/* True if one of the paths lies directly in dir. */
+static bool reload_dir_is_needed(const char *dir, void *arg)
 {
-    for (size_t i = 0; i < r->n_watches; i++)
-        uv_close((uv_handle_t *)&r->watches[i]->event, on_watch_closed);
-    r->n_watches = 0;
-}
-
-static bool reload_is_watched(const struct reloader *r, const char *dir)
-{
-    for (size_t i = 0; i < r->n_watches; i++)
-        if (strcmp(r->watches[i]->dir, dir) == 0)
-            return true;
-    return false;
-}
-
-static void reload_watch_dir(struct reloader *r, const char *dir)
-{
-    if (reload_is_watched(r, dir))
-        return;
-    if (r->n_watches == RELOAD_MAX_WATCHED_DIRS) {
-        log_msg(LOG_WARN,
-                "not watching %s: at most %d directories are watched (SIGHUP still "
-                "reloads)",
-                dir, RELOAD_MAX_WATCHED_DIRS);
-        return;
-    }
-    size_t len = strlen(dir);
-    struct reload_watch *w = malloc(sizeof *w + len + 1);
-    if (w == NULL) {
-        log_msg(LOG_WARN, "not watching %s: out of memory", dir);
-        return;
-    }
-    memcpy(w->dir, dir, len + 1);
-    w->r = r;
-    uv_fs_event_init(r->loop, &w->event);
-    int err = uv_fs_event_start(&w->event, on_fs_event, w->dir, 0);
-    if (err != 0) {
-        log_msg(LOG_WARN, "cannot watch %s for policy changes (%s); SIGHUP still reloads", dir,
-                uv_strerror(err));
-        uv_close((uv_handle_t *)&w->event, on_watch_closed);
-        return;
-    }
-    r->watches[r->n_watches++] = w;
-}
-
-/* True if one of the n paths lies directly in dir. */
-static bool reload_dir_is_needed(const char *dir, char *const *paths, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char *copy = strdup(paths[i]);
+    const struct reload_paths *p = arg;
+    for (size_t i = 0; i < p->n; i++) {
+        char *copy = strdup(p->paths[i]);
         bool same = copy != NULL && strcmp(dirname(copy), dir) == 0;
         free(copy);
         if (same)
@@ -274,24 +221,37 @@ static bool reload_dir_is_needed(const char *dir, char *const *paths, size_t n)
 }
 
 /* Watches the directory of every source; the directories, not the files, so that a file
- * replaced by rename or a swapped symlink is still seen. Watches that are still needed are kept
- * as they are: closing and opening them again would lose a change made in between. */
+ * replaced by rename or a swapped symlink is still seen (proxy/dir_watch.h). Watches that are
+ * still needed are kept as they are: closing and opening them again would lose a change made in
+ * between. */
 static void reload_watch_sources(struct reloader *r, char *const *paths, size_t n)
 {
-    size_t kept = 0;
-    for (size_t i = 0; i < r->n_watches; i++) {
-        struct reload_watch *w = r->watches[i];
-        if (reload_dir_is_needed(w->dir, paths, n))
-            r->watches[kept++] = w;
-        else
-            uv_close((uv_handle_t *)&w->event, on_watch_closed);
+    if (r->watch == NULL) {
+        int err = dir_watch_new(r->loop, on_dir_event, r, &r->watch);
+        if (err != 0) {
+            log_msg(LOG_WARN,
+                    "cannot watch the policy's files for changes (%s); SIGHUP still "
+                    "reloads",
+                    uv_strerror(err));
+            return;
+        }
     }
-    r->n_watches = kept;
+    struct reload_paths keep = {paths, n};
+    dir_watch_keep_only(r->watch, reload_dir_is_needed, &keep);
     for (size_t i = 0; i < n; i++) {
         char *copy = strdup(paths[i]);
         if (copy == NULL)
             continue;
-        reload_watch_dir(r, dirname(copy));
+        const char *dir = dirname(copy);
+        int err = dir_watch_has(r->watch, dir) ? 0 : dir_watch_add(r->watch, dir);
+        if (err == UV_ENOSPC)
+            log_msg(LOG_WARN,
+                    "not watching %s: at most %d directories are watched (SIGHUP still "
+                    "reloads)",
+                    dir, DIR_WATCH_MAX);
+        else if (err != 0)
+            log_msg(LOG_WARN, "cannot watch %s for policy changes (%s); SIGHUP still reloads", dir,
+                    uv_strerror(err));
         free(copy);
     }
 }
@@ -578,7 +538,8 @@ void reloader_close(struct reloader *r)
     if (r->closing || r->loop == NULL)
         return;
     r->closing = true;
-    reload_unwatch_all(r);
+    dir_watch_close(r->watch);
+    r->watch = NULL;
     uv_close((uv_handle_t *)&r->debounce, NULL);
     if (!r->running) /* else the job in flight still reads r->stamps: it releases them */
         reload_release(r);

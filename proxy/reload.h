@@ -20,9 +20,8 @@
 #include "proxy/runtime.h"
 
 #define RELOAD_DEBOUNCE_MS 50
-#define RELOAD_MAX_WATCHED_DIRS 64
 
-struct reload_watch;
+struct dir_watch;
 struct reload_stamps;
 struct reload_listener;
 
@@ -54,8 +53,7 @@ struct reloader {
     unsigned workers; /* the running worker count, to warn when a reload changes it */
 
     uv_timer_t debounce;
-    struct reload_watch *watches[RELOAD_MAX_WATCHED_DIRS];
-    size_t n_watches;
+    struct dir_watch *watch;      /* the directories of the sources (proxy/dir_watch.h) */
     struct reload_stamps *stamps; /* what the current generation's source files looked like */
 
     bool running;        /* a load is on the thread pool */
