@@ -15,6 +15,9 @@
 #include "proxy/mux_frame_parse.h"
 
 #define MUX_BUCKETS 64
+/* Frames of the session's own (window updates, RSTs, PING answers) handed to the carrier and
+ * not written yet: a peer that keeps asking for them without reading ends the session. */
+#define MUX_CONTROL_OUT_MAX 4096
 
 /* A write or a shutdown of a stream, until its callback ran and its frames came back. */
 struct mux_stream_write {
@@ -68,13 +71,15 @@ struct mux_session {
     void *owner;
     struct sockaddr_storage local;
     bool client;
-    bool broken;  /* the carrier failed or the peer broke the protocol */
-    bool go_away; /* no new streams */
-    bool closed;  /* mux_session_close was called */
+    bool broken;       /* the carrier failed or the peer broke the protocol */
+    bool go_away;      /* no new streams */
+    bool peer_go_away; /* the peer said so: the session ends with its last stream */
+    bool closed;       /* mux_session_close was called */
     bool ended_told;
     const char *ended_why; /* the owner is to hear it from the pump */
     bool input_paused;
     int refs;
+    unsigned control_out; /* frames out that carry no stream's bytes */
     size_t n_streams;
     size_t buffered; /* received bytes waiting for readers */
     uint32_t next_id;
@@ -197,6 +202,10 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
 {
     if (s->broken)
         return;
+    if (sw == NULL && s->control_out >= MUX_CONTROL_OUT_MAX) {
+        session_fail(s, "the peer does not read what it asks for");
+        return;
+    }
     struct mux_frame *f = malloc(sizeof(*f) + MUX_FRAME_HEADER_LEN + payload_len);
     if (f == NULL) {
         session_fail(s, "out of memory");
@@ -211,12 +220,16 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
     f->carries = sw;
     if (sw != NULL)
         sw->frames++;
+    else
+        s->control_out++;
     s->refs++;
     int err = s->ops->write(s->owner, f);
     if (err != 0) {
         if (sw != NULL) {
             sw->frames--;
             sw->status = err;
+        } else {
+            s->control_out--;
         }
         free(f);
         s->refs--; /* s has the owner's reference while streams write */
@@ -271,6 +284,8 @@ void mux_frame_written(struct mux_frame *f, int status)
     struct mux_stream_write *sw = f->carries;
     free(f);
     s->refs++; /* callbacks below may close the session */
+    if (sw == NULL)
+        s->control_out--;
     if (sw != NULL) {
         sw->frames--;
         if (status < 0 && sw->status == 0)
@@ -300,10 +315,11 @@ static void stream_send(struct mux_stream *st)
          sw = sw->next) {
         if (sw->framed)
             continue;
-        if (sw->w == NULL) { /* a shutdown: FIN */
+        if (sw->w == NULL) { /* a shutdown: FIN; done once the frame is out */
             sw->framed = true;
             st->fin_sent = true;
-            emit_control(st, MUX_FLAG_FIN, 0);
+            emit(s, MUX_FRAME_WINDOW_UPDATE, stream_flags_out(st, MUX_FLAG_FIN), st->id, 0, NULL, 0,
+                 sw);
             if (sw->frames == 0) /* nothing went out: the session failed */
                 pump_schedule(st);
             continue;
@@ -352,8 +368,10 @@ static size_t stream_deliver(struct mux_stream *st, const uint8_t *data, size_t 
         if (buf.len == 0) {
             st->read_end = UV_ENOBUFS;
             st->read_end_delivered = true;
-            st->reset = true;
-            l->read(l, UV_ENOBUFS, &buf); /* the owner closes it: the peer then hears RST */
+            if (!st->send_closed)
+                emit_control(st, MUX_FLAG_RST, 0); /* the peer must not wait for us */
+            st->reset = st->send_closed = true;
+            l->read(l, UV_ENOBUFS, &buf);
             break;
         }
         size_t n = len - done < buf.len ? len - done : buf.len;
@@ -496,6 +514,8 @@ static void on_pump(uv_idle_t *idle)
                 l->stream = NULL;
                 closed(l);
             }
+            if (s->peer_go_away && s->n_streams == 0)
+                session_tell_ended(s, "the peer said GO_AWAY");
             continue;
         }
         stream_drain(st);
@@ -579,12 +599,16 @@ static void session_frame(struct mux_session *s, const struct mux_frame_header *
         return;
     }
     if (h->type == MUX_FRAME_GO_AWAY) {
-        s->go_away = true;
+        s->go_away = s->peer_go_away = true;
         if (h->length != MUX_GO_AWAY_NORMAL)
             session_fail(s, "the peer ended the session with an error");
         return;
     }
     struct mux_stream *st = stream_find(s, h->stream);
+    if ((h->flags & MUX_FLAG_SYN) && st != NULL) {
+        session_fail(s, "the peer opened a stream that is open already");
+        return;
+    }
     if ((h->flags & MUX_FLAG_SYN) && st == NULL) {
         if (!stream_accept(s, h->stream))
             return;
@@ -656,7 +680,7 @@ void mux_session_input(struct mux_session *s, const uint8_t *data, size_t len)
         }
         session_frame(s, &h);
     }
-    if (s->go_away && s->n_streams == 0)
+    if (s->peer_go_away && s->n_streams == 0)
         session_tell_ended(s, "the peer said GO_AWAY");
     session_unref(s);
 }

@@ -16,11 +16,8 @@
  * the carrier's bytes. In a stream, the first byte of a read decides: 'C' close, 'R' close with
  * reset, 'S' shut down, 'P' pause reading until the owner's next turn.
  *
- * The owner closes links from its own turn of the loop, not from inside link callbacks: closing
- * from a write or shutdown callback is a known heap-use-after-free in proxy/mux.c (on_pump frees a
- * stream that the callback put back on the pump list). Build with -DFUZZ_MUX_KNOWN_BUGS to close
- * from callbacks when bit 0x40 says so, and to check that no read follows a read's end (another
- * known bug: a reset after EOF calls the reader again).
+ * With bit 0x40 the owner closes links from inside link callbacks too (as the relay does), and
+ * every read's end is checked to be the last read.
  * Build: tests/fuzz/CMakeLists.txt (GEOPROXY_FUZZ=ON). Seeds: tests/fuzz/corpus/mux/. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define OPT_REFUSE_WRITE 0x08 /* the carrier refuses the 7th frame outright */
 #define OPT_PAUSED 0x10       /* streams start not reading; the owner starts them next turn */
 #define OPT_GO_AWAY 0x20      /* the owner says GO_AWAY at once */
-#define OPT_CLOSE_IN_CB 0x40  /* close from link callbacks (only with FUZZ_MUX_KNOWN_BUGS) */
+#define OPT_CLOSE_IN_CB 0x40  /* close from link callbacks (as the relay does) */
 #define OPT_SMALL_READS 0x80  /* the reader's buffer is 3 bytes */
 
 #define ECHO_MAX 16
@@ -89,11 +86,7 @@ static struct {
 
 static bool close_in_callbacks(void)
 {
-#ifdef FUZZ_MUX_KNOWN_BUGS
     return (fz.opts & OPT_CLOSE_IN_CB) != 0;
-#else
-    return false;
-#endif
 }
 
 /* ---- the carrier ---- */
@@ -240,9 +233,7 @@ static void on_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
     CHECK(st->closed_calls == 0 && !st->close_asked);
     CHECK(!st->paused);
     if (st->read_ended) {
-#ifdef FUZZ_MUX_KNOWN_BUGS
         CHECK(!"a read after the read's end");
-#endif
         return;
     }
     if (nread == 0)
