@@ -3,8 +3,9 @@
  * on it as streams. A new tunnel through an upstream with a session costs one stream: no TCP
  * connect, no handshake. A session is made by the first tunnel that needs one (upstream.c hands
  * its freshly handshaken link over); it is closed once it has carried no stream for
- * MUX_POOL_IDLE_MS, when its exit ends it, or when the upstream's configuration changed (a
- * reload: its TLS context differs), once its last stream ends. */
+ * MUX_POOL_IDLE_MS, or at once when its exit ends it (or said GO_AWAY and its last stream
+ * ended). After a reload that changed the upstream (its TLS context differs) new tunnels go to a
+ * new session, and the old one closes once idle. */
 #ifndef GEOPROXY_PROXY_MUX_POOL_H
 #define GEOPROXY_PROXY_MUX_POOL_H
 

@@ -17,6 +17,9 @@
 #define LISTEN_BACKLOG 4096
 #define RELAY_BUFS_KEPT_IDLE 64
 
+/* How long a worker's log lines may wait in its batch before they are written. */
+#define LOG_FLUSH_DELAY_MS 10
+
 /* How long a worker stops accepting on a listener after an accept error it cannot clear. */
 #define ACCEPT_PAUSE_MS 500
 
@@ -195,6 +198,8 @@ int worker_init(struct worker *w, struct runtime *rt, unsigned id, const struct 
         err = uv_timer_init(&w->loop, &w->drain_timer);
     if (err == 0)
         err = uv_prepare_init(&w->loop, &w->log_flusher);
+    if (err == 0)
+        err = uv_timer_init(&w->loop, &w->log_timer);
     if (err != 0)
         goto fail;
 
@@ -229,9 +234,22 @@ fail:
     return err;
 }
 
+static void on_log_timer(uv_timer_t *timer)
+{
+    (void)timer;
+    log_flush();
+}
+
+/* Lines wait up to LOG_FLUSH_DELAY_MS in the thread's batch, so that the write(2) that takes
+ * them is off the path of the connections that made them (one per batch, not one per wait of
+ * the loop). */
 static void on_log_flush(uv_prepare_t *prepare)
 {
-    log_flush();
+    struct worker *w = container_of(prepare, struct worker, log_flusher);
+    if (log_pending() && !uv_is_active((uv_handle_t *)&w->log_timer)) {
+        uv_timer_start(&w->log_timer, on_log_timer, LOG_FLUSH_DELAY_MS, 0);
+        uv_unref((uv_handle_t *)&w->log_timer);
+    }
 }
 
 static void worker_thread_main(void *arg)
@@ -266,6 +284,7 @@ static void worker_finish_if_drained(struct worker *w)
     close_handle_if_open((uv_handle_t *)&w->wakeup);
     close_handle_if_open((uv_handle_t *)&w->drain_timer);
     close_handle_if_open((uv_handle_t *)&w->log_flusher);
+    close_handle_if_open((uv_handle_t *)&w->log_timer);
     tls_pool_close(&w->tls_pool);
     mux_pool_close(&w->mux_pool);
     resolver_free(w->resolver);
@@ -399,6 +418,9 @@ void worker_join(struct worker *w)
         close_handle_if_open((uv_handle_t *)&w->drain_timer);
     if (w->log_flusher.loop != NULL)
         close_handle_if_open((uv_handle_t *)&w->log_flusher);
+    if (w->log_timer.loop != NULL)
+        close_handle_if_open((uv_handle_t *)&w->log_timer);
+    close_handle_if_open((uv_handle_t *)&w->log_timer);
     tls_pool_close(&w->tls_pool);
     mux_pool_close(&w->mux_pool);
     resolver_free(w->resolver);
