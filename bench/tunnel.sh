@@ -13,7 +13,10 @@
 #     ss-aes256gcm     shadowsocks-libev: ss-local -> ss-server, aes-256-gcm
 #     ss-chacha20      shadowsocks-libev: ss-local -> ss-server, chacha20-ietf-poly1305
 #     trojan           trojan client (SOCKS5) -> trojan server (TLS)
-#     geoproxy-tunnel  geoproxy entry (listen socks5) -> geoproxy exit (listen tunnel, TLS)
+#     geoproxy-tunnel  geoproxy entry (listen socks5) -> geoproxy exit (listen tunnel, TLS; the
+#                      tunnels are streams of one mux session)
+#     geoproxy-optimistic  the same with 'optimistic on': the entry answers the SOCKS5 client
+#                      before the exit connected, as ss-libev and trojan do
 #   Scenarios: throughput (1 and 8 streams, MB/s and CPU-s/GB over both hops), setup
 #   (connection set-up latency p50/p99 over sequential connections).
 #   --quick           one round, 2 s windows, 100 sequential connections (about a minute)
@@ -38,6 +41,7 @@ bench_name=tunnel.sh
 
 all_args="$*"
 all_peers="direct,geoproxy-1hop,ss-aes256gcm,ss-chacha20,trojan,geoproxy-tunnel"
+all_peers="$all_peers,geoproxy-optimistic"
 peers=$all_peers
 scenarios="throughput,setup"
 reps=3
@@ -126,7 +130,7 @@ fi
 bench_build_tools
 geoproxy_status="not selected"
 tunnel_status="not selected"
-if want_peer geoproxy-1hop || want_peer geoproxy-tunnel; then
+if want_peer geoproxy-1hop || want_peer geoproxy-tunnel || want_peer geoproxy-optimistic; then
     bench_build_geoproxy
     tunnel_status=$geoproxy_status
 fi
@@ -229,6 +233,8 @@ listen socks5 127.0.0.1:$tunnel_port
 upstream exit tls 127.0.0.1:$((tunnel_port + 1)) ca $work/pki/ca/ca.pem cert $work/pki/entry.pem key $work/pki/entry.key server-name exit
 rule all tunnel via exit
 EOF
+    sed 's/ server-name exit$/ server-name exit optimistic on/' "$work/entry.conf" \
+        >"$work/entry-optimistic.conf"
 }
 
 # The tunnel's certificates, from geoproxy's own CA commands: the exit's names are both the
@@ -251,7 +257,8 @@ probe_tunnel() {
         return 0
     fi
     if ! { "$geoproxy_bin" check -c "$work/exit.conf" && "$geoproxy_bin" check -c \
-        "$work/entry.conf"; } >"$work/tunnel-check.log" 2>&1; then
+        "$work/entry.conf" && "$geoproxy_bin" check -c "$work/entry-optimistic.conf"; } \
+        >"$work/tunnel-check.log" 2>&1; then
         tunnel_status="tunnel not available in this build ($(grep -m 1 ': ' \
             "$work/tunnel-check.log" | sed "s|$work/||"))"
         return 0
@@ -279,6 +286,10 @@ start_peer() {
     geoproxy-tunnel)
         spawn geoproxy-exit $((tunnel_port + 1)) "$geoproxy_bin" run -c "$work/exit.conf" &&
             spawn geoproxy-entry "$tunnel_port" "$geoproxy_bin" run -c "$work/entry.conf" ;;
+    geoproxy-optimistic)
+        spawn geoproxy-exit $((tunnel_port + 1)) "$geoproxy_bin" run -c "$work/exit.conf" &&
+            spawn geoproxy-entry "$tunnel_port" "$geoproxy_bin" run -c \
+                "$work/entry-optimistic.conf" ;;
     esac
 }
 
@@ -303,7 +314,7 @@ route() {
     ss-aes256gcm) port=$ss_aes_port ;;
     ss-chacha20) port=$ss_chacha_port ;;
     trojan) port=$trojan_port ;;
-    geoproxy-tunnel) port=$tunnel_port ;;
+    geoproxy-tunnel | geoproxy-optimistic) port=$tunnel_port ;;
     esac
     echo "--proto socks5 --hop 127.0.0.1:$port --target 127.0.0.1:$((port_base + $2))"
 }
@@ -338,8 +349,9 @@ for name in ${all_peers//,/ }; do
         fi
         write_geoproxy_configs
         ;;
-    geoproxy-tunnel)
-        if [ "$geoproxy_status" = ok ]; then
+    geoproxy-tunnel | geoproxy-optimistic)
+        if [ "$geoproxy_status" = ok ] && [ -z "${tunnel_probed:-}" ]; then
+            tunnel_probed=1
             write_geoproxy_configs
             probe_tunnel
         fi

@@ -95,6 +95,8 @@ struct config_upstream {
     int64_t cert_not_after; /* our client certificate's notAfter (unix time), for metrics */
     unsigned pool;          /* "pool N": idle TLS connections kept ready per worker (default 2) */
     bool no_mux;            /* "mux off": one TLS connection per tunnel, never a mux session */
+    bool optimistic;        /* "optimistic on": over the mux, the client is answered before the exit
+                               connected; a failure there reaches it as a reset */
     /* socks5, http: "user NAME password-file FILE" (optional) */
     char *user;
     char *password;

@@ -1,6 +1,7 @@
 /* The directives of the entry side of tunnels:
  *   upstream NAME tls HOST:PORT ca FILE cert FILE key FILE [pin sha256//BASE64]
  *            [server-name NAME] [egress CC-or-REGION] [pool N] [mux on|off]
+ *            [optimistic on|off]
  *   upstream NAME socks5|http HOST:PORT [user NAME password-file FILE]
  *   upstream NAME group failover|round-robin MEMBER...
  *   health-check [every DURATION] [timeout DURATION]
@@ -39,14 +40,15 @@ enum upstream_option {
     U_EGRESS,
     U_POOL,
     U_MUX,
+    U_OPTIMISTIC,
     U_USER,
     U_PASS
 };
-#define U_OPTIONS 10
-#define U_TLS_ONLY_LAST U_MUX
-static const char *const option_names[] = {"ca",          "cert",          "key",  "pin",
-                                           "server-name", "egress",        "pool", "mux",
-                                           "user",        "password-file", NULL};
+#define U_OPTIONS 11
+#define U_TLS_ONLY_LAST U_OPTIMISTIC
+static const char *const option_names[] = {"ca",          "cert",   "key",           "pin",
+                                           "server-name", "egress", "pool",          "mux",
+                                           "optimistic",  "user",   "password-file", NULL};
 
 struct upstream_words {
     const struct config_token *opt[U_OPTIONS];
@@ -181,8 +183,8 @@ static int upstream_split_options(struct config_parser *p, const struct config_l
     static const struct config_option_spec spec = {
         .context = " for 'upstream'",
         .names = option_names,
-        .expected = "expected ca, cert, key, pin, server-name, egress, pool, mux, user or "
-                    "password-file",
+        .expected = "expected ca, cert, key, pin, server-name, egress, pool, mux, optimistic, "
+                    "user or password-file",
     };
     struct config_option_slot slots[U_OPTIONS];
 
@@ -262,6 +264,23 @@ static int upstream_parse_egress(struct config_parser *p, const struct config_to
     return -1;
 }
 
+/* An "on|off" option, when given, into *value. */
+static int upstream_parse_switch(struct config_parser *p, const struct upstream_words *o,
+                                 enum upstream_option k, bool *value)
+{
+    const struct config_token *t = o->val[k];
+    char shown[CONFIG_CLIP_SIZE];
+    if (t == NULL)
+        return 0;
+    if (strcmp(t->text, "on") != 0 && strcmp(t->text, "off") != 0) {
+        config_parser_error(p, t->col, "'%s' must be on or off, got '%s'", option_names[k],
+                            config_token_clip(t, shown));
+        return -1;
+    }
+    *value = strcmp(t->text, "on") == 0;
+    return 0;
+}
+
 static int upstream_parse_tls(struct config_parser *p, const struct config_line *w,
                               const struct upstream_words *o, struct config_upstream *u)
 {
@@ -303,13 +322,16 @@ static int upstream_parse_tls(struct config_parser *p, const struct config_line 
         return -1;
     }
     u->pool = (unsigned)pool;
-    t = o->val[U_MUX];
-    if (t != NULL && strcmp(t->text, "on") != 0 && strcmp(t->text, "off") != 0) {
-        config_parser_error(p, t->col, "'mux' must be on or off, got '%s'",
-                            config_token_clip(t, shown));
+    bool mux = true;
+    if (upstream_parse_switch(p, o, U_MUX, &mux) != 0 ||
+        upstream_parse_switch(p, o, U_OPTIMISTIC, &u->optimistic) != 0)
+        return -1;
+    u->no_mux = !mux;
+    if (u->optimistic && u->no_mux) {
+        config_parser_error(p, o->opt[U_OPTIMISTIC]->col,
+                            "'optimistic on' needs the mux (it is off here: 'mux off')");
         return -1;
     }
-    u->no_mux = t != NULL && strcmp(t->text, "off") == 0;
     u->pin = o->val[U_PIN] != NULL ? strdup(o->val[U_PIN]->text) : NULL;
     u->server_name = strdup(o->val[U_SERVER_NAME] != NULL ? o->val[U_SERVER_NAME]->text : u->host);
     if (u->server_name == NULL || (o->val[U_PIN] != NULL && u->pin == NULL)) {

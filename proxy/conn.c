@@ -30,6 +30,7 @@ enum {
     CONN_F_LINGERING = 1u << 5,       /* conn_close_after_send() in progress */
     CONN_F_DEFERRED_RESULT = 1u << 6, /* on_connect_done due from the timer */
     CONN_F_AUTHING = 1u << 7,         /* conn_verify_user() work in flight */
+    CONN_F_RESET_CLIENT = 1u << 8,    /* close the client with a reset */
 };
 
 static void on_timer(uv_timer_t *timer);
@@ -137,6 +138,12 @@ void conn_close_because(struct conn *c, const char *reason)
     conn_close(c);
 }
 
+void conn_close_resetting_client(struct conn *c, const char *reason)
+{
+    c->flags |= CONN_F_RESET_CLIENT;
+    conn_close_because(c, reason);
+}
+
 void conn_close(struct conn *c)
 {
     if (c->flags & CONN_F_CLOSING)
@@ -154,7 +161,8 @@ void conn_close(struct conn *c)
          * file would pass a truncated transfer off as a complete one. */
         c->flags &= ~CONN_F_CLIENT_OPEN;
         c->pending_closes++;
-        if (c->end_reason != NULL && strcmp(c->end_reason, "upstream-reset") == 0)
+        if ((c->flags & CONN_F_RESET_CLIENT) ||
+            (c->end_reason != NULL && strcmp(c->end_reason, "upstream-reset") == 0))
             link_close_reset(&c->client, on_client_closed);
         else
             link_close(&c->client, on_client_closed);

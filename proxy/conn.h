@@ -188,6 +188,10 @@ void conn_close(struct conn *c);
  * The reason must be a string constant. */
 void conn_close_because(struct conn *c, const char *reason);
 
+/* The same, with a reset for the client instead of an orderly end: for a client that was told
+ * the connection is open when it is not (an optimistic tunnel the exit could not open). */
+void conn_close_resetting_client(struct conn *c, const char *reason);
+
 bool conn_is_closing(const struct conn *c);
 
 /* How a connected connection would be decided if it were opened now under 'snap' (a newer or a

@@ -103,7 +103,7 @@ static int format_basic(const struct http_credentials *creds, char *out)
 }
 
 int http_client_build_connect(char *out, size_t out_len, const char *host, uint16_t port,
-                              const struct http_credentials *creds)
+                              const struct http_credentials *creds, bool optimistic)
 {
     char authority[AUTHORITY_MAX];
     char basic[BASIC_MAX] = "";
@@ -115,9 +115,10 @@ int http_client_build_connect(char *out, size_t out_len, const char *host, uint1
     if (creds != NULL && (ret = format_basic(creds, basic)) < 0) {
         return ret;
     }
-    int n = snprintf(out, out_len, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n", authority,
-                     authority, creds != NULL ? "Proxy-Authorization: Basic " : "", basic,
-                     creds != NULL ? "\r\n" : "");
+    int n =
+        snprintf(out, out_len, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s\r\n", authority,
+                 authority, creds != NULL ? "Proxy-Authorization: Basic " : "", basic,
+                 creds != NULL ? "\r\n" : "", optimistic ? HTTP_OPTIMISTIC_FIELD ": 1\r\n" : "");
     explicit_bzero(basic, sizeof(basic));
     if (n < 0 || (size_t)n >= out_len) {
         if (out_len > 0) {

@@ -41,15 +41,18 @@ struct http_client_response {
     const char *error; /* on PARSE_INVALID: a constant sentence saying what was wrong */
 };
 
-/* Writes "CONNECT host:port HTTP/1.1", "Host: host:port", and "Proxy-Authorization: Basic ..."
+/* Writes "CONNECT host:port HTTP/1.1", "Host: host:port", "Proxy-Authorization: Basic ..."
  * when creds is not NULL (RFC 7617; user and password as their lengths say, the user without a
- * colon). 'host' is a name, an IPv4 literal or an IPv6 literal, bracketed or not; IPv6 is always
- * sent bracketed. -EINVAL for port 0, an empty host or one of TARGET_HOST_MAX bytes or more, a
- * name holding anything but letters, digits, '-', '.' and '_' (what geoproxy's own HTTP parser
- * accepts; so never CR, LF, space, a control byte or a byte that changes the request line),
- * brackets around something other than an IPv6 literal, or a colon in the user name. */
+ * colon), and "Geoproxy-Optimistic: 1" when 'optimistic' (HTTP_OPTIMISTIC_FIELD: inside a mux
+ * stream, the exit answers nothing on success and resets the stream on failure, so that the
+ * client's bytes may follow the request at once). 'host' is a name, an IPv4 literal or an IPv6
+ * literal, bracketed or not; IPv6 is always sent bracketed. -EINVAL for port 0, an empty host or
+ * one of TARGET_HOST_MAX bytes or more, a name holding anything but letters, digits, '-', '.' and
+ * '_' (what geoproxy's own HTTP parser accepts; so never CR, LF, space, a control byte or a byte
+ * that changes the request line), brackets around something other than an IPv6 literal, or a colon
+ * in the user name. */
 int http_client_build_connect(char *out, size_t out_len, const char *host, uint16_t port,
-                              const struct http_credentials *creds);
+                              const struct http_credentials *creds, bool optimistic);
 
 /* Parses a response head from a parent proxy or the exit. 'answers_connect': the request was a
  * CONNECT. PARSE_DONE with *consumed = the head's length (the bytes after it are the tunnel's,

@@ -33,6 +33,7 @@
 #define HTTP_CONTROL_ADDRESSES_MAX 16     /* addresses in one resolve answer */
 #define HTTP_EGRESS_FIELD "Geoproxy-Egress"
 #define HTTP_ADDRESSES_FIELD "Geoproxy-Addresses"
+#define HTTP_OPTIMISTIC_FIELD "Geoproxy-Optimistic" /* see http_client_build_connect */
 
 /* What an origin-form request target asks of the exit. */
 enum http_control {

@@ -44,8 +44,10 @@ struct http_state {
     size_t pend_len;
 
     /* The request being handled. */
-    bool tunnel;   /* CONNECT */
-    bool req_head; /* method HEAD: responses have no body, nor do our replies */
+    bool tunnel;     /* CONNECT */
+    bool optimistic; /* an entry's optimistic CONNECT in a mux stream: no reply on success, a
+                        reset on failure (HTTP_OPTIMISTIC_FIELD) */
+    bool req_head;   /* method HEAD: responses have no body, nor do our replies */
     bool req_keep_alive;
     uint8_t req_minor;
     bool req_body_done;

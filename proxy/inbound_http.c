@@ -25,6 +25,7 @@
 
 #include "proxy/conn.h"
 #include "proxy/exit_control.h"
+#include "proxy/http_control_parse.h"
 #include "proxy/http_forward.h"
 #include "proxy/http_parse.h"
 #include "proxy/inbound.h"
@@ -346,6 +347,8 @@ static void http_start_request(struct conn *c, const struct http_request *req, s
     struct http_state *s = c->proto_state;
     c->target = req->target;
     s->tunnel = req->method == HTTP_CONNECT;
+    s->optimistic = s->tunnel && c->listener->kind == LISTENER_TUNNEL && c->client.stream != NULL &&
+                    http_find_header(req->headers, req->n_headers, HTTP_OPTIMISTIC_FIELD) != NULL;
     if (s->tunnel) {
         conn_hs_consume(c, head_len); /* what follows goes through the tunnel */
         if (s->pend_len > 0) {        /* more than the relay can be handed: give up */
@@ -378,6 +381,10 @@ static void http_on_connect_done(struct conn *c, enum outbound_status status)
 
     if (s == NULL || s->phase != HTTP_PH_CONNECT || conn_is_closing(c))
         return;
+    if (status != OUTBOUND_OK && s->optimistic) { /* the entry answered its client already */
+        conn_close_resetting_client(c, "refused-optimistic");
+        return;
+    }
     if (status != OUTBOUND_OK) {
         http_reply_connect_failure(c, status);
         return;
@@ -389,7 +396,7 @@ static void http_on_connect_done(struct conn *c, enum outbound_status status)
     memcpy(s->up_user, c->user, sizeof(s->up_user));
     if (s->tunnel) {
         s->phase = HTTP_PH_DONE;
-        if (http_send(c, CONN_CLIENT, HTTP_CONNECT_OK, strlen(HTTP_CONNECT_OK)))
+        if (s->optimistic || http_send(c, CONN_CLIENT, HTTP_CONNECT_OK, strlen(HTTP_CONNECT_OK)))
             conn_relay_start(c); /* bytes sent after the CONNECT head go first */
         return;
     }

@@ -199,8 +199,12 @@ static void write_all(const char *p, size_t left)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            /* A full disk or a closed stderr: nowhere to report it but the counter. */
-            atomic_fetch_add_explicit(&log_errors, 1, memory_order_relaxed);
+            /* A full disk or a closed stderr: nowhere to report it but the counter, which
+             * counts the lines lost (a batch holds many). */
+            uint64_t lines = 0;
+            for (size_t i = 0; i < left; i++)
+                lines += p[i] == '\n';
+            atomic_fetch_add_explicit(&log_errors, lines > 0 ? lines : 1, memory_order_relaxed);
             return;
         }
         p += n;

@@ -59,7 +59,7 @@ struct upstream_req {
     enum upstream_step step;
     uint64_t started_ms;
     enum outbound_status last_failure;
-    int pending_closes;
+    int pending_closes; /* handles closing and writes in flight: freed at 0 once done */
     bool done;
     struct link_write write;
     char out[UPSTREAM_REQUEST_MAX];
@@ -149,13 +149,15 @@ static void upstream_member_failed(struct upstream_req *req, enum outbound_statu
 
 /* ---- writing and reading -------------------------------------------------------------------- */
 
+/* A write holds the request (its buffer and request are in it) until it completed: an
+ * optimistic CONNECT is handed over before that. */
 static void on_request_written(struct link_write *w, int status)
 {
     struct upstream_req *req = w->data;
-    if (req->done || status == 0 || status == UV_ECANCELED)
-        return;
-    upstream_member_failed(req, OUTBOUND_FAILED, "cannot write to upstream %s: %s", req->cur->name,
-                           uv_strerror(status));
+    if (!req->done && status != 0 && status != UV_ECANCELED)
+        upstream_member_failed(req, OUTBOUND_FAILED, "cannot write to upstream %s: %s",
+                               req->cur->name, uv_strerror(status));
+    upstream_release(req);
 }
 
 static void upstream_send(struct upstream_req *req, int len)
@@ -170,6 +172,8 @@ static void upstream_send(struct upstream_req *req, int len)
     if (err != 0)
         upstream_member_failed(req, OUTBOUND_FAILED, "cannot write to upstream %s: %s",
                                req->cur->name, uv_strerror(err));
+    else
+        req->pending_closes++; /* released by on_request_written */
 }
 
 static void upstream_send_socks_connect(struct upstream_req *req)
@@ -393,6 +397,21 @@ static void upstream_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- the steps ---------------------------------------------------------------------------- */
 
+/* An optimistic CONNECT is sent: the stream is the tunnel now (the exit answers nothing when it
+ * connects, and resets the stream when it cannot). */
+static void upstream_finish_optimistic(struct upstream_req *req)
+{
+    struct upstream_result r = {
+        .status = OUTBOUND_OK,
+        .link = req->link,
+        .peer = (const struct sockaddr *)&req->peer,
+    };
+    link_read_stop(req->link);
+    req->link->data = NULL;
+    req->link = NULL;
+    upstream_finish(req, &r);
+}
+
 static void upstream_speak(struct upstream_req *req)
 {
     const struct config_upstream *u = req->cur;
@@ -428,9 +447,12 @@ static void upstream_speak(struct upstream_req *req)
             creds.password_len =
                 (size_t)snprintf(creds.password, sizeof(creds.password), "%s", u->password);
         }
+        bool optimistic = req->over_mux && u->optimistic && req->p.ask == UPSTREAM_ASK_CONNECT;
         upstream_send(req,
                       http_client_build_connect(req->out, sizeof(req->out), host, req->target.port,
-                                                u->user != NULL ? &creds : NULL));
+                                                u->user != NULL ? &creds : NULL, optimistic));
+        if (optimistic && !req->done && req->link != NULL)
+            upstream_finish_optimistic(req);
     }
 }
 

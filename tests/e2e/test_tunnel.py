@@ -748,6 +748,66 @@ class RoundRobin(TunnelTestCase):
                                                          f"turn: {served}")
 
 
+class Optimistic(TunnelTestCase):
+    """'optimistic on': over the mux, the entry answers its client as soon as its own policy lets
+    the tunnel through, and the client's first bytes follow the CONNECT inside the stream (what
+    ss-libev, v2ray and trojan always do). The bytes arrive intact; a refusal at the exit then
+    reaches the client as a reset, not as a SOCKS5 reply."""
+
+    def setUp(self):
+        super().setUp()
+        self.echo = self.start_echo(host=server_addr("CH"))
+        self.secret = self.start_echo(host=server_addr("CH"))
+        self.exit = self.start_exit(
+            external=EXIT_DE,
+            rules=[f"rule no-secret block to :{self.secret.port}", "rule others pass"])
+        self.entry = self.start_entry(
+            [self.tls_upstream("exit1", self.exit, "optimistic on")],
+            ["rule all tunnel via exit1"], extra=["workers 1"])
+
+    def open(self, port):
+        deadline = time.monotonic() + WAIT
+        while True:  # until the first health check let the exit carry traffic
+            sock, reply = socks5_open(self.entry.port, server_addr("CH"), port, timeout=10)
+            self.track(sock)
+            if reply[0] == SOCKS5_OK or time.monotonic() > deadline:
+                return sock, reply
+            sock.close()
+            time.sleep(0.1)
+
+    def test_bytes_follow_the_request_intact(self):
+        for i in range(3):
+            sock, reply = self.open(self.echo.port)
+            self.assertSocks5Reply(reply, SOCKS5_OK, "CONNECT through the tunnel")
+            data = payload(300_000, seed=20 + i)
+            sender = threading.Thread(target=lambda: (sock.sendall(data),
+                                                      sock.shutdown(socket.SHUT_WR)))
+            sender.start()
+            end, got = wait_end(sock, 20)
+            sender.join(20)
+            self.assertEqual((end, len(got), sha256(got)), ("eof", len(data), sha256(data)),
+                             f"echo {i} through an optimistic tunnel")
+        wait_until(lambda: len(re.findall(r"\bclose\b.*?via_tls=", self.entry.log_text())) >= 3,
+                   what="three close events")
+        kinds = re.findall(r"\bclose\b.*?via_tls=(\w+)", self.entry.log_text())
+        self.assertEqual(kinds[1:3], ["mux", "mux"], f"streams of one session: {kinds}")
+
+    def test_a_refusal_at_the_exit_is_a_reset(self):
+        self.open(self.echo.port)  # the session is up
+        start = self.exit.log_size()
+        sock, reply = socks5_open(self.entry.port, server_addr("CH"), self.secret.port,
+                                  timeout=10)
+        self.track(sock)
+        self.assertSocks5Reply(reply, SOCKS5_OK, "answered before the exit decided")
+        try:
+            sock.sendall(b"hello")
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        self.assertEqual(wait_end(sock, 10)[0], "reset", "the exit's refusal, as a reset")
+        self.exit.wait_log(r"decision conn=\d+ [^\n]*rule=no-secret", start=start)
+        self.exit.wait_log(r"close conn=\d+ [^\n]*end=refused-optimistic", start=start)
+
+
 class HalfClose(TunnelTestCase):
     def test_eof_crosses_the_tunnel_both_ways(self):
         """The client's EOF travels as TLS close_notify then FIN to the exit, which shuts down

@@ -122,7 +122,7 @@ struct connect_arg {
 static int build_connect(char *out, size_t out_len, const void *arg)
 {
     const struct connect_arg *c = arg;
-    return http_client_build_connect(out, out_len, c->host, c->port, c->creds);
+    return http_client_build_connect(out, out_len, c->host, c->port, c->creds, false);
 }
 
 static int build_resolve_request(char *out, size_t out_len, const void *arg)

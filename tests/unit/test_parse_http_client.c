@@ -334,14 +334,14 @@ static int build_connect(const struct connect_case *cc, char *out, size_t out_le
     struct http_credentials creds;
 
     if (cc->user == NULL) {
-        return http_client_build_connect(out, out_len, cc->host, cc->port, NULL);
+        return http_client_build_connect(out, out_len, cc->host, cc->port, NULL, false);
     }
     memset(&creds, 0, sizeof(creds));
     creds.user_len = strlen(cc->user);
     memcpy(creds.user, cc->user, creds.user_len);
     creds.password_len = strlen(cc->password);
     memcpy(creds.password, cc->password, creds.password_len);
-    return http_client_build_connect(out, out_len, cc->host, cc->port, &creds);
+    return http_client_build_connect(out, out_len, cc->host, cc->port, &creds, false);
 }
 
 /* The server side reads the request back to the same target and credentials. */
@@ -425,10 +425,23 @@ static void test_connect_limits(void **state)
 
     host[TARGET_HOST_MAX - 1] = 'h';
     host[TARGET_HOST_MAX] = '\0';
-    assert_int_equal(http_client_build_connect(out, sizeof(out), host, 1, NULL), -EINVAL);
+    assert_int_equal(http_client_build_connect(out, sizeof(out), host, 1, NULL, false), -EINVAL);
     memset(&creds, 0, sizeof(creds));
     creds.user_len = HTTP_CREDENTIAL_MAX + 1;
-    assert_int_equal(http_client_build_connect(out, sizeof(out), "h", 1, &creds), -EINVAL);
+    assert_int_equal(http_client_build_connect(out, sizeof(out), "h", 1, &creds, false), -EINVAL);
+}
+
+/* An optimistic CONNECT says so in one field, after the others, and the head still ends. */
+static void test_connect_optimistic(void **state)
+{
+    (void)state;
+    char out[256];
+    int n = http_client_build_connect(out, sizeof(out), "example.com", 443, NULL, true);
+    assert_true(n > 0);
+    assert_string_equal(out, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n"
+                             "Geoproxy-Optimistic: 1\r\n\r\n");
+    assert_int_equal(n, (int)strlen(out));
+    assert_int_equal(http_client_build_connect(out, 40, "example.com", 443, NULL, true), -ENOBUFS);
 }
 
 int main(void)
@@ -436,7 +449,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_response_table),   cmocka_unit_test(test_response_head_limit),
         cmocka_unit_test(test_response_garbage), cmocka_unit_test(test_connect_table),
-        cmocka_unit_test(test_connect_limits),
+        cmocka_unit_test(test_connect_limits),   cmocka_unit_test(test_connect_optimistic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -199,13 +199,16 @@ static const struct error_case error_cases[] = {
      "E t.conf:3:55: cannot read password file none.pw: No such file or directory\n"},
     {HEAD "upstream x socks5 127.0.0.1:9050 colour red\n",
      "E t.conf:3:34: unknown option 'colour' for 'upstream' (expected ca, cert, key, pin, "
-     "server-name, egress, pool, user or password-file)\n"},
+     "server-name, egress, pool, mux, optimistic, user or password-file)\n"},
     /* tls */
     {HEAD "upstream x tls 127.0.0.1:443 ca ca/ca.pem cert ca/entry.pem\n",
      "E t.conf:3:60: missing 'key FILE' (a tls upstream needs ca, cert and key)\n"},
     {HEAD UP " pin sha256//AAAA\n",
      "E t.conf:3:91: invalid pin 'sha256//AAAA' (expected sha256// and the 44 base64 characters "
      "of a SHA-256, as 'geoproxy certs inspect' shows)\n"},
+    {HEAD UP " mux maybe\n", "E t.conf:3:91: 'mux' must be on or off, got 'maybe'\n"},
+    {HEAD UP " mux off optimistic on\n",
+     "E t.conf:3:95: 'optimistic on' needs the mux (it is off here: 'mux off')\n"},
     {HEAD UP " egress fiveeyes\n",
      "E t.conf:3:94: unknown region 'fiveeyes' (did you mean 'FIVE_EYES'?)\n"},
     {HEAD UP " egress Atlantis\n", "E t.conf:3:94: unknown egress 'Atlantis' (expected a country "
