@@ -291,11 +291,6 @@ void log_flush(void)
     b->len = 0;
 }
 
-bool log_pending(void)
-{
-    return thread_batch != NULL && thread_batch->len > 0;
-}
-
 void log_release_thread(void)
 {
     log_flush();

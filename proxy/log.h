@@ -4,7 +4,6 @@
 #ifndef GEOPROXY_PROXY_LOG_H
 #define GEOPROXY_PROXY_LOG_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,14 +34,10 @@ struct log_field {
 
 /* Worker threads batch their lines: log_buffer_thread() makes the calling thread keep lines in a
  * thread-local buffer (at most LOG_BATCH_BYTES) that log_flush() writes in one write(2), called
- * by the worker shortly after the first line of a batch (proxy/worker.c). Other threads write
- * each line at once. */
+ * by the worker before its loop waits for I/O. Other threads write each line at once. */
 #define LOG_BATCH_BYTES (32 * 1024)
 void log_buffer_thread(void);
 void log_flush(void);
-
-/* Whether the calling thread's batch holds lines not written yet. */
-bool log_pending(void);
 
 /* Flushes and frees the calling thread's buffer (at thread exit). */
 void log_release_thread(void);

@@ -12,6 +12,15 @@ static enum conn_side other_side(enum conn_side side)
     return side == CONN_CLIENT ? CONN_UPSTREAM : CONN_CLIENT;
 }
 
+/* Why a write to the side that data read 'from' goes to failed: a side that was reset is reset
+ * (the other side then hears a reset too, proxy/conn.c), anything else a write error. */
+static const char *write_failure(enum conn_side from, int status)
+{
+    if (status == UV_ECONNRESET)
+        return from == CONN_CLIENT ? "upstream-reset" : "client-reset";
+    return from == CONN_CLIENT ? "upstream-write-error" : "client-write-error";
+}
+
 static struct bufpool *conn_pool(struct conn *c)
 {
     return &c->worker->relay_bufs;
@@ -75,7 +84,7 @@ static void on_write_done(struct link_write *req, int status)
     if (!conn_request_done(c))
         return;
     if (status < 0) {
-        conn_close_because(c, from == CONN_CLIENT ? "upstream-write-error" : "client-write-error");
+        conn_close_because(c, write_failure(from, status));
         return;
     }
     conn_touch(c); /* a slow reader that keeps reading is not idle */
@@ -112,7 +121,7 @@ static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t l
     }
     if (written < 0 && written != UV_EAGAIN) {
         bufpool_put(conn_pool(c), buf);
-        conn_close_because(c, from == CONN_CLIENT ? "upstream-write-error" : "client-write-error");
+        conn_close_because(c, write_failure(from, written));
         return;
     }
     size_t done = written > 0 ? (size_t)written : 0;
@@ -122,10 +131,11 @@ static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t l
     dir->unsent = link_unsent_bytes(to);
     dir->write_req.data = c;
     link_read_stop(conn_side_link(c, from));
-    if (link_write(to, &dir->write_req, buf + done, dir->pending, on_write_done) != 0) {
+    int err = link_write(to, &dir->write_req, buf + done, dir->pending, on_write_done);
+    if (err != 0) {
         bufpool_put(conn_pool(c), buf);
         dir->buf = NULL;
-        conn_close_because(c, from == CONN_CLIENT ? "upstream-write-error" : "client-write-error");
+        conn_close_because(c, write_failure(from, err));
         return;
     }
     conn_ref(c);

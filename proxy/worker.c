@@ -17,9 +17,6 @@
 #define LISTEN_BACKLOG 4096
 #define RELAY_BUFS_KEPT_IDLE 64
 
-/* How long a worker's log lines may wait in its batch before they are written. */
-#define LOG_FLUSH_DELAY_MS 10
-
 /* How long a worker stops accepting on a listener after an accept error it cannot clear. */
 #define ACCEPT_PAUSE_MS 500
 
@@ -198,8 +195,6 @@ int worker_init(struct worker *w, struct runtime *rt, unsigned id, const struct 
         err = uv_timer_init(&w->loop, &w->drain_timer);
     if (err == 0)
         err = uv_prepare_init(&w->loop, &w->log_flusher);
-    if (err == 0)
-        err = uv_timer_init(&w->loop, &w->log_timer);
     if (err != 0)
         goto fail;
 
@@ -234,22 +229,12 @@ fail:
     return err;
 }
 
-static void on_log_timer(uv_timer_t *timer)
-{
-    (void)timer;
-    log_flush();
-}
-
-/* Lines wait up to LOG_FLUSH_DELAY_MS in the thread's batch, so that the write(2) that takes
- * them is off the path of the connections that made them (one per batch, not one per wait of
- * the loop). */
+/* A line is in the file before the loop waits again: tests, `geoproxy tail` and operators see
+ * what happened in the order it happened. */
 static void on_log_flush(uv_prepare_t *prepare)
 {
-    struct worker *w = container_of(prepare, struct worker, log_flusher);
-    if (log_pending() && !uv_is_active((uv_handle_t *)&w->log_timer)) {
-        uv_timer_start(&w->log_timer, on_log_timer, LOG_FLUSH_DELAY_MS, 0);
-        uv_unref((uv_handle_t *)&w->log_timer);
-    }
+    (void)prepare;
+    log_flush();
 }
 
 static void worker_thread_main(void *arg)
@@ -284,7 +269,6 @@ static void worker_finish_if_drained(struct worker *w)
     close_handle_if_open((uv_handle_t *)&w->wakeup);
     close_handle_if_open((uv_handle_t *)&w->drain_timer);
     close_handle_if_open((uv_handle_t *)&w->log_flusher);
-    close_handle_if_open((uv_handle_t *)&w->log_timer);
     tls_pool_close(&w->tls_pool);
     mux_pool_close(&w->mux_pool);
     resolver_free(w->resolver);
@@ -418,9 +402,6 @@ void worker_join(struct worker *w)
         close_handle_if_open((uv_handle_t *)&w->drain_timer);
     if (w->log_flusher.loop != NULL)
         close_handle_if_open((uv_handle_t *)&w->log_flusher);
-    if (w->log_timer.loop != NULL)
-        close_handle_if_open((uv_handle_t *)&w->log_timer);
-    close_handle_if_open((uv_handle_t *)&w->log_timer);
     tls_pool_close(&w->tls_pool);
     mux_pool_close(&w->mux_pool);
     resolver_free(w->resolver);

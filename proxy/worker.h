@@ -42,8 +42,7 @@ struct worker {
     bool thread_started;
     uv_async_t wakeup;        /* another thread asked for something (stop) */
     uv_timer_t drain_timer;   /* forced close at the end of the drain time */
-    uv_prepare_t log_flusher; /* before each wait: lines batched? then the timer is set */
-    uv_timer_t log_timer;     /* writes the batched lines LOG_FLUSH_DELAY_MS after the first */
+    uv_prepare_t log_flusher; /* writes the thread's batched log lines before each wait */
     struct worker_listener listeners[CONFIG_MAX_LISTENERS];
     size_t n_listeners;
     uv_tcp_t reject;  /* takes a connection there is no memory for, to close it */
