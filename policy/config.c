@@ -152,6 +152,14 @@ static void include_describe_cycle(const struct config_parser *p, size_t from, c
     }
 }
 
+static bool config_has_control_byte(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+            return true;
+    return false;
+}
+
 /* Reads and parses one file. include_col is the column of the include's PATH word, or 0 for the
  * top file. Takes ownership of path. */
 static void parse_file(struct config_parser *p, char *path, unsigned include_col)
@@ -168,6 +176,13 @@ static void parse_file(struct config_parser *p, char *path, unsigned include_col
 
     if (name == NULL) {
         config_parser_out_of_memory(p, include_col);
+        return;
+    }
+    if (include_col != 0 && config_has_control_byte(name)) {
+        /* Its name would be in messages and log lines: one line each, nothing forged. */
+        char shown[CONFIG_CLIP_SIZE];
+        config_parser_error(p, include_col, "cannot include '%s': control characters in a path",
+                            config_clip(name, strlen(name), shown));
         return;
     }
     if (include_col != 0 && p->depth > CONFIG_INCLUDE_DEPTH_MAX) {

@@ -568,6 +568,12 @@ static void conn_mux_tick(struct conn *c)
     conn_arm_deadline(c);
 }
 
+void conn_drain(struct conn *c)
+{
+    if (c->phase == CONN_PHASE_MUX && !conn_is_closing(c))
+        conn_mux_tick(c);
+}
+
 /* ---- deadlines --------------------------------------------------------------------------- */
 
 /* The time the connection must have done something by, or 0 for none. */

@@ -194,6 +194,10 @@ void conn_close_resetting_client(struct conn *c, const char *reason);
 
 bool conn_is_closing(const struct conn *c);
 
+/* The worker is draining: a mux carrier takes no new stream (GO_AWAY) and closes once its last
+ * one ended; other connections go on as they are. */
+void conn_drain(struct conn *c);
+
 /* How a connected connection would be decided if it were opened now under 'snap' (a newer or a
  * candidate policy, with its own databases: both ends are classified again). False when it is
  * not connected (handshake, connecting, closing): there is nothing to decide again. */

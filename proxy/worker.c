@@ -288,6 +288,10 @@ static void worker_begin_drain(struct worker *w)
     if (w->conns != NULL)
         log_msg(LOG_INFO, "worker %u: draining %zu connection(s) for up to %llu ms", w->id,
                 w->n_conns, (unsigned long long)drain_ms);
+    for (struct conn *c = w->conns, *next; c != NULL; c = next) {
+        next = c->next; /* conn_drain may close (never frees under us) */
+        conn_drain(c);
+    }
     uv_timer_start(&w->drain_timer, on_drain_timeout, drain_ms, 0);
     worker_finish_if_drained(w);
 }

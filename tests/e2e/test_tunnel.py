@@ -51,7 +51,7 @@ from collections import namedtuple
 from geo_fixtures import server_addr
 from harness import (WAIT, HttpOrigin, ProxyTestCase, can_connect, free_port, geoproxy_bin,
                      header_values, hostport, http_connect_open, http_response, payload,
-                     run, sha256, socks5_open, wait_end, wait_until)
+                     recv_until_eof, run, sha256, socks5_open, wait_end, wait_until)
 
 SOCKS5_OK, SOCKS5_NOT_ALLOWED, SOCKS5_HOST_UNREACHABLE = 0x00, 0x02, 0x04
 
@@ -212,6 +212,13 @@ def dns_queries_for(dns, name=None, since=0):
     if name is None:
         return [l for l in lines if not re.search(r"query\[\w+\] settle-\d+\.test ", l)]
     return [l for l in lines if re.search(rf"query\[\w+\] {re.escape(name)} ", l, re.I)]
+
+
+def exit_tls_connections(port):
+    """The TCP connections established to an exit's port, as the kernel lists them."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line.strip()]
 
 
 def decision_rules(log):
@@ -839,6 +846,58 @@ class HalfClose(TunnelTestCase):
                          "the echo after our EOF, then the origin's EOF")
 
 
+class ExitDrain(TunnelTestCase):
+    def test_sigterm_lets_the_session_finish_its_tunnels(self):
+        """SIGTERM to an exit whose mux session carries 20 transfers, each half way: the exit
+        takes no new tunnel (GO_AWAY), every transfer finishes intact, and the exit stops
+        cleanly once the last one ended."""
+        data = payload(256 * 1024, seed=77)
+        server = self.start_data("gated", data, host=server_addr("CH"))
+        options = f"cert {self.exit_cert.pem} key {self.exit_cert.key} ca {self.pki.ca}"
+        exit1 = self.start_proxy(listeners=(("tunnel", "127.0.0.1", {"options": options}),),
+                                 extra=[f"geoip country {self.db}", f"external {EXIT_DE}"],
+                                 check_exit=False, drain_s=30, tag="exit")
+        entry = self.start_entry([self.tls_upstream("exit1", exit1)],
+                                 ["rule all tunnel via exit1"], extra=["workers 1"])
+        socks = []
+        deadline = time.monotonic() + WAIT
+        while len(socks) < 20:
+            sock, reply = socks5_open(entry.port, server.host, server.port, timeout=10)
+            self.track(sock)
+            if reply[0] == SOCKS5_OK:
+                socks.append(sock)
+            elif time.monotonic() > deadline:
+                self.fail(f"tunnel {len(socks)}: SOCKS5 reply {reply[0]:#04x}")
+            else:  # until the first health check let the exit carry traffic
+                sock.close()
+                time.sleep(0.1)
+        for _ in range(20):
+            self.assertEqual(server.results.get(timeout=WAIT), "first-half-sent")
+        self.assertEqual(len(exit_tls_connections(exit1.port)), 1, "one session carries all")
+        exit1.send_signal(signal.SIGTERM)
+        exit1.wait_log(r"no longer accepting")
+        self.assertIsNone(exit1.proc.poll(), "the exit left with 20 tunnels in flight")
+        sock, reply = socks5_open(entry.port, server.host, server.port, timeout=10)
+        self.track(sock)
+        self.assertNotEqual(reply[0], SOCKS5_OK, "a new tunnel through a draining exit")
+        server.gate.set()
+        received = [None] * len(socks)
+
+        def read(i):
+            received[i] = recv_until_eof(socks[i])
+            socks[i].shutdown(socket.SHUT_WR)  # done both ways: the tunnel ends
+        readers = [threading.Thread(target=read, args=(i,)) for i in range(len(socks))]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join(timeout=60)
+        whole = sum(1 for r in received if r is not None and sha256(r) == sha256(data))
+        self.assertEqual(whole, 20, "tunnels cut or altered by the exit's drain")
+        # It stops once they ended, well before its 30 s of drain time.
+        self.assertEqual(exit1.wait_exit(WAIT), 0, exit1.log_text()[-2000:])
+        self.assertNotIn("drain time over", exit1.log_text())
+
+
 class CertificateReload(TunnelTestCase):
     def test_a_renewed_exit_certificate_is_used_without_a_restart(self):
         """The exit's certificate and key files are replaced (a renewal with a new key): the
@@ -916,10 +975,7 @@ class TlsReuse(TunnelTestCase):
         return conns
 
     def exit_connections_now(self):
-        port = self.exit.port
-        out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
-                             capture_output=True, text=True, check=True).stdout
-        return [line for line in out.splitlines() if line.strip()]
+        return exit_tls_connections(self.exit.port)
 
     def test_tunnels_are_streams_of_one_mux_session(self):
         _, kinds = self.tunnels("pool 2")

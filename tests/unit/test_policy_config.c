@@ -673,6 +673,8 @@ static const struct bad_case bad_cases[] = {
     {BASE "include \"\"\n", "E t.conf:3:9: empty include path\n"},
     {BASE "include /nonexistent/geoproxy.conf\n",
      "E t.conf:3:9: cannot include '/nonexistent/geoproxy.conf': No such file or directory\n"},
+    {BASE "include \"/tmp/a\tb.conf\"\n",
+     "E t.conf:3:9: cannot include '/tmp/a\\x09b.conf': control characters in a path\n"},
 
     /* words */
     {BASE "rule r2 block reason \"open\n", "E t.conf:3:22: unterminated string\n"},
