@@ -1001,14 +1001,8 @@ class TlsReuse(TunnelTestCase):
                 sender = threading.Thread(target=lambda: (sock.sendall(data[i]),
                                                           sock.shutdown(socket.SHUT_WR)))
                 sender.start()
-                got = bytearray()
-                while True:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        break
-                    got += chunk
+                received[i] = recv_until_eof(sock)
                 sender.join(30)
-                received[i] = bytes(got)
 
         threads = [threading.Thread(target=transfer, args=(i,)) for i in range(len(data))]
         for t in threads:
