@@ -71,7 +71,11 @@ int event_filter_parse(const char *query, size_t len, struct event_filter *f, ch
         } else if (strcmp(key, "region") == 0) {
             memcpy(f->region, value, sizeof value);
         } else if (key[0] != '\0') {
-            snprintf(err, err_len, "unknown parameter '%s' (format, action, rule, region)", key);
+            bool shown = true; /* the message goes back to the client: one printable line */
+            for (const char *k = key; *k != '\0'; k++)
+                shown &= (unsigned char)*k >= 0x20 && *k != 0x7f;
+            snprintf(err, err_len, "unknown parameter%s%s%s (format, action, rule, region)",
+                     shown ? " '" : "", shown ? key : "", shown ? "'" : "");
             return -1;
         }
         i = end + 1;
@@ -112,6 +116,19 @@ static bool event_passes(const struct event_filter *f, const struct json_flat *j
     return true;
 }
 
+/* geoproxy's own keys are words; anything else is left out of a text line rather than written
+ * as it is (a control byte in a key would break the line). */
+static bool key_is_word(const char *key)
+{
+    if (*key == '\0')
+        return false;
+    for (; *key != '\0'; key++)
+        if (!(*key >= 'a' && *key <= 'z') && !(*key >= 'A' && *key <= 'Z') &&
+            !(*key >= '0' && *key <= '9') && *key != '_' && *key != '-')
+            return false;
+    return true;
+}
+
 /* The event again as a log text line: its fields after ts, level and event. */
 static void event_render_text(const struct json_flat *j, struct strbuf *out)
 {
@@ -121,14 +138,14 @@ static void event_render_text(const struct json_flat *j, struct strbuf *out)
     for (size_t i = 0; i < j->n; i++) {
         const struct json_flat_field *jf = &j->fields[i];
         if (strcmp(jf->key, "ts") == 0 || strcmp(jf->key, "level") == 0 ||
-            strcmp(jf->key, "event") == 0)
+            strcmp(jf->key, "event") == 0 || !key_is_word(jf->key))
             continue;
         fields[n++] =
             jf->str != NULL ? LOG_FIELD_STR(jf->key, jf->str) : LOG_FIELD_NUM(jf->key, jf->num);
     }
     char line[LOG_LINE_MAX];
     size_t len = log_event_format(line, sizeof line, LOG_FORMAT_TEXT, LOG_INFO,
-                                  event != NULL ? event : "event", fields, n);
+                                  event != NULL && key_is_word(event) ? event : "event", fields, n);
     strbuf_append(out, line, len);
 }
 

@@ -78,7 +78,8 @@ static void line_printf(struct line *l, const char *fmt, ...)
         l->len += (size_t)n > room ? room : (size_t)n;
 }
 
-/* Appends s as the inside of a JSON string: quotes, backslashes and control bytes escaped.
+/* Appends s as the inside of a JSON string: quotes, backslashes and control bytes (DEL too)
+ * escaped.
  * A string longer than max_out bytes (or than the line has room for) is shortened between
  * escapes, leaving room for its closing quote, so the line stays valid JSON. */
 static void line_json_string_max(struct line *l, const char *s, size_t max_out)
@@ -92,7 +93,7 @@ static void line_json_string_max(struct line *l, const char *s, size_t max_out)
         if (ch == '"' || ch == '\\') {
             esc[n++] = '\\';
             esc[n++] = (char)ch;
-        } else if (ch < 0x20) {
+        } else if (ch < 0x20 || ch == 0x7f) {
             memcpy(esc, "\\u00", 4);
             n = 4;
             esc[n++] = hex[ch >> 4];
@@ -119,7 +120,7 @@ static void line_text_value(struct line *l, const char *s)
 {
     if (s[0] != '\0' && strpbrk(s, " \t\"=") == NULL) {
         const char *p = s;
-        while (*p != '\0' && (unsigned char)*p >= 0x20)
+        while (*p != '\0' && (unsigned char)*p >= 0x20 && *p != 0x7f)
             p++;
         if (*p == '\0') {
             line_puts(l, s);

@@ -19,7 +19,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
     exit 2
 fi
 build_dir="${GEOPROXY_FUZZ_BUILD_DIR:-build-fuzz}"
-targets=(${GEOPROXY_FUZZ_TARGETS:-socks http socks_client http_client config geodb_input userdb mux})
+targets=(${GEOPROXY_FUZZ_TARGETS:-socks http socks_client http_client config geodb_input userdb mux event_filter})
 fuzz_dir=tests/fuzz
 
 # Options per target: the HTTP parser takes heads up to 16 KiB (and a 431 past that); a config
