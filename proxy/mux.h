@@ -9,7 +9,9 @@
  * mux_session_input(), and writes the frames the session hands it (mux_carrier.write), calling
  * mux_frame_written() for each. Each stream is a struct link (proxy/link.h) of its own: the relay,
  * the connection and the upstream client read, write, shut down and close it as they would a
- * socket. FIN is a half-close, RST a reset: a stream closed before both directions ended is reset.
+ * socket, with a socket's meaning: FIN is a half-close (the peer reads an end); link_close
+ * before both directions ended says FIN and RST together (the peer reads an end, and its
+ * writes fail with UV_EPIPE), link_close_reset says RST (the peer reads UV_ECONNRESET).
  *
  * Memory: a stream's received bytes wait for its reader only within its window (the peer may not
  * send more); a write completes once its frames reached the carrier's socket, so each stream has
