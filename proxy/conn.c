@@ -518,6 +518,10 @@ static void conn_carrier_read_enable(void *owner, bool enable)
 static void conn_carrier_ended(void *owner, const char *why)
 {
     struct conn *c = owner;
+    if (why == MUX_ENDED_GO_AWAY) { /* the entry left in order */
+        conn_close_because(c, "done");
+        return;
+    }
     log_msg(LOG_WARN, "listener %s: mux session with %s ended: %s", c->listener->name,
             conn_log_client_id(c), why);
     conn_close_because(c, "mux-error");

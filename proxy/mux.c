@@ -15,6 +15,8 @@
 #include "proxy/mux_frame_parse.h"
 
 #define MUX_BUCKETS 64
+
+const char MUX_ENDED_GO_AWAY[] = "the peer said GO_AWAY and its last stream ended";
 /* Frames of the session's own (window updates, RSTs, PING answers) handed to the carrier and
  * not written yet: a peer that keeps asking for them without reading ends the session. */
 #define MUX_CONTROL_OUT_MAX 4096
@@ -515,7 +517,7 @@ static void on_pump(uv_idle_t *idle)
                 closed(l);
             }
             if (s->peer_go_away && s->n_streams == 0)
-                session_tell_ended(s, "the peer said GO_AWAY");
+                session_tell_ended(s, MUX_ENDED_GO_AWAY);
             continue;
         }
         stream_drain(st);
@@ -681,7 +683,7 @@ void mux_session_input(struct mux_session *s, const uint8_t *data, size_t len)
         session_frame(s, &h);
     }
     if (s->peer_go_away && s->n_streams == 0)
-        session_tell_ended(s, "the peer said GO_AWAY");
+        session_tell_ended(s, MUX_ENDED_GO_AWAY);
     session_unref(s);
 }
 
@@ -763,6 +765,11 @@ void link_init_stream(struct link *l, struct mux_stream *st)
 {
     *l = (struct link){.stream = st};
     st->link = l;
+}
+
+struct mux_session *link_stream_session(const struct link *l)
+{
+    return l->stream != NULL ? l->stream->s : NULL;
 }
 
 int link_stream_read_start(struct link *l)

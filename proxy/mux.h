@@ -61,10 +61,12 @@ struct mux_carrier {
      * that link, or leave it (the stream is then reset). */
     void (*accept)(void *owner, struct mux_stream *stream);
     /* The session cannot go on (the peer broke the protocol, or said GO_AWAY and no stream is
-     * left): 'why' is for the log. The owner closes the carrier and calls mux_session_close().
-     * Called at most once. */
+     * left: then 'why' is MUX_ENDED_GO_AWAY, an orderly end): 'why' is for the log. The owner
+     * closes the carrier and calls mux_session_close(). Called at most once. */
     void (*ended)(void *owner, const char *why);
 };
+
+extern const char MUX_ENDED_GO_AWAY[]; /* mux_carrier.ended's 'why' for an orderly end */
 
 /* Starts a session over a connected carrier. 'client': the side that opens streams. 'local'
  * (may be NULL) is the carrier's local address, which streams report as theirs. Returns NULL
@@ -88,6 +90,9 @@ struct link *mux_session_open(struct mux_session *s);
 
 /* Makes l the link of a stream the peer opened (mux_carrier.accept). */
 void link_init_stream(struct link *l, struct mux_stream *stream);
+
+/* The session a stream link belongs to, or NULL for any other link. */
+struct mux_session *link_stream_session(const struct link *l);
 
 /* Streams open now. */
 size_t mux_session_streams(const struct mux_session *s);

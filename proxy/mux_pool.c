@@ -95,7 +95,8 @@ static void carrier_accept(void *owner, struct mux_stream *stream)
 static void carrier_ended(void *owner, const char *why)
 {
     struct mux_pool_carrier *c = owner;
-    log_msg(LOG_WARN, "upstream %s: mux session ended: %s", c->name, why);
+    log_msg(why == MUX_ENDED_GO_AWAY ? LOG_INFO : LOG_WARN, "upstream %s: mux session ended: %s",
+            c->name, why);
     carrier_end(c);
 }
 

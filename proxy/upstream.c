@@ -614,6 +614,10 @@ static void on_deadline(uv_timer_t *t)
     if (req->cur != NULL)
         snprintf(req->detail, sizeof(req->detail), "upstream %s did not answer in time",
                  req->cur->name);
+    /* A stream that got no answer may ride a connection that died unseen (a NAT forgot it): its
+     * session takes no new tunnel; the next one makes a connection of its own. */
+    if (req->over_mux && req->link != NULL && link_stream_session(req->link) != NULL)
+        mux_session_go_away(link_stream_session(req->link));
     upstream_fail(req, OUTBOUND_TIMEOUT, false);
 }
 

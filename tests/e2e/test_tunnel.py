@@ -898,6 +898,37 @@ class ExitDrain(TunnelTestCase):
         self.assertNotIn("drain time over", exit1.log_text())
 
 
+class StalledSession(TunnelTestCase):
+    def test_a_stream_without_answer_retires_its_session(self):
+        """A connection that dies without a sound (a NAT forgot it) would swallow every tunnel
+        sent over it. Here the exit is stopped (SIGSTOP) under an open session: the next tunnel
+        gets no answer and times out, and the session takes no tunnel after that. Once the exit
+        runs again, the next tunnel makes a connection of its own (a handshake), not a stream of
+        the stalled one."""
+        origin = self.start_origin("ch", host=server_addr("CH"))
+        exit1 = self.start_exit(external=EXIT_DE)
+        # No health check meanwhile (it would mark the stopped exit down and refuse at once).
+        entry = self.start_proxy(
+            listeners=(("mixed", "127.0.0.1"),), rules=["rule all tunnel via exit1"],
+            extra=[f"geoip country {self.db}", self.tls_upstream("exit1", exit1),
+                   "health-check every 1h", "timeout connect 1s", "workers 1"], tag="entry")
+        self.assertEqual(self.wait_served(entry, origin.host, origin.port), EXIT_DE)
+        entry.wait_log(r"close conn=\d+ [^\n]*via_tls=\w+[^\n]*outcome=ok")  # the session is up
+        exit1.send_signal(signal.SIGSTOP)
+        try:
+            start = entry.log_size()
+            sock, reply = socks5_open(entry.port, origin.host, origin.port, timeout=10)
+            self.track(sock)
+            self.assertNotEqual(reply[0], SOCKS5_OK, "a tunnel through a stopped exit")
+            entry.wait_log(r"close conn=\d+ [^\n]*via_tls=mux[^\n]*outcome=timeout", start=start)
+        finally:
+            exit1.send_signal(signal.SIGCONT)
+        start = entry.log_size()
+        self.assertEqual(self.wait_served(entry, origin.host, origin.port), EXIT_DE)
+        m = entry.wait_log(r"close conn=\d+ [^\n]*via_tls=(\w+)[^\n]*outcome=ok", start=start)
+        self.assertIn(m.group(1), ("full", "resumed"), "a new connection, not the stalled session")
+
+
 class CertificateReload(TunnelTestCase):
     def test_a_renewed_exit_certificate_is_used_without_a_restart(self):
         """The exit's certificate and key files are replaced (a renewal with a new key): the
