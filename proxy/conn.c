@@ -8,6 +8,7 @@
 
 #include "proxy/bufpool.h"
 #include "proxy/conn_log.h"
+#include "proxy/conn_internal.h"
 #include "proxy/container_of.h"
 #include "proxy/http_control_parse.h"
 #include "proxy/inbound.h"
@@ -19,7 +20,6 @@
 #include "proxy/worker.h"
 
 #define LINGER_MS 2000 /* after an error reply: time to flush it and read the client's EOF */
-#define MUX_CARRIER_DRAIN_CHECK_MS 100 /* how often a draining carrier looks at its streams */
 
 enum {
     CONN_F_CLIENT_OPEN = 1u << 0,   /* client handle initialised, not yet closing */
@@ -34,11 +34,9 @@ enum {
 };
 
 static void on_timer(uv_timer_t *timer);
-static void conn_mux_start(struct conn *c);
-static void conn_arm_deadline(struct conn *c);
 static void conn_defer_result(struct conn *c, enum outbound_status status);
 
-static const struct config *conn_config(const struct conn *c)
+const struct config *conn_config(const struct conn *c)
 {
     return policy_snapshot_config(c->snap);
 }
@@ -264,7 +262,7 @@ static void on_hs_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
     conn_hs_dispatch(c);
 }
 
-static void conn_hs_read_start(struct conn *c)
+void conn_hs_read_start(struct conn *c)
 {
     if (!(c->flags & CONN_F_CLIENT_OPEN))
         return;
@@ -304,8 +302,7 @@ static const struct config_listener *find_listener(const struct config *cfg, con
     return NULL;
 }
 
-/* Everything a new connection needs before it reads; returns the reason to refuse it. */
-static const char *conn_setup(struct conn *c, const char *listener_name)
+const char *conn_setup(struct conn *c, const char *listener_name)
 {
     struct worker *w = c->worker;
     const struct config *cfg = conn_config(c);
@@ -395,9 +392,12 @@ static void on_tunnel_handshake(struct link *l, int status)
     conn_hs_read_start(c);
 }
 
-/* A new connection in the worker's list, its timer initialised; the client link is the
- * caller's to set up. NULL when out of memory. */
-static struct conn *conn_new(struct worker *w)
+void conn_set_client_open(struct conn *c)
+{
+    c->flags |= CONN_F_CLIENT_OPEN;
+}
+
+struct conn *conn_new(struct worker *w)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -453,131 +453,6 @@ void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_nam
     conn_hs_read_start(c);
 }
 
-/* ---- mux carriers (tunnel listeners) ------------------------------------------------------ */
-
-/* A stream the carrier's peer opened: a connection of its own on the carrier's listener, from
- * the carrier's address and as its user, speaking HTTP/1.1 CONNECT inside the stream. */
-static void conn_accept_stream(void *owner, struct mux_stream *stream)
-{
-    struct conn *carrier = owner;
-    if (carrier->worker->draining)
-        return; /* left: the stream is reset */
-    struct conn *c = conn_new(carrier->worker);
-    if (c == NULL)
-        return;
-    link_init_stream(&c->client, stream);
-    c->client.data = c;
-    c->flags |= CONN_F_CLIENT_OPEN;
-    c->client_addr = carrier->client_addr;
-    memcpy(c->user, carrier->user, sizeof(c->user));
-    const char *refused = conn_setup(c, carrier->listener->name);
-    if (refused != NULL) {
-        conn_close_because(c, refused);
-        return;
-    }
-    c->proto = &inbound_http_ops;
-    conn_arm_deadline(c);
-    conn_hs_read_start(c);
-}
-
-static void on_carrier_frame_written(struct link_write *w, int status)
-{
-    mux_frame_written(w->data, status);
-}
-
-static int conn_carrier_write(void *owner, struct mux_frame *f)
-{
-    struct conn *c = owner;
-    f->write.data = f;
-    return link_write(&c->client, &f->write, (const char *)f->data, f->len,
-                      on_carrier_frame_written);
-}
-
-static void on_carrier_read(struct conn *c, enum conn_side side, const char *data, ssize_t n)
-{
-    (void)side;
-    if (c->mux == NULL)
-        return;
-    if (n > 0) {
-        mux_session_input(c->mux, (const uint8_t *)data, (size_t)n);
-        return;
-    }
-    mux_session_carrier_ended(c->mux);
-    conn_close_because(c, n == UV_EOF ? "done" : "client-reset");
-}
-
-static void conn_carrier_read_enable(void *owner, bool enable)
-{
-    struct conn *c = owner;
-    if (!enable)
-        conn_read_stop(c, CONN_CLIENT);
-    else
-        conn_read_start(c, CONN_CLIENT, on_carrier_read);
-}
-
-static void conn_carrier_ended(void *owner, const char *why)
-{
-    struct conn *c = owner;
-    if (why == MUX_ENDED_GO_AWAY) { /* the entry left in order */
-        conn_close_because(c, "done");
-        return;
-    }
-    log_msg(LOG_WARN, "listener %s: mux session with %s ended: %s", c->listener->name,
-            conn_log_client_id(c), why);
-    conn_close_because(c, "mux-error");
-}
-
-static const struct mux_carrier conn_carrier_ops = {
-    .write = conn_carrier_write,
-    .read_enable = conn_carrier_read_enable,
-    .accept = conn_accept_stream,
-    .ended = conn_carrier_ended,
-};
-
-/* The tunnel client chose the mux: from here on this connection carries a session, whose
- * streams are the tunnels. It ends when the client closes it, or when it carried nothing for
- * the idle time (or, draining, at once). */
-static void conn_mux_start(struct conn *c)
-{
-    struct sockaddr_storage local;
-    int len = sizeof(local);
-    link_local_address(&c->client, (struct sockaddr *)&local, &len);
-    c->mux = mux_session_new(&c->worker->loop, false, &conn_carrier_ops, c,
-                             (const struct sockaddr *)&local);
-    if (c->mux == NULL) {
-        conn_close_because(c, "out-of-memory");
-        return;
-    }
-    free(c->hs); /* the streams have their own */
-    c->hs = NULL;
-    c->hs_cap = c->hs_len = 0;
-    c->phase = CONN_PHASE_MUX;
-    conn_touch(c);
-    conn_arm_deadline(c);
-    conn_read_start(c, CONN_CLIENT, on_carrier_read);
-}
-
-/* The carrier's timer: it closes once it carries no stream and is idle, or draining. */
-static void conn_mux_tick(struct conn *c)
-{
-    bool draining = c->worker->draining;
-    if (draining)
-        mux_session_go_away(c->mux);
-    if (mux_session_streams(c->mux) == 0 &&
-        (draining ||
-         uv_now(&c->worker->loop) >= c->last_activity_ms + conn_config(c)->timeouts.idle_ms)) {
-        conn_close_because(c, draining ? "shutting-down" : "idle-timeout");
-        return;
-    }
-    conn_arm_deadline(c);
-}
-
-void conn_drain(struct conn *c)
-{
-    if (c->phase == CONN_PHASE_MUX && !conn_is_closing(c))
-        conn_mux_tick(c);
-}
-
 /* ---- deadlines --------------------------------------------------------------------------- */
 
 /* The time the connection must have done something by, or 0 for none. */
@@ -592,12 +467,8 @@ static uint64_t conn_deadline(const struct conn *c)
     case CONN_PHASE_RELAY:
     case CONN_PHASE_FORWARD:
         return c->last_activity_ms + t->idle_ms;
-    case CONN_PHASE_MUX: /* looked at again while it carries streams, or when draining */
-        if (c->worker->draining)
-            return uv_now(&c->worker->loop) + MUX_CARRIER_DRAIN_CHECK_MS;
-        if (mux_session_streams(c->mux) > 0)
-            return uv_now(&c->worker->loop) + t->idle_ms;
-        return c->last_activity_ms + t->idle_ms;
+    case CONN_PHASE_MUX:
+        return conn_mux_deadline(c);
     case CONN_PHASE_CONNECTING: /* the outbound request has its own deadline */
     case CONN_PHASE_CLOSING:
         break;
@@ -605,7 +476,7 @@ static uint64_t conn_deadline(const struct conn *c)
     return 0;
 }
 
-static void conn_arm_deadline(struct conn *c)
+void conn_arm_deadline(struct conn *c)
 {
     if (!(c->flags & CONN_F_TIMER_OPEN) || (c->flags & CONN_F_DEFERRED_RESULT))
         return;
