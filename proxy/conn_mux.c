@@ -41,17 +41,10 @@ static void conn_accept_stream(void *owner, struct mux_stream *stream)
     conn_hs_read_start(c);
 }
 
-static void on_carrier_frame_written(struct link_write *w, int status)
-{
-    mux_frame_written(w->data, status);
-}
-
 static int conn_carrier_write(void *owner, struct mux_frame *f)
 {
     struct conn *c = owner;
-    f->write.data = f;
-    return link_write(&c->client, &f->write, (const char *)f->data, f->len,
-                      on_carrier_frame_written);
+    return mux_frame_write(f, &c->client);
 }
 
 static void on_carrier_read(struct conn *c, enum conn_side side, const char *data, ssize_t n)

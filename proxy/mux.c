@@ -309,6 +309,17 @@ void mux_frame_written(struct mux_frame *f, int status)
     session_unref(s);
 }
 
+static void on_frame_link_written(struct link_write *w, int status)
+{
+    mux_frame_written(w->data, status);
+}
+
+int mux_frame_write(struct mux_frame *f, struct link *carrier)
+{
+    f->write.data = f;
+    return link_write(carrier, &f->write, (const char *)f->data, f->len, on_frame_link_written);
+}
+
 /* Frames what the stream's writes hold, as far as the peer's window lets. */
 static void stream_send(struct mux_stream *st)
 {
@@ -574,8 +585,8 @@ static bool stream_accept(struct mux_session *s, uint32_t id)
     return true;
 }
 
-/* The flags of a frame for an existing stream. */
-static void stream_flags(struct mux_stream *st, uint16_t flags)
+/* What the flags of a frame from the peer say about an existing stream (FIN, RST). */
+static void stream_take_flags(struct mux_stream *st, uint16_t flags)
 {
     if ((flags & (MUX_FLAG_RST | MUX_FLAG_FIN)) == (MUX_FLAG_RST | MUX_FLAG_FIN)) {
         stream_peer_closed(st);
@@ -634,7 +645,7 @@ static void session_frame(struct mux_session *s, const struct mux_frame_header *
         stream_send(st);
     }
     if (st != NULL)
-        stream_flags(st, h->flags);
+        stream_take_flags(st, h->flags);
 }
 
 /* Payload bytes of the current DATA frame. */
@@ -651,7 +662,7 @@ static void session_payload(struct mux_session *s, const uint8_t *data, size_t n
             stream_queue(st, data + done, n - done);
     }
     if (s->payload_left == 0 && !s->broken && (st = stream_find(s, s->cur.stream)) != NULL)
-        stream_flags(st, s->cur.flags);
+        stream_take_flags(st, s->cur.flags);
 }
 
 void mux_session_input(struct mux_session *s, const uint8_t *data, size_t len)

@@ -83,6 +83,10 @@ void mux_session_carrier_ended(struct mux_session *s);
 /* A frame handed to mux_carrier.write went out (status 0) or did not. */
 void mux_frame_written(struct mux_frame *f, int status);
 
+/* The usual mux_carrier.write: writes f to the carrier link with f's own request, and calls
+ * mux_frame_written() when it completed. */
+int mux_frame_write(struct mux_frame *f, struct link *carrier);
+
 /* Opens a stream (client side). The link is the caller's (malloc'd; free it in its 'closed'
  * callback) and already open: write to it at once. NULL when the session is ending, at its stream
  * limit, or out of memory. */

@@ -44,16 +44,10 @@ static void carrier_end(struct mux_pool_carrier *c)
     free(c);
 }
 
-static void on_frame_written(struct link_write *w, int status)
-{
-    mux_frame_written(w->data, status);
-}
-
 static int carrier_write(void *owner, struct mux_frame *f)
 {
     struct mux_pool_carrier *c = owner;
-    f->write.data = f;
-    return link_write(c->link, &f->write, (const char *)f->data, f->len, on_frame_written);
+    return mux_frame_write(f, c->link);
 }
 
 static void carrier_alloc(struct link *l, uv_buf_t *buf)

@@ -243,7 +243,7 @@ static void reload_watch_sources(struct reloader *r, char *const *paths, size_t 
         if (copy == NULL)
             continue;
         const char *dir = dirname(copy);
-        int err = dir_watch_has(r->watch, dir) ? 0 : dir_watch_add(r->watch, dir);
+        int err = dir_watch_add(r->watch, dir); /* a no-op when watched */
         if (err == UV_ENOSPC)
             log_msg(LOG_WARN,
                     "not watching %s: at most %d directories are watched (SIGHUP still "

@@ -616,8 +616,9 @@ static void on_deadline(uv_timer_t *t)
                  req->cur->name);
     /* A stream that got no answer may ride a connection that died unseen (a NAT forgot it): its
      * session takes no new tunnel; the next one makes a connection of its own. */
-    if (req->over_mux && req->link != NULL && link_stream_session(req->link) != NULL)
-        mux_session_go_away(link_stream_session(req->link));
+    struct mux_session *session = req->link != NULL ? link_stream_session(req->link) : NULL;
+    if (session != NULL)
+        mux_session_go_away(session);
     upstream_fail(req, OUTBOUND_TIMEOUT, false);
 }
 

@@ -19,12 +19,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz_check.h"
 
 /* Longer inputs only make the prefix checks slower: no SOCKS message exceeds 8 + 256 + 256. */
 #define PREFIX_CHECK_MAX 1024

@@ -21,12 +21,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz_check.h"
 
 /* No server message exceeds SOCKS5_CLIENT_REPLY_MAX: longer inputs only slow the prefix checks. */
 #define PREFIX_CHECK_MAX 512

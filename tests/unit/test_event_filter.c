@@ -32,6 +32,8 @@ static void test_query_errors(void **state)
         {"rule=%zz", "bad query parameter"},
         {"rule=%4", "bad query parameter"},
         {"rule=a%00b", "bad query parameter"},
+        /* the message goes back to the client: a parameter is named only when printable */
+        {"col%0aour=red", "unknown parameter (format, action, rule, region)"},
     };
     for (size_t i = 0; i < N_ELEMS(bad); i++) {
         struct event_filter f;
@@ -91,6 +93,15 @@ static void test_formats(void **state)
     event_filter_render(&f, block_hk_cn, strlen(block_hk_cn), &out);
     assert_non_null(strstr(out.data, " decision action=block rule=hk-cn from=HK to=CN "
                                      "to_regions=ASIA,BRICS conn=7\n"));
+    strbuf_free(&out);
+    /* A text line stays one line: a key or event name that is not a word is left out. */
+    static const char odd[] = "{\"event\":\"x\\ny\",\"a\\tb\":\"1\",\"rule\":\"r\"}\n";
+    assert_int_equal(event_filter_parse("format=text", 11, &f, err, sizeof err), 0);
+    strbuf_init(&out, 1 << 16);
+    event_filter_render(&f, odd, strlen(odd) - 1, &out);
+    assert_non_null(strstr(out.data, " event rule=r\n"));
+    assert_null(strchr(out.data, '\t'));
+    assert_int_equal(strchr(out.data, '\n'), out.data + out.len - 1);
     strbuf_free(&out);
 }
 

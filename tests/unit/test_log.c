@@ -99,6 +99,29 @@ static void test_json_lines_stay_valid(void **state)
     free(out);
 }
 
+static void log_del(void)
+{
+    struct log_field fields[] = {LOG_FIELD_STR("k", "a\x7f"
+                                                    "b")};
+    log_event(LOG_INFO, "ev", fields, 1);
+}
+
+/* DEL is a control byte like the others: escaped in JSON, and quoted and escaped in text. */
+static void test_del_is_escaped(void **state)
+{
+    (void)state;
+    log_configure(LOG_FORMAT_JSON, LOG_DEBUG);
+    char *out = capture_stderr(log_del);
+    assert_non_null(strstr(out, "\"k\":\"a\\u007fb\""));
+    assert_null(strchr(out, 0x7f));
+    free(out);
+    log_configure(LOG_FORMAT_TEXT, LOG_DEBUG);
+    out = capture_stderr(log_del);
+    assert_non_null(strstr(out, "k=\"a\\u007fb\""));
+    assert_null(strchr(out, 0x7f));
+    free(out);
+}
+
 static void log_batched(void)
 {
     log_buffer_thread();
@@ -141,6 +164,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_lines_stay_valid),
+        cmocka_unit_test(test_del_is_escaped),
         cmocka_unit_test(test_batched_lines_all_arrive_in_order),
         cmocka_unit_test(test_severity_threshold),
     };

@@ -829,6 +829,7 @@ static void test_malformed_frame_ends_the_session(void **state)
         {"PING on stream 1", true, {0, 2, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0}},
         {"SYN to the client", true, {0, 1, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0}},
         {"SYN with an even id", false, {0, 1, 0, 1, 0, 0, 0, 4, 0, 0, 0, 0}},
+        {"SYN on the open stream", false, {0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0}},
         {"DATA past the window", false, {0, 0, 0, 0, 0, 0, 0, 1, 0, 0x04, 0, 1}},
         {"GO_AWAY with an error", true, {0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}},
     };
