@@ -863,6 +863,23 @@ static void test_malformed_frame_ends_the_session(void **state)
     }
 }
 
+/* A peer that keeps asking for answers (PING) while their frames are not taken by the carrier
+ * ends the session at a bound, instead of growing the owner's write queue without one. */
+static void test_unanswered_control_frames_are_bounded(void **state)
+{
+    uint8_t ping[MUX_FRAME_HEADER_LEN];
+    struct mux_frame_header h = {.type = MUX_FRAME_PING, .flags = MUX_FLAG_SYN, .length = 7};
+    mux_frame_header_write(&h, ping);
+    size_t before = H->server.q_len;
+    for (int i = 0; i < 6000; i++) /* the loop does not run: no frame is taken */
+        mux_session_input(H->server.s, ping, sizeof(ping));
+    size_t queued = H->server.q_len - before;
+    assert_true(queued > 1000 && queued < 6000);
+    run();
+    assert_int_equal(H->server.ended_calls, 1);
+    assert_int_equal(H->client.ended_calls, 0);
+}
+
 /* A PING is answered and changes nothing else. */
 static void test_ping_is_answered(void **state)
 {
@@ -1114,6 +1131,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_close_cancels_a_blocked_write_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_stream_is_reset, setup, teardown),
         cmocka_unit_test(test_malformed_frame_ends_the_session),
+        cmocka_unit_test_setup_teardown(test_unanswered_control_frames_are_bounded, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_ping_is_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_go_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_go_away_refuses_new_streams, setup, teardown),
