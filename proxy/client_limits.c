@@ -6,6 +6,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "proxy/siphash.h"
+
 #define MILLI 1000u /* the bucket counts thousandths of a connection */
 
 /* One client. A slot with family 0 is free. */
@@ -30,61 +32,10 @@ struct client_stripe {
 };
 
 struct client_table {
-    uint64_t k0, k1;
+    uint8_t key[SIPHASH_KEY_BYTES];
     atomic_uint_fast64_t full_warned_ms1; /* last "table full" warning + 1; 0: never */
     struct client_stripe stripes[CLIENT_TABLE_STRIPES];
 };
-
-/* ---- keyed hash: SipHash-2-4 (Aumasson and Bernstein), written from the paper --------------- */
-
-static uint64_t rotl64(uint64_t x, unsigned b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static void sip_round(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = rotl64(v[1], 13) ^ v[0];
-    v[0] = rotl64(v[0], 32);
-    v[2] += v[3];
-    v[3] = rotl64(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = rotl64(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = rotl64(v[1], 17) ^ v[2];
-    v[2] = rotl64(v[2], 32);
-}
-
-static void sip_absorb(uint64_t v[4], uint64_t m)
-{
-    v[3] ^= m;
-    sip_round(v);
-    sip_round(v);
-    v[0] ^= m;
-}
-
-static uint64_t load_le64(const uint8_t *p, size_t n)
-{
-    uint64_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        m |= (uint64_t)p[i] << (8 * i);
-    return m;
-}
-
-static uint64_t siphash24(uint64_t k0, uint64_t k1, const uint8_t *msg, size_t len)
-{
-    uint64_t v[4] = {k0 ^ 0x736f6d6570736575ull, k1 ^ 0x646f72616e646f6dull,
-                     k0 ^ 0x6c7967656e657261ull, k1 ^ 0x7465646279746573ull};
-    size_t full = len - len % 8;
-    for (size_t i = 0; i < full; i += 8)
-        sip_absorb(v, load_le64(msg + i, 8));
-    sip_absorb(v, ((uint64_t)len << 56) | load_le64(msg + full, len - full));
-    v[2] ^= 0xff;
-    for (int i = 0; i < 4; i++)
-        sip_round(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
 
 /* ---- keys and slots ----------------------------------------------------------------------- */
 
@@ -207,7 +158,7 @@ static bool table_full_warn_is_due(struct client_table *t, uint64_t now_ms)
 static struct client_stripe *table_locate(struct client_table *t, const struct client_key *k,
                                           unsigned *home)
 {
-    uint64_t h = siphash24(t->k0, t->k1, k->bytes, sizeof(k->bytes));
+    uint64_t h = siphash24(t->key, k->bytes, sizeof(k->bytes));
     *home = (unsigned)(h % CLIENT_STRIPE_SLOTS);
     return &t->stripes[(h >> 32) % CLIENT_TABLE_STRIPES];
 }
@@ -219,8 +170,7 @@ struct client_table *client_table_new(const uint8_t key[16])
     struct client_table *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
-    t->k0 = load_le64(key, 8);
-    t->k1 = load_le64(key + 8, 8);
+    memcpy(t->key, key, sizeof(t->key));
     atomic_init(&t->full_warned_ms1, 0);
     for (size_t i = 0; i < CLIENT_TABLE_STRIPES; i++) {
         if (uv_mutex_init(&t->stripes[i].lock) != 0) {

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
+
+#include "proxy/siphash.h"
 
 int pseudonym_key_init(struct pseudonym_key *key)
 {
@@ -35,21 +35,14 @@ static size_t pseudonym_address_bytes(const struct sockaddr *addr, uint8_t out[1
 void pseudonym_of(const struct pseudonym_key *key, const struct sockaddr *addr, uint64_t unix_day,
                   char out[PSEUDONYM_LEN + 1])
 {
-    uint8_t msg[8 + 16], mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_len = 0;
+    uint8_t msg[8 + 16];
     size_t n = pseudonym_address_bytes(addr, msg + 8);
-
     if (n == 0) {
         snprintf(out, PSEUDONYM_LEN + 1, "c-unknown");
         return;
     }
     for (int i = 0; i < 8; i++)
         msg[i] = (uint8_t)(unix_day >> (56 - 8 * i));
-    if (HMAC(EVP_sha256(), key->secret, sizeof key->secret, msg, 8 + n, mac, &mac_len) == NULL ||
-        mac_len < 6) {
-        snprintf(out, PSEUDONYM_LEN + 1, "c-unknown");
-        return;
-    }
-    snprintf(out, PSEUDONYM_LEN + 1, "c-%02x%02x%02x%02x%02x%02x", mac[0], mac[1], mac[2], mac[3],
-             mac[4], mac[5]);
+    uint64_t h = siphash24(key->secret, msg, 8 + n);
+    snprintf(out, PSEUDONYM_LEN + 1, "c-%012llx", (unsigned long long)(h >> 16));
 }

@@ -26,6 +26,7 @@
 
 #include "proxy/container_of.h"
 #include "proxy/resolver_cache.h"
+#include "proxy/siphash.h"
 
 #define RESOLVER_DEFAULT_TIMEOUT_MS 5000
 #define RESOLVER_TRIES 2
@@ -700,7 +701,7 @@ struct resolver_query *resolver_resolve(struct resolver *r, const char *host, re
     q->cb = cb;
     q->arg = arg;
 
-    uint64_t hash = resolver_name_hash(r->hash_key, name, (size_t)len);
+    uint64_t hash = siphash24(r->hash_key, name, (size_t)len);
     struct resolver_lookup *lk = resolver_lookup_find(r, name, (size_t)len, hash);
     if (lk != NULL) {
         resolver_waiter_add(lk, q);

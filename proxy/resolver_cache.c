@@ -5,6 +5,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "proxy/siphash.h"
+
 #define DNS_NAME_MAX 253
 #define DNS_LABEL_MAX 63
 #define CACHE_BUCKETS_MAX (1u << 20)
@@ -37,66 +39,6 @@ int resolver_name_normalize(const char *host, char *out, size_t len)
         return -1;
     out[n] = '\0';
     return (int)n;
-}
-
-/* SipHash-2-4 (Aumasson and Bernstein, 2012), little-endian as specified. */
-static uint64_t sip_load64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t sip_rotl(uint64_t x, unsigned b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static void sip_rounds(uint64_t v[4], int rounds)
-{
-    for (int i = 0; i < rounds; i++) {
-        v[0] += v[1];
-        v[1] = sip_rotl(v[1], 13);
-        v[1] ^= v[0];
-        v[0] = sip_rotl(v[0], 32);
-        v[2] += v[3];
-        v[3] = sip_rotl(v[3], 16);
-        v[3] ^= v[2];
-        v[0] += v[3];
-        v[3] = sip_rotl(v[3], 21);
-        v[3] ^= v[0];
-        v[2] += v[1];
-        v[1] = sip_rotl(v[1], 17);
-        v[1] ^= v[2];
-        v[2] = sip_rotl(v[2], 32);
-    }
-}
-
-uint64_t resolver_name_hash(const uint8_t key[16], const char *name, size_t len)
-{
-    const uint8_t *p = (const uint8_t *)name;
-    uint64_t k0 = sip_load64(key);
-    uint64_t k1 = sip_load64(key + 8);
-    uint64_t v[4] = {k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
-                     k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL};
-    size_t whole = len - len % 8;
-
-    for (size_t i = 0; i < whole; i += 8) {
-        uint64_t m = sip_load64(p + i);
-        v[3] ^= m;
-        sip_rounds(v, 2);
-        v[0] ^= m;
-    }
-    uint64_t b = (uint64_t)len << 56;
-    for (size_t i = 0; i < len % 8; i++)
-        b |= (uint64_t)p[whole + i] << (8 * i);
-    v[3] ^= b;
-    sip_rounds(v, 2);
-    v[0] ^= b;
-    v[2] ^= 0xff;
-    sip_rounds(v, 4);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
 /* ---- address ordering ---- */
@@ -268,7 +210,7 @@ bool resolver_cache_get(struct resolver_cache *c, const char *name, uint64_t now
                         enum outbound_status *status, struct resolver_answer *answer)
 {
     size_t len = strlen(name);
-    uint64_t hash = resolver_name_hash(c->hash_key, name, len);
+    uint64_t hash = siphash24(c->hash_key, name, len);
     struct cache_entry *e = *cache_find(c, name, len, hash);
     if (e == NULL)
         return false;
@@ -326,7 +268,7 @@ int resolver_cache_put(struct resolver_cache *c, const char *name, enum outbound
     struct cache_addr packed[RESOLVER_MAX_ADDRS];
     size_t n_addrs = status == OUTBOUND_OK ? answer_pack(answer, packed) : 0;
     size_t len = strlen(name);
-    uint64_t hash = resolver_name_hash(c->hash_key, name, len);
+    uint64_t hash = siphash24(c->hash_key, name, len);
 
     struct cache_entry *e = malloc(sizeof(*e) + n_addrs * sizeof(e->addrs[0]) + len + 1);
     if (e == NULL)

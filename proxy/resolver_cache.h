@@ -20,10 +20,6 @@ struct resolver_cache;
  * not fit in 'len'. */
 int resolver_name_normalize(const char *host, char *out, size_t len);
 
-/* Keyed hash of a normalised name (SipHash-2-4), so that clients choosing names cannot make
- * them collide in a table. */
-uint64_t resolver_name_hash(const uint8_t key[16], const char *name, size_t len);
-
 /* Orders addresses as RFC 8305 §4: the first address family is IPv6 when there is any, then
  * the families alternate, each family keeping its given order. Exact duplicates and other
  * families are dropped; at most RESOLVER_MAX_ADDRS are kept. Ports are left as given. */

@@ -338,21 +338,6 @@ static void test_name_normalize(void **state)
     assert_int_equal(resolver_name_normalize("abcdef", out, 6), -1); /* no room for NUL */
 }
 
-static void test_name_hash_siphash_vectors(void **state)
-{
-    /* Reference vectors from the SipHash paper: key 00..0f, messages 00, 00 01, ... */
-    uint8_t key[16];
-    char msg[16];
-    for (int i = 0; i < 16; i++) {
-        key[i] = (uint8_t)i;
-        msg[i] = (char)i;
-    }
-    assert_true(resolver_name_hash(key, msg, 0) == 0x726fdb47dd0e0e31ULL);
-    assert_true(resolver_name_hash(key, msg, 15) == 0xa129ca6149be45e5ULL);
-    uint8_t other[16] = {1};
-    assert_true(resolver_name_hash(key, "a.test", 6) != resolver_name_hash(other, "a.test", 6));
-}
-
 static void test_addrs_order(void **state)
 {
     static const struct {
@@ -848,7 +833,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_name_normalize),
-        cmocka_unit_test(test_name_hash_siphash_vectors),
         cmocka_unit_test(test_addrs_order),
         cmocka_unit_test(test_cache_hit_expiry_replace),
         cmocka_unit_test(test_cache_evicts_least_recently_used),
