@@ -82,7 +82,9 @@ void link_read_stop(struct link *l)
 
 int link_try_write(struct link *l, const char *data, size_t len)
 {
-    if (l->tls != NULL || l->stream != NULL)
+    if (l->stream != NULL)
+        return link_stream_try_write(l, data, len);
+    if (l->tls != NULL)
         return UV_EAGAIN;
     uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
     return uv_try_write((uv_stream_t *)&l->tcp, &buf, 1);

@@ -85,7 +85,8 @@ int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read);
 void link_read_stop(struct link *l);
 
 /* Writes as much as the kernel takes now, without a request: the count, UV_EAGAIN, or an
- * error. A TLS link always answers UV_EAGAIN (its writes go through link_write). */
+ * error. A mux stream takes what its window allows while its carrier keeps up (proxy/mux.h); a
+ * TLS link always answers UV_EAGAIN (its writes go through link_write). */
 int link_try_write(struct link *l, const char *data, size_t len);
 
 /* Queues len bytes (kept by the caller until the callback). Returns 0 or a libuv error (the

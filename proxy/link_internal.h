@@ -22,6 +22,7 @@ void link_tls_free(struct link *l); /* NULL tls: no-op */
 /* mux.c: a stream of a mux session, when l->stream is set. */
 int link_stream_read_start(struct link *l);
 void link_stream_read_stop(struct link *l);
+int link_stream_try_write(struct link *l, const char *data, size_t len);
 int link_stream_write(struct link *l, struct link_write *w, const char *data, size_t len);
 int link_stream_shutdown(struct link *l, struct link_shutdown *s);
 size_t link_stream_queue_size(const struct link *l);

@@ -196,6 +196,14 @@ static void tls_end_reads(struct link *l, int status, uv_buf_t *buf)
     l->read(l, status, buf);
 }
 
+/* True when SSL_read could give something now: plaintext or records waiting, or the socket's end
+ * still to be reported. Otherwise asking would only hear SSL_ERROR_WANT_READ, which costs as
+ * much as reading a small record. */
+static bool tls_may_read(const struct link_tls *t)
+{
+    return SSL_has_pending(t->ssl) || BIO_ctrl_pending(t->rbio) > 0 || t->socket_status != 0;
+}
+
 /* Fills one owner buffer with plaintext: its length, 0 when OpenSSL needs more ciphertext, or
  * the end of reads (*end: UV_EOF or an error) once the buffer's bytes are delivered. */
 static size_t tls_read_into(struct link *l, uv_buf_t *buf, int *end)
@@ -204,6 +212,8 @@ static size_t tls_read_into(struct link *l, uv_buf_t *buf, int *end)
     size_t filled = 0;
     *end = 0;
     while (filled < buf->len) {
+        if (filled > 0 && !tls_may_read(t))
+            break;
         size_t got = 0;
         ERR_clear_error();
         if (SSL_read_ex(t->ssl, buf->base + filled, buf->len - filled, &got) == 1) {
@@ -234,7 +244,7 @@ static size_t tls_read_into(struct link *l, uv_buf_t *buf, int *end)
 static void tls_pump(struct link *l)
 {
     struct link_tls *t = l->tls;
-    while (t->reading && !t->read_ended && !link_is_closing(l)) {
+    while (t->reading && !t->read_ended && !link_is_closing(l) && tls_may_read(t)) {
         uv_buf_t buf = uv_buf_init(NULL, 0);
         l->alloc(l, &buf);
         if (buf.len == 0) {

@@ -20,6 +20,10 @@ const char MUX_ENDED_GO_AWAY[] = "the peer said GO_AWAY and its last stream ende
 /* Frames of the session's own (window updates, RSTs, PING answers) handed to the carrier and
  * not written yet: a peer that keeps asking for them without reading ends the session. */
 #define MUX_CONTROL_OUT_MAX 4096
+/* A stream's link_try_write frames its bytes at once (the frames hold a copy) while the frames
+ * handed to the carrier and not written yet come to less than this; past it, writers wait for
+ * their frames as with link_write. */
+#define MUX_TRY_WRITE_OUT_MAX MUX_FRAME_PAYLOAD_MAX
 
 /* A write or a shutdown of a stream, until its callback ran and its frames came back. */
 struct mux_stream_write {
@@ -82,6 +86,7 @@ struct mux_session {
     bool input_paused;
     int refs;
     unsigned control_out; /* frames out that carry no stream's bytes */
+    size_t out_bytes;     /* bytes of the frames handed to the carrier and not written yet */
     size_t n_streams;
     size_t buffered; /* received bytes waiting for readers */
     uint32_t next_id;
@@ -225,8 +230,10 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
     else
         s->control_out++;
     s->refs++;
+    s->out_bytes += f->len;
     int err = s->ops->write(s->owner, f);
     if (err != 0) {
+        s->out_bytes -= f->len;
         if (sw != NULL) {
             sw->frames--;
             sw->status = err;
@@ -284,6 +291,7 @@ void mux_frame_written(struct mux_frame *f, int status)
 {
     struct mux_session *s = f->session;
     struct mux_stream_write *sw = f->carries;
+    s->out_bytes -= f->len;
     free(f);
     s->refs++; /* callbacks below may close the session */
     if (sw == NULL)
@@ -825,6 +833,38 @@ static int stream_add_write(struct mux_stream *st, struct link_write *w, struct 
 int link_stream_write(struct link *l, struct link_write *w, const char *data, size_t len)
 {
     return stream_add_write(l->stream, w, NULL, data, len);
+}
+
+/* Like a socket whose send buffer has room: the bytes go into frames now, when nothing of the
+ * stream's waits before them, the peer's window is open and the carrier keeps up. The frames
+ * hold their own copy; the write they carry is nobody's (it is freed with its last frame). */
+int link_stream_try_write(struct link *l, const char *data, size_t len)
+{
+    struct mux_stream *st = l->stream;
+    struct mux_session *s = st->s;
+    if (st->send_closed || s->broken)
+        return st->reset || s->broken ? UV_ECONNRESET : UV_EPIPE;
+    if (st->fin_queued)
+        return UV_EPIPE;
+    if (len == 0 || st->writes != NULL || st->send_window == 0 ||
+        s->out_bytes >= MUX_TRY_WRITE_OUT_MAX)
+        return UV_EAGAIN;
+    struct mux_stream_write *sw = calloc(1, sizeof(*sw));
+    if (sw == NULL)
+        return UV_EAGAIN; /* link_write will say ENOMEM if it is still so */
+    sw->framed = sw->called = true;
+    size_t done = 0;
+    while (done < len && st->send_window > 0 && !s->broken) {
+        size_t n = len - done;
+        n = n < st->send_window ? n : st->send_window;
+        n = n < MUX_FRAME_PAYLOAD_MAX ? n : MUX_FRAME_PAYLOAD_MAX;
+        emit(s, MUX_FRAME_DATA, stream_flags_out(st, 0), st->id, (uint32_t)n, data + done, n, sw);
+        done += n;
+        st->send_window -= (uint32_t)n;
+    }
+    if (sw->frames == 0)
+        free(sw);
+    return s->broken ? UV_ECONNRESET : (int)done;
 }
 
 int link_stream_shutdown(struct link *l, struct link_shutdown *sd)

@@ -15,8 +15,10 @@
  *
  * Memory: a stream's received bytes wait for its reader only within its window (the peer may not
  * send more); a write completes once its frames reached the carrier's socket, so each stream has
- * at most its writer's one buffer in flight. When the bytes waiting for readers pass
- * MUX_BUFFERED_MAX in all, the session asks its owner to stop reading the carrier.
+ * at most its writer's one buffer in flight, and link_try_write frames bytes at once only while
+ * less than one frame's worth of the session's frames waits for the carrier. When the bytes
+ * waiting for readers pass MUX_BUFFERED_MAX in all, the session asks its owner to stop reading
+ * the carrier.
  *
  * Lifetime: the owner creates the session and ends it with mux_session_close(); streams still
  * open are reset, and the memory goes once every stream link is closed and every frame handed to

@@ -665,6 +665,67 @@ static void test_flow_control(void **state)
     close_all_streams();
 }
 
+/* link_try_write takes bytes at once, like a socket with room, and the peer gets them in order
+ * with what link_write queued; it leaves bytes to link_write when a write waits before them, when
+ * the peer's window is closed, and when the carrier has a frame's worth not written yet. */
+static void test_try_write(void **state)
+{
+    struct tstream *c = open_stream();
+    assert_int_equal(link_try_write(c->link, "first ", 6), 6);
+    run();
+    struct tstream *s = only_accepted();
+    assert_got(s, "first ", 6);
+
+    /* a queued write goes first: try_write refuses until it completed */
+    assert_int_equal(ts_write(c, "second ", 7), 0);
+    assert_int_equal(link_try_write(c->link, "third", 5), UV_EAGAIN);
+    run();
+    assert_int_equal(c->write_calls, 1);
+    assert_int_equal(link_try_write(c->link, "third", 5), 5);
+    run();
+    assert_got(s, "first second third", 18);
+
+    /* the carrier has not written a frame's worth yet: wait for it */
+    c->wbuf = malloc(MUX_FRAME_PAYLOAD_MAX);
+    assert_non_null(c->wbuf);
+    fill_pattern(c->wbuf, MUX_FRAME_PAYLOAD_MAX, 2);
+    assert_int_equal(link_try_write(c->link, c->wbuf, MUX_FRAME_PAYLOAD_MAX),
+                     MUX_FRAME_PAYLOAD_MAX);
+    assert_int_equal(link_try_write(c->link, "x", 1), UV_EAGAIN);
+    run();
+    assert_int_equal(s->got_len, 18 + MUX_FRAME_PAYLOAD_MAX);
+    assert_memory_equal(s->got + 18, c->wbuf, MUX_FRAME_PAYLOAD_MAX);
+
+    /* a reader that stops reading closes the window: try_write takes what it allows, then no more
+     */
+    link_read_stop(s->link);
+    size_t taken = 0;
+    for (int i = 0; i < 100; i++) {
+        run();
+        int n = link_try_write(c->link, c->wbuf, MUX_FRAME_PAYLOAD_MAX);
+        if (n == UV_EAGAIN && taken > 0)
+            break;
+        assert_true(n > 0);
+        taken += (size_t)n;
+    }
+    assert_true(taken > 0 && taken <= MUX_WINDOW_INITIAL);
+    run();
+    assert_int_equal(link_try_write(c->link, "x", 1), UV_EAGAIN);
+    assert_int_equal(link_read_start(s->link, on_alloc, on_read), 0);
+    run();
+    assert_int_equal(s->got_len, 18 + MUX_FRAME_PAYLOAD_MAX + taken);
+    assert_int_equal(link_try_write(c->link, "x", 1), 1);
+
+    /* after the stream's FIN, try_write says EPIPE as a socket would */
+    assert_int_equal(ts_shutdown(c), 0);
+    assert_int_equal(link_try_write(c->link, "y", 1), UV_EPIPE);
+    run();
+    assert_int_equal(s->read_end, UV_EOF);
+    assert_int_equal(s->got_len, 18 + MUX_FRAME_PAYLOAD_MAX + taken + 1);
+    assert_int_equal(c->write_calls, 1); /* try_write has no callback */
+    close_all_streams();
+}
+
 /* A reader that pauses and resumes now and then still gets every byte in order. */
 static void test_read_stop_and_start(void **state)
 {
@@ -1124,6 +1185,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_close_before_both_fins_ends_the_stream, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_flow_control, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_try_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_stop_and_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hundred_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_after_peer_reset, setup, teardown),
