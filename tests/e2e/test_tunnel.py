@@ -221,6 +221,22 @@ def exit_tls_connections(port):
     return [line for line in out.splitlines() if line.strip()]
 
 
+def exit_tls_connections_settled(port):
+    """The TCP connections established to an exit's port once the health checker's short-lived
+    probe connections are gone (at most a few seconds): one that stays is a session."""
+    conns = []
+
+    def settled():
+        conns[:] = exit_tls_connections(port)
+        return len(conns) <= 1
+
+    try:
+        wait_until(settled, timeout=5, what="the exit's connections")
+    except AssertionError:
+        pass
+    return conns
+
+
 def decision_rules(log):
     """The rule of every decision line in a log excerpt, in order (quotes removed)."""
     return [m.strip('"') for m in re.findall(r"decision conn=\d+ [^\n]*?rule=(\"[^\"]*\"|\S+)",
@@ -873,7 +889,8 @@ class ExitDrain(TunnelTestCase):
                 time.sleep(0.1)
         for _ in range(20):
             self.assertEqual(server.results.get(timeout=WAIT), "first-half-sent")
-        self.assertEqual(len(exit_tls_connections(exit1.port)), 1, "one session carries all")
+        self.assertEqual(len(exit_tls_connections_settled(exit1.port)), 1,
+                         "one session carries all")
         exit1.send_signal(signal.SIGTERM)
         exit1.wait_log(r"no longer accepting")
         self.assertIsNone(exit1.proc.poll(), "the exit left with 20 tunnels in flight")
@@ -991,22 +1008,7 @@ class TlsReuse(TunnelTestCase):
         return entry, re.findall(r"\bclose\b.*?via_tls=(\w+)", entry.log_text())
 
     def exit_connections(self):
-        """The TCP connections established to the exit's port, as the kernel lists them, once
-        the health checker's short-lived probe connections are gone (at most a few seconds)."""
-        conns = []
-
-        def settled():
-            conns[:] = self.exit_connections_now()
-            return len(conns) <= 1
-
-        try:
-            wait_until(settled, timeout=5, what="the exit's connections")
-        except AssertionError:
-            pass
-        return conns
-
-    def exit_connections_now(self):
-        return exit_tls_connections(self.exit.port)
+        return exit_tls_connections_settled(self.exit.port)
 
     def test_tunnels_are_streams_of_one_mux_session(self):
         _, kinds = self.tunnels("pool 2")
