@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 
 #define PSEUDONYM_KEY_BYTES 16 /* SipHash's key */
-#define PSEUDONYM_LEN 14 /* "c-" and 12 hex digits */
+#define PSEUDONYM_LEN 14       /* "c-" and 12 hex digits */
 
 struct pseudonym_key {
     uint8_t secret[PSEUDONYM_KEY_BYTES];
