@@ -148,6 +148,7 @@ static void pool_fill(struct tls_pool *pool, struct tls_pool_slot *slot,
             .loop = pool->loop,
             .resolver = pool->resolver,
             .sessions = pool->sessions,
+            .metrics = pool->metrics,
             .cfg = cfg,
             .via = u,
             .ask = UPSTREAM_ASK_HANDSHAKE,
@@ -252,12 +253,13 @@ static void pool_sweep(uv_timer_t *t)
 }
 
 int tls_pool_init(struct tls_pool *pool, uv_loop_t *loop, struct resolver *resolver,
-                  struct tls_session_cache *sessions)
+                  struct tls_session_cache *sessions, struct worker_metrics *metrics)
 {
     memset(pool, 0, sizeof(*pool));
     pool->loop = loop;
     pool->resolver = resolver;
     pool->sessions = sessions;
+    pool->metrics = metrics;
     int err = uv_timer_init(loop, &pool->sweep);
     if (err != 0)
         return err;

@@ -28,6 +28,7 @@ struct policy_snapshot;
 struct resolver;
 struct tls_session_cache;
 struct tls_pool;
+struct worker_metrics;
 
 struct tls_pool_idle {
     struct link *link;
@@ -51,6 +52,7 @@ struct tls_pool {
     uv_loop_t *loop;
     struct resolver *resolver;
     struct tls_session_cache *sessions;
+    struct worker_metrics *metrics; /* the refills' TLS failures are counted here */
     uv_timer_t sweep;
     uv_timer_t refill; /* starts the refills that are due */
     bool open;
@@ -58,9 +60,10 @@ struct tls_pool {
     struct tls_pool_slot slots[CONFIG_MAX_UPSTREAMS];
 };
 
-/* Prepares an empty pool on 'loop'. Returns 0 or a libuv error. */
+/* Prepares an empty pool on 'loop'; its handshakes' TLS failures count in 'metrics' (may be
+ * NULL). Returns 0 or a libuv error. */
 int tls_pool_init(struct tls_pool *pool, uv_loop_t *loop, struct resolver *resolver,
-                  struct tls_session_cache *sessions);
+                  struct tls_session_cache *sessions, struct worker_metrics *metrics);
 
 /* An idle link to u (handshake done, nothing sent, not reading) with its peer address, or NULL.
  * The caller owns the link (link_close, then free). */

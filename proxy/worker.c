@@ -209,7 +209,7 @@ int worker_init(struct worker *w, struct runtime *rt, unsigned id, const struct 
         log_msg(LOG_ERROR, "cannot start the DNS resolver: %s", uv_strerror(err));
         goto fail;
     }
-    err = tls_pool_init(&w->tls_pool, &w->loop, w->resolver, &w->tls_sessions);
+    err = tls_pool_init(&w->tls_pool, &w->loop, w->resolver, &w->tls_sessions, &w->metrics);
     if (err == 0)
         err = mux_pool_init(&w->mux_pool, &w->loop);
     if (err != 0)

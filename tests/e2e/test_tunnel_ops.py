@@ -10,11 +10,16 @@ is in DE), a second tls upstream to a closed port, and a failover group of both:
                  within the validity `geoproxy certs issue` gave; promtool accepts both
                  proxies' metrics
   TlsFailures    a client without a certificate refused by the exit is counted in the exit's
-                 geoproxy_tls_failures_total{reason="no_certificate"}"""
+                 geoproxy_tls_failures_total{reason="no_certificate"}; a pool refill that meets
+                 an exit certificate from another CA is counted in the entry's
+                 geoproxy_tls_failures_total{reason="unknown_ca"}"""
 
 import json
+import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import time
 import unittest
@@ -22,7 +27,7 @@ import unittest
 from geo_fixtures import server_addr
 from harness import free_port, geoproxy_bin, run, wait_until
 from test_admin import PROMTOOL, http, metric
-from test_tunnel import EXIT_DE, TunnelTestCase, text
+from test_tunnel import EXIT_DE, TunnelTestCase, exit_tls_connections, text
 
 ISSUE_DAYS = 825  # `geoproxy certs issue` without --days
 ISO_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
@@ -170,8 +175,6 @@ class Metrics(TunnelOpsCase):
 
 
 class TlsFailures(TunnelOpsCase):
-    # The counting call is wired in proxy/conn.c (conn_tunnel_refuse) by its owner; until then
-    # the counter stays at 0 and this test fails.
     def test_client_without_certificate_counted_at_the_exit(self):
         def refused():
             return metric(self.metrics(self.exit_admin), "geoproxy_tls_failures_total",
@@ -185,6 +188,70 @@ class TlsFailures(TunnelOpsCase):
         wait_until(lambda: refused() == 1, timeout=5,
                    what="geoproxy_tls_failures_total{reason=\"no_certificate\"} 1 at the exit")
         self.assertTrue(self.origin.peers.empty(), "the refused client reached the origin")
+
+
+
+class PoolFailures(TunnelTestCase):
+    def test_a_refill_refused_by_tls_is_counted(self):
+        """The handshakes an entry makes ahead for its pool (`mux off`) count their failures
+        like a tunnel's own: once the exit serves a certificate from another CA, the next tunnel
+        still goes through on a link pooled before, and the refill after it fails and is counted
+        with its reason."""
+        origin = self.start_origin("ch", host=server_addr("CH"))
+        exit1 = self.start_exit(external=EXIT_DE)
+        admin = free_port()
+        # One health check, at start: after it, only tunnels and the pool make handshakes.
+        entry = self.start_proxy(
+            listeners=(("mixed", "127.0.0.1"),), rules=["rule all tunnel via exit1"],
+            extra=[f"geoip country {self.db}",
+                   self.tls_upstream("exit1", exit1, "pool 2", "mux off"),
+                   "health-check every 1h", f"admin 127.0.0.1:{admin}", "workers 1"],
+            tag="entry")
+
+        def failures():
+            code, body = http(admin, "/metrics")
+            self.assertEqual(code, 200, body)
+            return metric(text(body), "geoproxy_tls_failures_total", reason="unknown_ca")
+
+        self.assertEqual(self.wait_served(entry, origin.host, origin.port), EXIT_DE)
+        # That tunnel's connection closes; the pool's two stay, idle.
+        wait_until(lambda: len(exit_tls_connections(exit1.port)) == 2, timeout=5,
+                   what="the pool's two links to the exit")
+        self.assertEqual(failures(), 0)
+        foreign = self.pki.issue("exit-foreign", "exit.test", "127.0.0.1",
+                                 ca_dir=self.pki.other_ca())
+        for src, dst in ((foreign.key, self.exit_cert.key), (foreign.pem, self.exit_cert.pem)):
+            shutil.copy(src, dst + ".new")  # as a renewal tool does: renamed over the old one
+            os.replace(dst + ".new", dst)
+        with open(foreign.pem) as f:
+            foreign_der = ssl.PEM_cert_to_DER_cert(f.read())
+        wait_until(lambda: self.served_certificate(exit1) == foreign_der, timeout=5,
+                   what="the exit serving the new certificate to new connections")
+        self.assertEqual(self.wait_served(entry, origin.host, origin.port), EXIT_DE,
+                         "the tunnel after the swap, on a link pooled before it")
+        kinds = []
+
+        def two_closed():
+            kinds[:] = re.findall(r"\bclose\b.*?via_tls=(\w+)", entry.log_text())
+            return len(kinds) >= 2
+
+        wait_until(two_closed, timeout=5, what="both tunnels' close events")
+        self.assertEqual(kinds, ["full", "pooled"])
+        wait_until(lambda: failures() >= 1, timeout=5,
+                   what='geoproxy_tls_failures_total{reason="unknown_ca"} at the entry')
+
+    def served_certificate(self, exit1):
+        """The certificate (DER) the exit presents to a new TLS client now, or None."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_cert_chain(self.entry_cert.pem, self.entry_cert.key)
+        try:
+            with socket.create_connection(("127.0.0.1", exit1.port), timeout=5) as raw:
+                with ctx.wrap_socket(raw) as tls:
+                    return tls.getpeercert(binary_form=True)
+        except OSError:
+            return None
 
 
 if __name__ == "__main__":
