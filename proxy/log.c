@@ -63,21 +63,6 @@ static void line_puts(struct line *l, const char *s)
     line_append(l, s, strlen(s));
 }
 
-static void line_printf(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void line_printf(struct line *l, const char *fmt, ...)
-{
-    size_t room = LINE_LIMIT - l->len;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(l->buf + l->len, room + 1, fmt, ap);
-    va_end(ap);
-    if (n > 0 && (size_t)n > room)
-        l->cut = true;
-    if (n > 0)
-        l->len += (size_t)n > room ? room : (size_t)n;
-}
-
 /* Appends s as the inside of a JSON string: quotes, backslashes and control bytes (DEL too)
  * escaped.
  * A string longer than max_out bytes (or than the line has room for) is shortened between
@@ -132,14 +117,43 @@ static void line_text_value(struct line *l, const char *s)
     line_puts(l, "\"");
 }
 
+/* Appends n in decimal (every event line has a few numbers: no printf for them). */
+static void line_number(struct line *l, long long n)
+{
+    char digits[24];
+    size_t at = sizeof(digits);
+    unsigned long long u = n < 0 ? 0ull - (unsigned long long)n : (unsigned long long)n;
+    do {
+        digits[--at] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (n < 0)
+        digits[--at] = '-';
+    line_append(l, digits + at, sizeof(digits) - at);
+}
+
+/* "2026-12-06T21:55:08.142Z": the part up to the seconds is formatted once a second per thread. */
 static void line_timestamp(struct line *l)
 {
+    static _Thread_local time_t second = -1;
+    static _Thread_local char upto_seconds[32];
+    static _Thread_local size_t upto_len;
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    line_printf(l, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    if (ts.tv_sec != second) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        int n = snprintf(upto_seconds, sizeof(upto_seconds), "%04d-%02d-%02dT%02d:%02d:%02d",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec);
+        upto_len = n > 0 && (size_t)n < sizeof(upto_seconds) ? (size_t)n : 0;
+        second = ts.tv_sec;
+    }
+    long ms = ts.tv_nsec / 1000000;
+    char tail[6] = {
+        '.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', '\0'};
+    line_append(l, upto_seconds, upto_len);
+    line_append(l, tail, 5);
 }
 
 static void line_begin(struct line *l, enum log_severity sev, enum log_format format)
@@ -150,10 +164,16 @@ static void line_begin(struct line *l, enum log_severity sev, enum log_format fo
     if (format == LOG_FORMAT_JSON) {
         line_puts(l, "{\"ts\":\"");
         line_timestamp(l);
-        line_printf(l, "\",\"level\":\"%s\"", severity_names[sev]);
+        line_puts(l, "\",\"level\":\"");
+        line_puts(l, severity_names[sev]);
+        line_puts(l, "\"");
     } else {
         line_timestamp(l);
-        line_printf(l, " %-5s ", severity_names[sev]);
+        static const char pad[] = "      ";
+        size_t name_len = strlen(severity_names[sev]);
+        line_puts(l, " ");
+        line_append(l, severity_names[sev], name_len);
+        line_append(l, pad, name_len < 5 ? 6 - name_len : 1); /* "%-5s " */
     }
 }
 
@@ -168,7 +188,7 @@ static void line_field(struct line *l, const struct log_field *f)
         line_json_string(l, f->key);
         line_puts(l, "\":");
         if (f->is_num) {
-            line_printf(l, "%lld", (long long)f->num);
+            line_number(l, (long long)f->num);
         } else {
             line_puts(l, "\"");
             line_json_string(l, f->str);
@@ -182,7 +202,7 @@ static void line_field(struct line *l, const struct log_field *f)
     line_puts(l, f->key);
     line_puts(l, "=");
     if (f->is_num)
-        line_printf(l, "%lld", (long long)f->num);
+        line_number(l, (long long)f->num);
     else
         line_text_value(l, f->str);
 }

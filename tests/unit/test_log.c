@@ -160,6 +160,30 @@ static void test_severity_threshold(void **state)
     free(out);
 }
 
+static void log_line_head(void)
+{
+    struct log_field fields[] = {LOG_FIELD_NUM("n", 1234567), LOG_FIELD_NUM("neg", -5),
+                                 LOG_FIELD_NUM("zero", 0)};
+    log_event(LOG_WARN, "ev", fields, 3);
+}
+
+/* A text line: the UTC time to the millisecond, the severity padded to five, then the event and
+ * its numbers as written. */
+static void test_text_line_head(void **state)
+{
+    log_configure(LOG_FORMAT_TEXT, LOG_INFO);
+    char *out = capture_stderr(log_line_head);
+    const char *shape = "dddd-dd-ddTdd:dd:dd.dddZ warn  ev n=1234567 neg=-5 zero=0\n";
+    assert_int_equal(strlen(out), strlen(shape));
+    for (size_t i = 0; shape[i] != '\0'; i++) {
+        if (shape[i] == 'd')
+            assert_true(out[i] >= '0' && out[i] <= '9');
+        else
+            assert_int_equal(out[i], shape[i]);
+    }
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_del_is_escaped),
         cmocka_unit_test(test_batched_lines_all_arrive_in_order),
         cmocka_unit_test(test_severity_threshold),
+        cmocka_unit_test(test_text_line_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
