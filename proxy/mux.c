@@ -328,6 +328,24 @@ int mux_frame_write(struct mux_frame *f, struct link *carrier)
     return link_write(carrier, &f->write, (const char *)f->data, f->len, on_frame_link_written);
 }
 
+/* Puts data in DATA frames carrying sw's bytes, as far as the peer's window lets; returns how
+ * many bytes went. */
+static size_t stream_frame_data(struct mux_stream *st, const char *data, size_t len,
+                                struct mux_stream_write *sw)
+{
+    size_t done = 0;
+    while (done < len && st->send_window > 0 && !st->s->broken) {
+        size_t n = len - done;
+        n = n < st->send_window ? n : st->send_window;
+        n = n < MUX_FRAME_PAYLOAD_MAX ? n : MUX_FRAME_PAYLOAD_MAX;
+        emit(st->s, MUX_FRAME_DATA, stream_flags_out(st, 0), st->id, (uint32_t)n, data + done, n,
+             sw);
+        done += n;
+        st->send_window -= (uint32_t)n;
+    }
+    return done;
+}
+
 /* Frames what the stream's writes hold, as far as the peer's window lets. */
 static void stream_send(struct mux_stream *st)
 {
@@ -345,15 +363,7 @@ static void stream_send(struct mux_stream *st)
                 pump_schedule(st);
             continue;
         }
-        while (sw->off < sw->len && st->send_window > 0 && !s->broken) {
-            size_t n = sw->len - sw->off;
-            n = n < st->send_window ? n : st->send_window;
-            n = n < MUX_FRAME_PAYLOAD_MAX ? n : MUX_FRAME_PAYLOAD_MAX;
-            emit(s, MUX_FRAME_DATA, stream_flags_out(st, 0), st->id, (uint32_t)n,
-                 sw->data + sw->off, n, sw);
-            sw->off += n;
-            st->send_window -= (uint32_t)n;
-        }
+        sw->off += stream_frame_data(st, sw->data + sw->off, sw->len - sw->off, sw);
         if (sw->off < sw->len)
             return; /* the window is closed: wait for credit */
         sw->framed = true;
@@ -805,13 +815,20 @@ void link_stream_read_stop(struct link *l)
     l->stream->reading = false;
 }
 
-static int stream_add_write(struct mux_stream *st, struct link_write *w, struct link_shutdown *sd,
-                            const char *data, size_t len)
+/* Why the stream takes no more writes (as a socket would say), or 0. */
+static int stream_write_refusal(const struct mux_stream *st)
 {
     if (st->send_closed || st->s->broken)
         return st->reset || st->s->broken ? UV_ECONNRESET : UV_EPIPE;
-    if (st->fin_queued)
-        return UV_EPIPE;
+    return st->fin_queued ? UV_EPIPE : 0;
+}
+
+static int stream_add_write(struct mux_stream *st, struct link_write *w, struct link_shutdown *sd,
+                            const char *data, size_t len)
+{
+    int refusal = stream_write_refusal(st);
+    if (refusal != 0)
+        return refusal;
     struct mux_stream_write *sw = calloc(1, sizeof(*sw));
     if (sw == NULL)
         return UV_ENOMEM;
@@ -842,10 +859,9 @@ int link_stream_try_write(struct link *l, const char *data, size_t len)
 {
     struct mux_stream *st = l->stream;
     struct mux_session *s = st->s;
-    if (st->send_closed || s->broken)
-        return st->reset || s->broken ? UV_ECONNRESET : UV_EPIPE;
-    if (st->fin_queued)
-        return UV_EPIPE;
+    int refusal = stream_write_refusal(st);
+    if (refusal != 0)
+        return refusal;
     if (len == 0 || st->writes != NULL || st->send_window == 0 ||
         s->out_bytes >= MUX_TRY_WRITE_OUT_MAX)
         return UV_EAGAIN;
@@ -853,15 +869,7 @@ int link_stream_try_write(struct link *l, const char *data, size_t len)
     if (sw == NULL)
         return UV_EAGAIN; /* link_write will say ENOMEM if it is still so */
     sw->framed = sw->called = true;
-    size_t done = 0;
-    while (done < len && st->send_window > 0 && !s->broken) {
-        size_t n = len - done;
-        n = n < st->send_window ? n : st->send_window;
-        n = n < MUX_FRAME_PAYLOAD_MAX ? n : MUX_FRAME_PAYLOAD_MAX;
-        emit(s, MUX_FRAME_DATA, stream_flags_out(st, 0), st->id, (uint32_t)n, data + done, n, sw);
-        done += n;
-        st->send_window -= (uint32_t)n;
-    }
+    size_t done = stream_frame_data(st, data, len, sw);
     if (sw->frames == 0)
         free(sw);
     return s->broken ? UV_ECONNRESET : (int)done;
