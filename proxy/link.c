@@ -37,9 +37,27 @@ static void on_tcp_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     l->alloc(l, buf);
 }
 
+/* libuv reports UV_EOF, without reading again, when the poll that brought the last bytes also
+ * said the peer hung up; a peer that reset the connection after those bytes then looks like one
+ * that closed it. The socket's pending error tells them apart (and a reset must reach the other
+ * side as one: an end of file would pass a cut transfer off as complete). */
+static ssize_t tcp_end_of(struct link *l, ssize_t nread)
+{
+    if (nread != UV_EOF)
+        return nread;
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ECONNRESET)
+        return UV_ECONNRESET;
+    return nread;
+}
+
 static void on_tcp_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct link *l = stream->data;
+    nread = tcp_end_of(l, nread);
     if (l->tls != NULL) {
         link_tls_on_read(l, nread, buf->base);
         return;
