@@ -1,0 +1,124 @@
+/* proxy/link.c over real loopback sockets: how the end of a peer's stream reaches the reader. A
+ * peer that sends some bytes and then resets the connection before the link reads them all
+ * (both in the kernel when the poll returns) must be reported as a reset, not as an end of file:
+ * libuv alone reports UV_EOF there (a partial read on a poll that also said POLLHUP), which would
+ * make a cut transfer look complete. A peer that closes normally is an end of file. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "proxy/link.h"
+
+#define LOOP_TURNS_MAX 100000
+
+struct reader {
+    struct link link;
+    char buf[4096];
+    size_t got;
+    int end; /* 0 until the first end: UV_EOF or an error */
+    bool closed;
+};
+
+static void on_alloc(struct link *l, uv_buf_t *buf)
+{
+    struct reader *r = l->data;
+    *buf = uv_buf_init(r->buf, sizeof(r->buf));
+}
+
+static void on_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct reader *r = l->data;
+    if (nread > 0) {
+        r->got += (size_t)nread;
+    } else if (nread < 0 && r->end == 0) {
+        r->end = (int)nread;
+        link_read_stop(l);
+    }
+}
+
+static void on_closed(struct link *l)
+{
+    ((struct reader *)l->data)->closed = true;
+}
+
+/* A connected pair on loopback: *peer is a plain socket, *ours accepted from it. */
+static void tcp_pair(int *peer, int *ours)
+{
+    int srv = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(srv >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(srv, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(srv, 1), 0);
+    assert_int_equal(getsockname(srv, (struct sockaddr *)&a, &alen), 0);
+    *peer = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(*peer, (struct sockaddr *)&a, sizeof(a)), 0);
+    *ours = accept(srv, NULL, NULL);
+    assert_true(*ours >= 0);
+    close(srv);
+}
+
+/* The peer sends 'bytes', then closes (reset: with SO_LINGER 0); only then does the link start
+ * reading. Returns what the reader saw. */
+static struct reader read_after_peer_end(bool reset)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int peer, ours;
+    tcp_pair(&peer, &ours);
+    static const char bytes[] = "the first part of an answer";
+    assert_int_equal(write(peer, bytes, sizeof(bytes)), (ssize_t)sizeof(bytes));
+    if (reset) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        assert_int_equal(setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    }
+    close(peer); /* loopback delivers the bytes and the FIN or RST within these calls */
+
+    struct reader r = {.end = 0};
+    assert_int_equal(link_init(&loop, &r.link, AF_UNSPEC), 0);
+    r.link.data = &r;
+    assert_int_equal(uv_tcp_open(&r.link.tcp, ours), 0);
+    assert_int_equal(link_read_start(&r.link, on_alloc, on_read), 0);
+    for (int i = 0; i < LOOP_TURNS_MAX && r.end == 0; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    link_close(&r.link, on_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(r.closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    r.link.data = NULL;
+    return r;
+}
+
+static void test_reset_after_bytes_is_a_reset(void **state)
+{
+    (void)state;
+    struct reader r = read_after_peer_end(true);
+    assert_int_equal(r.end, UV_ECONNRESET);
+}
+
+static void test_close_after_bytes_is_an_end(void **state)
+{
+    (void)state;
+    struct reader r = read_after_peer_end(false);
+    assert_int_equal(r.got, sizeof("the first part of an answer"));
+    assert_int_equal(r.end, UV_EOF);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reset_after_bytes_is_a_reset),
+        cmocka_unit_test(test_close_after_bytes_is_an_end),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
