@@ -24,6 +24,9 @@ const char MUX_ENDED_GO_AWAY[] = "the peer said GO_AWAY and its last stream ende
  * handed to the carrier and not written yet come to less than this; past it, writers wait for
  * their frames as with link_write. */
 #define MUX_TRY_WRITE_OUT_MAX MUX_FRAME_PAYLOAD_MAX
+/* Frames queued in one loop turn go to the carrier as one write while they come to at most this
+ * (a TLS record's plaintext); a longer frame goes alone. */
+#define MUX_BATCH_MAX (16 * 1024)
 
 /* A write or a shutdown of a stream, until its callback ran and its frames came back. */
 struct mux_stream_write {
@@ -86,7 +89,8 @@ struct mux_session {
     bool input_paused;
     int refs;
     unsigned control_out; /* frames out that carry no stream's bytes */
-    size_t out_bytes;     /* bytes of the frames handed to the carrier and not written yet */
+    size_t out_bytes;     /* bytes of the frames queued or handed to the carrier, not written */
+    struct mux_frame *out_head, *out_tail; /* frames for the carrier at the end of the turn */
     size_t n_streams;
     size_t buffered; /* received bytes waiting for readers */
     uint32_t next_id;
@@ -203,7 +207,8 @@ static void stream_free(struct mux_stream *st)
 
 /* ---- frames out ---------------------------------------------------------------------------- */
 
-/* Hands one frame to the owner; 'sw' (may be NULL) is the write whose bytes it carries. */
+/* Queues one frame for the carrier (session_flush hands it over at the end of the turn); 'sw'
+ * (may be NULL) is the write whose bytes it carries. */
 static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t id, uint32_t length,
                  const char *payload, size_t payload_len, struct mux_stream_write *sw)
 {
@@ -231,18 +236,84 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
         s->control_out++;
     s->refs++;
     s->out_bytes += f->len;
-    int err = s->ops->write(s->owner, f);
-    if (err != 0) {
+    f->next = NULL;
+    f->members = NULL;
+    if (s->out_tail != NULL)
+        s->out_tail->next = f;
+    else
+        s->out_head = f;
+    s->out_tail = f;
+    uv_idle_start(&s->pump, on_pump); /* session_flush, at the end of the turn */
+}
+
+/* A frame the carrier refused (or a batch's members): its write hears the error from the pump. */
+static void frame_take_back(struct mux_frame *f, int err)
+{
+    struct mux_session *s = f->session;
+    for (struct mux_frame *m = f->members, *next; m != NULL; m = next) {
+        next = m->next;
+        frame_take_back(m, err);
+    }
+    if (f->members == NULL) {
         s->out_bytes -= f->len;
-        if (sw != NULL) {
-            sw->frames--;
-            sw->status = err;
+        if (f->carries != NULL) {
+            f->carries->frames--;
+            f->carries->status = err;
         } else {
             s->control_out--;
         }
-        free(f);
-        s->refs--; /* s has the owner's reference while streams write */
-        session_fail(s, "the carrier refused a write");
+        s->refs--; /* s has the owner's reference, or the pump's, while frames go out */
+    }
+    free(f);
+}
+
+/* The first frames of the queue, unlinked: as many as fit in one batch. Sets *len to their
+ * bytes. */
+static struct mux_frame *queue_take_batch(struct mux_session *s, size_t *len)
+{
+    struct mux_frame *first = s->out_head, *last = first;
+    *len = first->len;
+    while (last->next != NULL && *len + last->next->len <= MUX_BATCH_MAX) {
+        last = last->next;
+        *len += last->len;
+    }
+    s->out_head = last->next;
+    if (s->out_head == NULL)
+        s->out_tail = NULL;
+    last->next = NULL;
+    return first;
+}
+
+/* Hands the queued frames to the owner, the small ones of a run as one write, until the session
+ * breaks (the pump cancels the rest). */
+static void session_flush(struct mux_session *s)
+{
+    while (s->out_head != NULL && !s->broken) {
+        size_t len;
+        struct mux_frame *first = queue_take_batch(s, &len);
+        struct mux_frame *out = first;
+        if (first->next != NULL) {
+            out = malloc(sizeof(*out) + len);
+            if (out == NULL) {
+                for (struct mux_frame *f = first, *next; f != NULL; f = next) {
+                    next = f->next;
+                    frame_take_back(f, UV_ENOMEM);
+                }
+                session_fail(s, "out of memory");
+                continue;
+            }
+            *out = (struct mux_frame){.session = s, .members = first, .len = len};
+            size_t at = 0;
+            for (struct mux_frame *m = first; m != NULL; m = m->next) {
+                memcpy(out->data + at, m->data, m->len);
+                at += m->len;
+            }
+        }
+        int err = s->ops->write(s->owner, out);
+        if (err != 0) {
+            frame_take_back(out, err);
+            session_fail(s, "the carrier refused a write");
+        }
     }
 }
 
@@ -289,6 +360,14 @@ static void write_unlink(struct mux_stream_write *sw)
 
 void mux_frame_written(struct mux_frame *f, int status)
 {
+    if (f->members != NULL) { /* a batch: each of its frames went, or did not */
+        for (struct mux_frame *m = f->members, *next; m != NULL; m = next) {
+            next = m->next;
+            mux_frame_written(m, status);
+        }
+        free(f);
+        return;
+    }
     struct mux_session *s = f->session;
     struct mux_stream_write *sw = f->carries;
     s->out_bytes -= f->len;
@@ -560,7 +639,15 @@ static void on_pump(uv_idle_t *idle)
         s->ended_told = true;
         s->ops->ended(s->owner, s->ended_why);
     }
-    if (s->pump_head == NULL)
+    session_flush(s);
+    while (s->broken && s->out_head != NULL) { /* never handed to the carrier */
+        struct mux_frame *f = s->out_head;
+        s->out_head = f->next;
+        if (s->out_head == NULL)
+            s->out_tail = NULL;
+        mux_frame_written(f, UV_ECANCELED);
+    }
+    if (s->pump_head == NULL && s->out_head == NULL)
         uv_idle_stop(&s->pump);
     session_unref(s);
 }
@@ -782,6 +869,8 @@ void mux_session_go_away(struct mux_session *s)
 
 void mux_session_close(struct mux_session *s)
 {
+    if (!s->broken)
+        session_flush(s); /* what the turn said (GO_AWAY, a last FIN) goes before the carrier */
     s->closed = true;
     s->ended_told = true;
     session_fail(s, "closed");

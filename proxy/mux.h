@@ -13,6 +13,11 @@
  * before both directions ended says FIN and RST together (the peer reads an end, and its
  * writes fail with UV_EPIPE), link_close_reset says RST (the peer reads UV_ECONNRESET).
  *
+ * Frames wait in the session until the end of the loop's turn (its idle handle), and then go to
+ * the carrier together: the frames of one turn that fit in a TLS record (a relayed reply and
+ * its FIN, a window update and data) as one write, so the peer decrypts one record and wakes
+ * once.
+ *
  * Memory: a stream's received bytes wait for its reader only within its window (the peer may not
  * send more); a write completes once its frames reached the carrier's socket, so each stream has
  * at most its writer's one buffer in flight, and link_try_write frames bytes at once only while
@@ -44,11 +49,14 @@ struct mux_session;
 struct mux_stream;
 
 /* Frames for the carrier. The owner writes data[0..len) with 'write' as its request and calls
- * mux_frame_written() once it completed (or failed, or was cancelled). */
+ * mux_frame_written() once it completed (or failed, or was cancelled). data may hold several
+ * frames: the small frames of one loop turn go to the carrier as one write (one TLS record). */
 struct mux_frame {
     struct link_write write;
     struct mux_session *session;
     struct mux_stream_write *carries; /* the stream write it carries bytes of, or NULL */
+    struct mux_frame *next;           /* the session's queue, or the next of a batch's members */
+    struct mux_frame *members;        /* a batch: the frames whose bytes it holds, or NULL */
     size_t len;
     uint8_t data[];
 };
