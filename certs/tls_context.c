@@ -179,6 +179,7 @@ static int tls_context_new(bool server, const char *cert, const char *key, const
     ret = tls_context_trust(ctx, server, ca, err, err_len);
     if (ret != 0)
         goto fail;
+    SSL_CTX_set_read_ahead(ctx, 1); /* a record in one read of the BIO, not header then body */
     SSL_CTX_set_verify(ctx,
                        server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
                        tls_verify_record);

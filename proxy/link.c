@@ -103,7 +103,7 @@ int link_try_write(struct link *l, const char *data, size_t len)
     if (l->stream != NULL)
         return link_stream_try_write(l, data, len);
     if (l->tls != NULL)
-        return UV_EAGAIN;
+        return link_tls_try_write(l, data, len);
     uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
     return uv_try_write((uv_stream_t *)&l->tcp, &buf, 1);
 }

@@ -86,7 +86,9 @@ void link_read_stop(struct link *l);
 
 /* Writes as much as the kernel takes now, without a request: the count, UV_EAGAIN, or an
  * error. A mux stream takes what its window allows while its carrier keeps up (proxy/mux.h); a
- * TLS link always answers UV_EAGAIN (its writes go through link_write). */
+ * TLS link takes all of it while no write is queued (it encrypts it, and what the kernel does not
+ * take at once goes on in a write of the link's own, which later writes wait for), else
+ * UV_EAGAIN. */
 int link_try_write(struct link *l, const char *data, size_t len);
 
 /* Queues len bytes (kept by the caller until the callback). Returns 0 or a libuv error (the

@@ -13,6 +13,7 @@ int link_tcp_shutdown(struct link *l, struct link_shutdown *s);
 int link_tls_read_start(struct link *l);
 void link_tls_read_stop(struct link *l);
 int link_tls_write(struct link *l, struct link_write *w, const char *data, size_t len);
+int link_tls_try_write(struct link *l, const char *data, size_t len);
 int link_tls_shutdown(struct link *l, struct link_shutdown *s);
 /* nread bytes of ciphertext at data, or UV_EOF / an error from the socket. */
 void link_tls_on_read(struct link *l, ssize_t nread, const char *data);

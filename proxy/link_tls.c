@@ -10,6 +10,7 @@
  * the peer's close_notify is reported as UV_EPROTO (the stream may have been cut short), not as
  * a clean end. */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,13 +57,23 @@ static void tls_note_error(struct link_tls *t, const char *what)
         snprintf(t->error, sizeof(t->error), "%s", what);
 }
 
+/* Empties the thread's OpenSSL error queue before a TLS call, so that SSL_get_error() speaks of
+ * that call only. Looking is cheaper than clearing, and the queue is nearly always empty. */
+static void tls_errors_forget(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 static void on_flush_done(uv_write_t *req, int status)
 {
     (void)status; /* a failed socket shows at the next read or write */
     free(container_of(req, struct tls_flush, req));
 }
 
-/* Sends what OpenSSL has written to the write BIO. Returns 0 or a libuv error. */
+/* Sends what OpenSSL has written to the write BIO: at once as far as the kernel takes it when
+ * nothing is queued before it (no request, no callback turn), the rest in a write of the link's
+ * own. Returns 0 or a libuv error. */
 static int tls_flush(struct link *l)
 {
     size_t n = BIO_ctrl_pending(l->tls->wbio);
@@ -73,8 +84,19 @@ static int tls_flush(struct link *l)
         return UV_ENOMEM;
     int got = BIO_read(l->tls->wbio, f->data, (int)n);
     uv_buf_t buf = uv_buf_init(f->data, got > 0 ? (unsigned)got : 0);
-    int err = uv_write(&f->req, (uv_stream_t *)&l->tcp, &buf, 1, on_flush_done);
-    if (err != 0)
+    if (l->tcp.write_queue_size == 0 && buf.len > 0) {
+        int sent = uv_try_write((uv_stream_t *)&l->tcp, &buf, 1);
+        if (sent < 0 && sent != UV_EAGAIN) {
+            free(f);
+            return sent;
+        }
+        if (sent > 0) {
+            buf.base += sent;
+            buf.len -= (unsigned)sent;
+        }
+    }
+    int err = buf.len > 0 ? uv_write(&f->req, (uv_stream_t *)&l->tcp, &buf, 1, on_flush_done) : 0;
+    if (err != 0 || buf.len == 0)
         free(f);
     return err;
 }
@@ -94,7 +116,7 @@ static void tls_handshake_finish(struct link *l, int status)
 static void tls_handshake_step(struct link *l)
 {
     struct link_tls *t = l->tls;
-    ERR_clear_error();
+    tls_errors_forget();
     int r = SSL_do_handshake(t->ssl);
     int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
     if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ)
@@ -176,7 +198,7 @@ int link_tls_start(struct link *l, SSL_CTX *ctx, bool server, const char *peer_n
     err = link_tcp_read_start(l);
     if (err != 0)
         return err;
-    ERR_clear_error();
+    tls_errors_forget();
     int r = SSL_do_handshake(t->ssl); /* a client's first flight; a server just waits */
     if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
         tls_note_error(t, "TLS handshake failed");
@@ -215,7 +237,7 @@ static size_t tls_read_into(struct link *l, uv_buf_t *buf, int *end)
         if (filled > 0 && !tls_may_read(t))
             break;
         size_t got = 0;
-        ERR_clear_error();
+        tls_errors_forget();
         if (SSL_read_ex(t->ssl, buf->base + filled, buf->len - filled, &got) == 1) {
             filled += got;
             continue;
@@ -302,7 +324,7 @@ int link_tls_read_start(struct link *l)
     t->reading = true;
     if (t->read_ended)
         return 0;
-    if (SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->rbio) > 0 || t->socket_status != 0)
+    if (tls_may_read(t))
         uv_idle_start(&t->pump, on_pump);
     if (t->socket_status != 0)
         return 0;
@@ -320,24 +342,33 @@ void link_tls_read_stop(struct link *l)
 
 /* ---- writing ------------------------------------------------------------------------------- */
 
+/* Encrypts data into the write BIO. Returns 0, or UV_EPROTO with the reason noted. */
+static int tls_encrypt(struct link_tls *t, const char *data, size_t len)
+{
+    size_t written = 0;
+    tls_errors_forget();
+    if (len > 0 && SSL_write_ex(t->ssl, data, len, &written) != 1) {
+        tls_note_error(t, "TLS write failed");
+        return UV_EPROTO;
+    }
+    return 0;
+}
+
 /* Encrypts data and writes it, with whatever OpenSSL had queued before, as w's request. */
 int link_tls_write(struct link *l, struct link_write *w, const char *data, size_t len)
 {
     struct link_tls *t = l->tls;
     if (t->handshake_done != NULL)
         return UV_EAGAIN;
-    size_t written = 0;
-    ERR_clear_error();
-    if (len > 0 && SSL_write_ex(t->ssl, data, len, &written) != 1) {
-        tls_note_error(t, "TLS write failed");
-        return UV_EPROTO;
-    }
+    int err = tls_encrypt(t, data, len);
+    if (err != 0)
+        return err;
     size_t n = BIO_ctrl_pending(t->wbio);
     w->cipher = malloc(n > 0 ? n : 1);
     if (w->cipher == NULL)
         return UV_ENOMEM;
     int got = n > 0 ? BIO_read(t->wbio, w->cipher, (int)n) : 0;
-    int err = link_tcp_write(l, w, w->cipher, got > 0 ? (size_t)got : 0);
+    err = link_tcp_write(l, w, w->cipher, got > 0 ? (size_t)got : 0);
     if (err != 0) {
         free(w->cipher);
         w->cipher = NULL;
@@ -345,10 +376,23 @@ int link_tls_write(struct link *l, struct link_write *w, const char *data, size_
     return err;
 }
 
+/* Takes all of data, as a socket with room would, when no write waits before it: encrypts it and
+ * sends the records (tls_flush). Returns len, UV_EAGAIN (use link_write), or an error. */
+int link_tls_try_write(struct link *l, const char *data, size_t len)
+{
+    struct link_tls *t = l->tls;
+    if (t->handshake_done != NULL || l->tcp.write_queue_size > 0 || len > INT_MAX)
+        return UV_EAGAIN;
+    int err = tls_encrypt(t, data, len);
+    if (err == 0)
+        err = tls_flush(l);
+    return err != 0 ? err : (int)len;
+}
+
 int link_tls_shutdown(struct link *l, struct link_shutdown *s)
 {
     struct link_tls *t = l->tls;
-    ERR_clear_error();
+    tls_errors_forget();
     if (t->handshake_done == NULL && SSL_shutdown(t->ssl) < 0)
         ERR_clear_error(); /* the FIN still goes */
     int err = tls_flush(l);

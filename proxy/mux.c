@@ -73,6 +73,11 @@ struct mux_stream {
     struct mux_stream *hnext; /* bucket chain */
 };
 
+/* Frames in order, oldest first. */
+struct frame_queue {
+    struct mux_frame *head, *tail;
+};
+
 struct mux_session {
     uv_loop_t *loop;
     uv_idle_t pump;
@@ -88,9 +93,10 @@ struct mux_session {
     const char *ended_why; /* the owner is to hear it from the pump */
     bool input_paused;
     int refs;
-    unsigned control_out; /* frames out that carry no stream's bytes */
-    size_t out_bytes;     /* bytes of the frames queued or handed to the carrier, not written */
-    struct mux_frame *out_head, *out_tail; /* frames for the carrier at the end of the turn */
+    unsigned control_out;    /* frames out that carry no stream's bytes */
+    size_t out_bytes;        /* bytes of the frames queued or handed to the carrier, not written */
+    struct frame_queue out;  /* frames for the carrier at the end of the turn */
+    struct frame_queue sent; /* taken by the carrier at once: the pump completes them */
     size_t n_streams;
     size_t buffered; /* received bytes waiting for readers */
     uint32_t next_id;
@@ -207,6 +213,27 @@ static void stream_free(struct mux_stream *st)
 
 /* ---- frames out ---------------------------------------------------------------------------- */
 
+static void frame_queue_push(struct frame_queue *q, struct mux_frame *f)
+{
+    f->next = NULL;
+    if (q->tail != NULL)
+        q->tail->next = f;
+    else
+        q->head = f;
+    q->tail = f;
+}
+
+/* Unlinks the frames from the head up to 'last' and returns the first. */
+static struct mux_frame *frame_queue_take(struct frame_queue *q, struct mux_frame *last)
+{
+    struct mux_frame *first = q->head;
+    q->head = last->next;
+    if (q->head == NULL)
+        q->tail = NULL;
+    last->next = NULL;
+    return first;
+}
+
 /* Queues one frame for the carrier (session_flush hands it over at the end of the turn); 'sw'
  * (may be NULL) is the write whose bytes it carries. */
 static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t id, uint32_t length,
@@ -236,13 +263,8 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
         s->control_out++;
     s->refs++;
     s->out_bytes += f->len;
-    f->next = NULL;
     f->members = NULL;
-    if (s->out_tail != NULL)
-        s->out_tail->next = f;
-    else
-        s->out_head = f;
-    s->out_tail = f;
+    frame_queue_push(&s->out, f);
     uv_idle_start(&s->pump, on_pump); /* session_flush, at the end of the turn */
 }
 
@@ -271,24 +293,21 @@ static void frame_take_back(struct mux_frame *f, int err)
  * bytes. */
 static struct mux_frame *queue_take_batch(struct mux_session *s, size_t *len)
 {
-    struct mux_frame *first = s->out_head, *last = first;
-    *len = first->len;
+    struct mux_frame *last = s->out.head;
+    *len = last->len;
     while (last->next != NULL && *len + last->next->len <= MUX_BATCH_MAX) {
         last = last->next;
         *len += last->len;
     }
-    s->out_head = last->next;
-    if (s->out_head == NULL)
-        s->out_tail = NULL;
-    last->next = NULL;
-    return first;
+    return frame_queue_take(&s->out, last);
 }
 
 /* Hands the queued frames to the owner, the small ones of a run as one write, until the session
- * breaks (the pump cancels the rest). */
+ * breaks (the pump cancels the rest). Those the carrier took at once wait in 'sent' for the pump
+ * to complete them. */
 static void session_flush(struct mux_session *s)
 {
-    while (s->out_head != NULL && !s->broken) {
+    while (s->out.head != NULL && !s->broken) {
         size_t len;
         struct mux_frame *first = queue_take_batch(s, &len);
         struct mux_frame *out = first;
@@ -310,6 +329,10 @@ static void session_flush(struct mux_session *s)
             }
         }
         int err = s->ops->write(s->owner, out);
+        if (err == MUX_FRAME_SENT) {
+            frame_queue_push(&s->sent, out);
+            continue;
+        }
         if (err != 0) {
             frame_take_back(out, err);
             session_fail(s, "the carrier refused a write");
@@ -403,8 +426,15 @@ static void on_frame_link_written(struct link_write *w, int status)
 
 int mux_frame_write(struct mux_frame *f, struct link *carrier)
 {
+    int sent = link_try_write(carrier, (const char *)f->data, f->len);
+    if (sent == (int)f->len)
+        return MUX_FRAME_SENT;
+    if (sent < 0 && sent != UV_EAGAIN)
+        return sent;
+    size_t done = sent > 0 ? (size_t)sent : 0;
     f->write.data = f;
-    return link_write(carrier, &f->write, (const char *)f->data, f->len, on_frame_link_written);
+    return link_write(carrier, &f->write, (const char *)f->data + done, f->len - done,
+                      on_frame_link_written);
 }
 
 /* Puts data in DATA frames carrying sw's bytes, as far as the peer's window lets; returns how
@@ -640,14 +670,15 @@ static void on_pump(uv_idle_t *idle)
         s->ops->ended(s->owner, s->ended_why);
     }
     session_flush(s);
-    while (s->broken && s->out_head != NULL) { /* never handed to the carrier */
-        struct mux_frame *f = s->out_head;
-        s->out_head = f->next;
-        if (s->out_head == NULL)
-            s->out_tail = NULL;
-        mux_frame_written(f, UV_ECANCELED);
+    /* callbacks below may send more: the next turn completes those */
+    struct mux_frame *sent = s->sent.head != NULL ? frame_queue_take(&s->sent, s->sent.tail) : NULL;
+    for (struct mux_frame *next; sent != NULL; sent = next) {
+        next = sent->next;
+        mux_frame_written(sent, 0);
     }
-    if (s->pump_head == NULL && s->out_head == NULL)
+    while (s->broken && s->out.head != NULL) /* never handed to the carrier */
+        mux_frame_written(frame_queue_take(&s->out, s->out.head), UV_ECANCELED);
+    if (s->pump_head == NULL && s->out.head == NULL && s->sent.head == NULL)
         uv_idle_stop(&s->pump);
     session_unref(s);
 }

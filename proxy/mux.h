@@ -62,8 +62,10 @@ struct mux_frame {
 };
 
 struct mux_carrier {
-    /* Writes f to the carrier. Returns 0, or a libuv error (f is then not written: the session
-     * treats the carrier as failed and takes f back itself). */
+    /* Writes f to the carrier. Returns MUX_FRAME_SENT when all of it went at once (the session
+     * then completes f itself), 0 when it goes with f's request (the owner calls
+     * mux_frame_written() later), or a libuv error (f is then not written: the session treats the
+     * carrier as failed and takes f back itself). */
     int (*write)(void *owner, struct mux_frame *f);
     /* Stop (false) or resume (true) reading the carrier. */
     void (*read_enable)(void *owner, bool enable);
@@ -93,8 +95,11 @@ void mux_session_carrier_ended(struct mux_session *s);
 /* A frame handed to mux_carrier.write went out (status 0) or did not. */
 void mux_frame_written(struct mux_frame *f, int status);
 
-/* The usual mux_carrier.write: writes f to the carrier link with f's own request, and calls
- * mux_frame_written() when it completed. */
+#define MUX_FRAME_SENT 1 /* mux_carrier.write: f went at once */
+
+/* The usual mux_carrier.write: writes f to the carrier link at once as far as it takes it
+ * (link_try_write), the rest with f's own request, and calls mux_frame_written() when that
+ * completed. */
 int mux_frame_write(struct mux_frame *f, struct link *carrier);
 
 /* Opens a stream (client side). The link is the caller's (malloc'd; free it in its 'closed'
