@@ -92,6 +92,7 @@ struct mux_session {
     bool ended_told;
     const char *ended_why; /* the owner is to hear it from the pump */
     bool input_paused;
+    bool out_held; /* the queue waited one turn already */
     int refs;
     unsigned control_out;    /* frames out that carry no stream's bytes */
     size_t out_bytes;        /* bytes of the frames queued or handed to the carrier, not written */
@@ -213,6 +214,8 @@ static void stream_free(struct mux_stream *st)
 
 /* ---- frames out ---------------------------------------------------------------------------- */
 
+static void session_flush(struct mux_session *s);
+
 static void frame_queue_push(struct frame_queue *q, struct mux_frame *f)
 {
     f->next = NULL;
@@ -266,6 +269,8 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
     f->members = NULL;
     frame_queue_push(&s->out, f);
     uv_idle_start(&s->pump, on_pump); /* session_flush, at the end of the turn */
+    if (f->len > MUX_BATCH_MAX)
+        session_flush(s); /* bulk: it goes now, after the frames before it */
 }
 
 /* A frame the carrier refused (or a batch's members): its write hears the error from the pump. */
@@ -495,6 +500,7 @@ static void stream_credit(struct mux_stream *st, size_t n)
     emit_control(st, 0, st->recv_consumed);
     st->recv_window += st->recv_consumed;
     st->recv_consumed = 0;
+    session_flush(st->s); /* the sender may be waiting for it */
 }
 
 /* Hands bytes to the reader while it reads; returns how many it took. */
@@ -669,7 +675,15 @@ static void on_pump(uv_idle_t *idle)
         s->ended_told = true;
         s->ops->ended(s->owner, s->ended_why);
     }
-    session_flush(s);
+    /* Frames queued by the last turn's events wait for one more look at the sockets (the pump keeps
+     * it from blocking): the end of file that a short read leaves for the next poll goes with the
+     * data before it. */
+    if (s->out.head != NULL && !s->out_held && !s->broken) {
+        s->out_held = true;
+    } else {
+        s->out_held = false;
+        session_flush(s);
+    }
     /* callbacks below may send more: the next turn completes those */
     struct mux_frame *sent = s->sent.head != NULL ? frame_queue_take(&s->sent, s->sent.tail) : NULL;
     for (struct mux_frame *next; sent != NULL; sent = next) {
