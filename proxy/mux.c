@@ -986,9 +986,19 @@ int link_stream_write(struct link *l, struct link_write *w, const char *data, si
     return stream_add_write(l->stream, w, NULL, data, len);
 }
 
-/* Like a socket whose send buffer has room: the bytes go into frames now, when nothing of the
- * stream's waits before them, the peer's window is open and the carrier keeps up. The frames
- * hold their own copy; the write they carry is nobody's (it is freed with its last frame). */
+/* True when one of the stream's writes has bytes (or its FIN) not yet in a frame. */
+static bool stream_has_unframed_write(const struct mux_stream *st)
+{
+    for (const struct mux_stream_write *sw = st->writes; sw != NULL; sw = sw->next)
+        if (!sw->framed)
+            return true;
+    return false;
+}
+
+/* Like a socket whose send buffer has room: the bytes go into frames now, when every write of the
+ * stream before them is in frames already (their callbacks may still be due), the peer's window
+ * is open and the carrier keeps up. The frames hold their own copy; the write they carry is
+ * nobody's (it is freed with its last frame). */
 int link_stream_try_write(struct link *l, const char *data, size_t len)
 {
     struct mux_stream *st = l->stream;
@@ -996,7 +1006,7 @@ int link_stream_try_write(struct link *l, const char *data, size_t len)
     int refusal = stream_write_refusal(st);
     if (refusal != 0)
         return refusal;
-    if (len == 0 || st->writes != NULL || st->send_window == 0 ||
+    if (len == 0 || st->send_window == 0 || stream_has_unframed_write(st) ||
         s->out_bytes >= MUX_TRY_WRITE_OUT_MAX)
         return UV_EAGAIN;
     struct mux_stream_write *sw = calloc(1, sizeof(*sw));
