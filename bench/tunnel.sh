@@ -4,7 +4,8 @@
 # load in the same run. See docs/BENCHMARKS.md, "Tunnel".
 #
 # usage: bench/tunnel.sh [--quick] [--peer LIST] [--scenario LIST] [--reps N] [--duration S]
-#                        [--setup-conns N] [--setup-gap-ms N] [--port-base P] [--geoproxy PATH]
+#                        [--setup-reps N] [--setup-conns N] [--setup-gap-ms N] [--port-base P]
+#                        [--geoproxy PATH]
 #                        [--no-build]
 #                        [--no-install] [--keep DIR]
 #   Peers (run in this order, round after round):
@@ -20,7 +21,9 @@
 #   Scenarios: throughput (1 and 8 streams, MB/s and CPU-s/GB over both hops), setup
 #   (connection set-up latency p50/p99 over sequential connections).
 #   --quick           one round, 2 s windows, 100 sequential connections (about a minute)
-#   --reps N          rounds (default 3; the table shows medians)
+#   --reps N          throughput rounds (default 3; the table shows medians)
+#   --setup-reps N    set-up rounds (default 9: one run takes a second, and on this shared machine
+#                     a run's p50 moves by 10-15 % from one minute to the next)
 #   --duration S      measured seconds per throughput run (default 5)
 #   --setup-conns N   sequential connections measured per set-up run (default 500)
 #   --setup-gap-ms N  pause N ms between set-up connections (default 0: back to back, so the
@@ -45,6 +48,7 @@ all_peers="$all_peers,geoproxy-optimistic"
 peers=$all_peers
 scenarios="throughput,setup"
 reps=3
+setup_reps=9
 duration=5
 warmup=0.5
 setup_conns=500
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
     --peer) peers="${2:?}"; shift ;;
     --scenario) scenarios="${2:?}"; shift ;;
     --reps) reps="${2:?}"; shift ;;
+    --setup-reps) setup_reps="${2:?}"; shift ;;
     --duration) duration="${2:?}"; shift ;;
     --setup-conns) setup_conns="${2:?}"; shift ;;
     --setup-gap-ms) setup_gap_ms="${2:?}"; shift ;;
@@ -81,12 +86,14 @@ while [ $# -gt 0 ]; do
 done
 if [ "$quick" = 1 ]; then
     reps=1
+    setup_reps=1
     duration=2
     warmup=0.3
     setup_conns=100
     setup_warmup=10
 fi
 [[ "$reps" =~ ^[1-9][0-9]?$ ]] || die "--reps wants 1..99"
+[[ "$setup_reps" =~ ^[1-9][0-9]?$ ]] || die "--setup-reps wants 1..99"
 [[ "$duration" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--duration wants seconds"
 [[ "$setup_conns" =~ ^[1-9][0-9]*$ ]] && [ "$setup_conns" -le 20000 ] ||
     die "--setup-conns wants 1..20000"
@@ -323,7 +330,8 @@ route() {
 
 bench_start_target "$port_base" 3600
 started=$(date +%s)
-echo "geoproxy tunnel bench: scenarios=$scenarios peers=$peers reps=$reps duration=${duration}s" \
+echo "geoproxy tunnel bench: scenarios=$scenarios peers=$peers reps=$reps setup_reps=$setup_reps" \
+    "duration=${duration}s" \
     "setup_conns=$setup_conns setup_gap_ms=$setup_gap_ms work=$work"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  host: $(nproc) cores, $(uname -r)"
 echo "command: bench/tunnel.sh $all_args"
@@ -383,15 +391,16 @@ done
 
 # Rounds go round all peers, so that a burst of load from elsewhere on this shared machine hits
 # one round of every peer rather than all the runs of one.
-for rep in $(seq "$reps"); do
+rounds=$((reps > setup_reps ? reps : setup_reps))
+for rep in $(seq "$rounds"); do
     for name in "${run_peers[@]}"; do
-        if want_scenario throughput; then
+        if want_scenario throughput && [ "$rep" -le "$reps" ]; then
             for streams in 1 8; do
                 measure "$name" "$name" "$rep" socks5 --scenario throughput \
                     --streams "$streams" --duration "$duration" --warmup "$warmup"
             done
         fi
-        if want_scenario setup; then
+        if want_scenario setup && [ "$rep" -le "$setup_reps" ]; then
             measure "$name" "$name" "$rep" socks5 --scenario setup --conns "$setup_conns" \
                 --warmup-conns "$setup_warmup" --gap-ms "$setup_gap_ms" --setup-limit 120
         fi

@@ -92,7 +92,8 @@ struct mux_session {
     bool ended_told;
     const char *ended_why; /* the owner is to hear it from the pump */
     bool input_paused;
-    bool out_held; /* the queue waited one turn already */
+    bool out_may_wait; /* the queue holds relayed bytes (link_try_write): their end may follow */
+    bool out_held;     /* the queue waited one turn already */
     int refs;
     unsigned control_out;    /* frames out that carry no stream's bytes */
     size_t out_bytes;        /* bytes of the frames queued or handed to the carrier, not written */
@@ -268,6 +269,8 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
     s->out_bytes += f->len;
     f->members = NULL;
     frame_queue_push(&s->out, f);
+    if (sw != NULL && sw->w == NULL && sw->sd == NULL) /* link_try_write's: a relay's bytes */
+        s->out_may_wait = true;
     uv_idle_start(&s->pump, on_pump); /* session_flush, at the end of the turn */
     if (f->len > MUX_BATCH_MAX)
         session_flush(s); /* bulk: it goes now, after the frames before it */
@@ -675,13 +678,13 @@ static void on_pump(uv_idle_t *idle)
         s->ended_told = true;
         s->ops->ended(s->owner, s->ended_why);
     }
-    /* Frames queued by the last turn's events wait for one more look at the sockets (the pump keeps
-     * it from blocking): the end of file that a short read leaves for the next poll goes with the
-     * data before it. */
-    if (s->out.head != NULL && !s->out_held && !s->broken) {
+    /* Relayed bytes queued by the last turn's events wait for one more look at the sockets (the
+     * pump keeps it from blocking): the end of file that a short read leaves for the next poll
+     * goes with the data before it. Other frames (a CONNECT, a reply, a FIN) go now. */
+    if (s->out.head != NULL && s->out_may_wait && !s->out_held && !s->broken) {
         s->out_held = true;
     } else {
-        s->out_held = false;
+        s->out_held = s->out_may_wait = false;
         session_flush(s);
     }
     /* callbacks below may send more: the next turn completes those */
