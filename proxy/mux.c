@@ -92,7 +92,7 @@ struct mux_session {
     bool ended_told;
     const char *ended_why; /* the owner is to hear it from the pump */
     bool input_paused;
-    bool out_may_wait; /* the queue holds relayed bytes (link_try_write): their end may follow */
+    bool out_may_wait; /* the queue holds a reply's relayed bytes: their end may follow */
     bool out_held;     /* the queue waited one turn already */
     int refs;
     unsigned control_out;    /* frames out that carry no stream's bytes */
@@ -269,7 +269,9 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
     s->out_bytes += f->len;
     f->members = NULL;
     frame_queue_push(&s->out, f);
-    if (sw != NULL && sw->w == NULL && sw->sd == NULL) /* link_try_write's: a relay's bytes */
+    /* Bytes a server relays (link_try_write on the accepting side) are a reply, which its end
+     * often follows at once (a server that closes after answering); a client's seldom are. */
+    if (!s->client && sw != NULL && sw->w == NULL && sw->sd == NULL)
         s->out_may_wait = true;
     uv_idle_start(&s->pump, on_pump); /* session_flush, at the end of the turn */
     if (f->len > MUX_BATCH_MAX)
@@ -678,9 +680,10 @@ static void on_pump(uv_idle_t *idle)
         s->ended_told = true;
         s->ops->ended(s->owner, s->ended_why);
     }
-    /* Relayed bytes queued by the last turn's events wait for one more look at the sockets (the
-     * pump keeps it from blocking): the end of file that a short read leaves for the next poll
-     * goes with the data before it. Other frames (a CONNECT, a reply, a FIN) go now. */
+    /* A reply's relayed bytes queued by the last turn's events wait for one more look at the
+     * sockets (the pump keeps it from blocking): the end of file that a short read leaves for the
+     * next poll goes with the data before it. Other frames (a CONNECT, the client's bytes, a FIN)
+     * go now. */
     if (s->out.head != NULL && s->out_may_wait && !s->out_held && !s->broken) {
         s->out_held = true;
     } else {

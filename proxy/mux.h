@@ -13,11 +13,12 @@
  * before both directions ended says FIN and RST together (the peer reads an end, and its
  * writes fail with UV_EPIPE), link_close_reset says RST (the peer reads UV_ECONNRESET).
  *
- * Frames wait in the session for the turn of the loop after the one that made them (the session's
- * idle handle keeps the poll between from blocking), and then go to the carrier together, as far
- * as they fit in a TLS record: a relayed reply and the end of file the next poll brings, a
- * stream's CONNECT and the client's first bytes; the peer decrypts one record and wakes once. A
- * bulk frame (over 16 KiB) and a window update go at once, with what waits before them.
+ * Frames wait in the session for the end of the loop's turn (its idle handle) and then go to the
+ * carrier together, as far as they fit in a TLS record, so the peer decrypts one record and wakes
+ * once. The bytes a server relays back (link_try_write on the accepting side) wait one turn more,
+ * the poll between not blocking: the end of file that a short read leaves for the next poll goes
+ * with them. A bulk frame (over 16 KiB) and a window update go at once, with what waits before
+ * them.
  *
  * Memory: a stream's received bytes wait for its reader only within its window (the peer may not
  * send more); a write completes once its frames reached the carrier's socket, so each stream has

@@ -738,61 +738,60 @@ static void test_try_write(void **state)
 }
 
 /* Frames reach the carrier together while they fit in a TLS record (one record for the peer to
- * decrypt, one wake-up): those of one loop turn, and, after relayed bytes (link_try_write), those
- * of the turn after it (an end of file that a short read leaves for the next poll goes with the
- * data before it). A bulk frame goes at once, after the frames queued before it. Order and bytes
- * are kept. */
+ * decrypt, one wake-up): those of one loop turn, and, after bytes the accepting side relays back
+ * (link_try_write), those of the turn after it (an end of file that a short read leaves for the
+ * next poll goes with the data before it). A bulk frame goes at once, after the frames queued
+ * before it. Order and bytes are kept. */
 static void test_frames_of_a_turn_share_a_write(void **state)
 {
-    /* a request (link_write) goes at the end of its turn */
-    struct tstream *first = open_stream();
-    unsigned writes = H->client.writes;
-    assert_int_equal(ts_write(first, "CONNECT", 7), 0);
-    turn();
-    assert_int_equal(H->client.writes - writes, 1);
-    run();
-    assert_got(only_accepted(), "CONNECT", 7);
-    ts_close(first, false);
-    run();
-
+    /* the client's request and bytes go at the end of their turn */
     struct tstream *c = open_stream();
-    writes = H->client.writes;
-    unsigned frames = H->client.frames_sent;
-    assert_int_equal(link_try_write(c->link, "reply", 5), 5);
-    turn();
-    assert_int_equal(H->client.writes, writes); /* held for one more turn */
-    assert_int_equal(ts_shutdown(c), 0);
+    unsigned writes = H->client.writes;
+    assert_int_equal(ts_write(c, "CONNECT ", 8), 0);
+    assert_int_equal(link_try_write(c->link, "hello", 5), 5);
+    assert_int_equal(H->client.writes, writes); /* nothing under the calls */
     turn();
     assert_int_equal(H->client.writes - writes, 1);
-    assert_int_equal(H->client.frames_sent - frames, 2); /* SYN with "reply", then FIN */
     run();
-    assert_int_equal(H->server.n_accepted, 2);
-    struct tstream *s = H->server.accepted[1];
-    assert_got(s, "reply", 5);
-    assert_int_equal(s->read_end, UV_EOF);
+    struct tstream *s = only_accepted();
+    assert_got(s, "CONNECT hello", 13);
+
+    /* the server's reply waits one more turn, and its FIN goes with it */
+    writes = H->server.writes;
+    unsigned frames = H->server.frames_sent;
+    assert_int_equal(link_try_write(s->link, "reply", 5), 5);
+    turn();
+    assert_int_equal(H->server.writes, writes);
+    assert_int_equal(ts_shutdown(s), 0);
+    turn();
+    assert_int_equal(H->server.writes - writes, 1);
+    assert_int_equal(H->server.frames_sent - frames, 2); /* "reply", then FIN */
+    run();
+    assert_got(c, "reply", 5);
+    assert_int_equal(c->read_end, UV_EOF);
 
     /* small frames and a bulk one: the small ones in one write, the bulk one in its own, at
      * once; the FIN after them at the turn's end */
-    s->wbuf = malloc(MUX_FRAME_PAYLOAD_MAX);
-    assert_non_null(s->wbuf);
-    fill_pattern(s->wbuf, MUX_FRAME_PAYLOAD_MAX, 3);
-    writes = H->server.writes;
-    frames = H->server.frames_sent;
-    assert_int_equal(link_try_write(s->link, "a", 1), 1);
-    assert_int_equal(link_try_write(s->link, "b", 1), 1);
-    assert_int_equal(H->server.writes, writes);
-    assert_int_equal(link_try_write(s->link, s->wbuf, MUX_FRAME_PAYLOAD_MAX),
+    c->wbuf = malloc(MUX_FRAME_PAYLOAD_MAX);
+    assert_non_null(c->wbuf);
+    fill_pattern(c->wbuf, MUX_FRAME_PAYLOAD_MAX, 3);
+    writes = H->client.writes;
+    frames = H->client.frames_sent;
+    assert_int_equal(link_try_write(c->link, "a", 1), 1);
+    assert_int_equal(link_try_write(c->link, "b", 1), 1);
+    assert_int_equal(H->client.writes, writes);
+    assert_int_equal(link_try_write(c->link, c->wbuf, MUX_FRAME_PAYLOAD_MAX),
                      MUX_FRAME_PAYLOAD_MAX);
-    assert_int_equal(H->server.writes - writes, 2);
-    assert_int_equal(H->server.frames_sent - frames, 3);
-    assert_int_equal(ts_shutdown(s), 0);
+    assert_int_equal(H->client.writes - writes, 2);
+    assert_int_equal(H->client.frames_sent - frames, 3);
+    assert_int_equal(ts_shutdown(c), 0);
     run();
-    assert_int_equal(H->server.writes - writes, 3);
-    assert_int_equal(H->server.frames_sent - frames, 4);
-    assert_int_equal(c->got_len, 2 + MUX_FRAME_PAYLOAD_MAX);
-    assert_memory_equal(c->got, "ab", 2);
-    assert_memory_equal(c->got + 2, s->wbuf, MUX_FRAME_PAYLOAD_MAX);
-    assert_int_equal(c->read_end, UV_EOF);
+    assert_int_equal(H->client.writes - writes, 3);
+    assert_int_equal(H->client.frames_sent - frames, 4);
+    assert_int_equal(s->got_len, 13 + 2 + MUX_FRAME_PAYLOAD_MAX);
+    assert_memory_equal(s->got + 13, "ab", 2);
+    assert_memory_equal(s->got + 15, c->wbuf, MUX_FRAME_PAYLOAD_MAX);
+    assert_int_equal(s->read_end, UV_EOF);
     close_all_streams();
 }
 
