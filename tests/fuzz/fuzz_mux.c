@@ -107,15 +107,17 @@ static void on_carrier(uv_idle_t *idle)
 
 static int fake_write(void *owner, struct mux_frame *f)
 {
-    struct mux_frame_header h;
-    size_t used;
+    /* one frame, or the frames of a batch back to back, each whole and well formed */
     CHECK(f->len >= MUX_FRAME_HEADER_LEN);
-    CHECK(mux_frame_header_parse(f->data, f->len, &h, &used) == PARSE_DONE);
-    if (h.type == MUX_FRAME_DATA) {
-        CHECK(h.length <= MUX_FRAME_PAYLOAD_MAX);
-        CHECK(f->len == MUX_FRAME_HEADER_LEN + h.length);
-    } else {
-        CHECK(f->len == MUX_FRAME_HEADER_LEN);
+    for (size_t at = 0; at < f->len;) {
+        struct mux_frame_header h;
+        size_t used;
+        CHECK(f->len - at >= MUX_FRAME_HEADER_LEN);
+        CHECK(mux_frame_header_parse(f->data + at, f->len - at, &h, &used) == PARSE_DONE);
+        CHECK(h.type != MUX_FRAME_DATA || h.length <= MUX_FRAME_PAYLOAD_MAX);
+        size_t frame_len = MUX_FRAME_HEADER_LEN + (h.type == MUX_FRAME_DATA ? h.length : 0);
+        CHECK(frame_len <= f->len - at);
+        at += frame_len;
     }
     if ((fz.opts & OPT_REFUSE_WRITE) && ++fz.writes_seen == 7)
         return UV_EPIPE;
