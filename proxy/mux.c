@@ -287,10 +287,13 @@ static void frame_take_back(struct mux_frame *f, int err)
         frame_take_back(m, err);
     }
     if (f->members == NULL) {
+        struct mux_stream_write *sw = f->carries;
         s->out_bytes -= f->len;
-        if (f->carries != NULL) {
-            f->carries->frames--;
-            f->carries->status = err;
+        if (sw != NULL) {
+            sw->frames--;
+            sw->status = err;
+            if (sw->stream == NULL && sw->frames == 0)
+                free(sw); /* nobody's (link_try_write's), or its stream is gone */
         } else {
             s->control_out--;
         }
