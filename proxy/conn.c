@@ -548,8 +548,14 @@ static void conn_take_upstream(struct conn *c, struct link *link, const struct s
     socklen_t plen =
         peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     memcpy(&c->upstream_peer, peer, plen);
-    int len = sizeof(c->upstream_local);
-    link_local_address(link, (struct sockaddr *)&c->upstream_local, &len);
+}
+
+void conn_upstream_local(struct conn *c, struct sockaddr_storage *out)
+{
+    int len = sizeof(*out);
+    memset(out, 0, sizeof(*out));
+    if (c->upstream == NULL || link_local_address(c->upstream, (struct sockaddr *)out, &len) != 0)
+        memset(out, 0, sizeof(*out));
 }
 
 /* A tunnel through the verdict's upstream is open, or it failed. The destination is where the

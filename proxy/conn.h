@@ -100,18 +100,17 @@ struct conn {
     size_t hs_len;
     size_t hs_cap;
 
-    char user[USERDB_NAME_MAX + 1];         /* authenticated user, "" when none */
-    struct target target;                   /* set by the protocol before conn_connect() */
-    struct policy_verdict verdict;          /* set by conn_connect() */
-    struct geo_result client_geo;           /* the client's classification, from accept */
-    bool client_classified;                 /* client_geo is set */
-    char client_id[PSEUDONYM_LEN + 1];      /* its pseudonym once an event needed it, or "" */
-    struct geo_result dest_geo;             /* the destination's, once dest_classified */
-    bool dest_classified;                   /* a destination address has been classified */
-    struct resolver_query *resolving;       /* the policy asked for the destination's address */
-    enum outbound_status outbound;          /* how the last conn_connect() ended */
-    struct sockaddr_storage upstream_peer;  /* the address we connected to */
-    struct sockaddr_storage upstream_local; /* our side of it: SOCKS "bound address" */
+    char user[USERDB_NAME_MAX + 1];        /* authenticated user, "" when none */
+    struct target target;                  /* set by the protocol before conn_connect() */
+    struct policy_verdict verdict;         /* set by conn_connect() */
+    struct geo_result client_geo;          /* the client's classification, from accept */
+    bool client_classified;                /* client_geo is set */
+    char client_id[PSEUDONYM_LEN + 1];     /* its pseudonym once an event needed it, or "" */
+    struct geo_result dest_geo;            /* the destination's, once dest_classified */
+    bool dest_classified;                  /* a destination address has been classified */
+    struct resolver_query *resolving;      /* the policy asked for the destination's address */
+    enum outbound_status outbound;         /* how the last conn_connect() ended */
+    struct sockaddr_storage upstream_peer; /* the address we connected to */
     struct outbound_req *connecting;
     struct upstream_req *tunneling;    /* a tunnel (or an exit's resolution) in progress */
     const struct config_upstream *via; /* the upstream that carries the tunnel, or NULL */
@@ -222,6 +221,10 @@ void conn_alloc_buffer(struct link *l, uv_buf_t *buf);
 
 /* The link of a side (the upstream one exists only once connected). */
 struct link *conn_side_link(struct conn *c, enum conn_side side);
+
+/* Our address on the upstream connection (the SOCKS replies' "bound address"), asked when a
+ * reply needs it; all zero when it cannot be known. */
+void conn_upstream_local(struct conn *c, struct sockaddr_storage *out);
 
 /* Requests in flight that point at the connection (writes, shutdowns, work) hold a reference;
  * the memory is freed once the connection is closed and the last reference is dropped.

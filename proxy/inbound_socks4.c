@@ -81,8 +81,9 @@ static void socks4_on_connect_done(struct conn *c, enum outbound_status status)
         return;
     }
     c->proto_step = SOCKS4_STEP_DONE;
-    n = socks4_build_reply(msg, sizeof(msg), SOCKS4_CD_GRANTED,
-                           (const struct sockaddr *)&c->upstream_local);
+    struct sockaddr_storage bound;
+    conn_upstream_local(c, &bound);
+    n = socks4_build_reply(msg, sizeof(msg), SOCKS4_CD_GRANTED, (const struct sockaddr *)&bound);
     if (conn_send(c, CONN_CLIENT, msg, n, NULL) != 0) {
         return;
     }

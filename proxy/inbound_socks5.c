@@ -217,8 +217,9 @@ static void socks5_on_connect_done(struct conn *c, enum outbound_status status)
         return;
     }
     c->proto_step = SOCKS5_STEP_DONE;
-    n = socks5_build_reply(msg, sizeof(msg), SOCKS5_REP_SUCCEEDED,
-                           (const struct sockaddr *)&c->upstream_local);
+    struct sockaddr_storage bound;
+    conn_upstream_local(c, &bound);
+    n = socks5_build_reply(msg, sizeof(msg), SOCKS5_REP_SUCCEEDED, (const struct sockaddr *)&bound);
     if (conn_send(c, CONN_CLIENT, msg, n, NULL) != 0) {
         return;
     }
