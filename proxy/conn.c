@@ -554,8 +554,8 @@ void conn_upstream_local(struct conn *c, struct sockaddr_storage *out)
 {
     int len = sizeof(*out);
     memset(out, 0, sizeof(*out));
-    if (c->upstream == NULL || link_local_address(c->upstream, (struct sockaddr *)out, &len) != 0)
-        memset(out, 0, sizeof(*out));
+    if (c->upstream != NULL && link_local_address(c->upstream, (struct sockaddr *)out, &len) != 0)
+        memset(out, 0, sizeof(*out)); /* a failed call may have written part of it */
 }
 
 /* A tunnel through the verdict's upstream is open, or it failed. The destination is where the

@@ -84,7 +84,7 @@ static int tls_flush(struct link *l)
         return UV_ENOMEM;
     int got = BIO_read(l->tls->wbio, f->data, (int)n);
     uv_buf_t buf = uv_buf_init(f->data, got > 0 ? (unsigned)got : 0);
-    if (l->tcp.write_queue_size == 0 && buf.len > 0) {
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&l->tcp) == 0 && buf.len > 0) {
         int sent = uv_try_write((uv_stream_t *)&l->tcp, &buf, 1);
         if (sent < 0 && sent != UV_EAGAIN) {
             free(f);
@@ -381,7 +381,8 @@ int link_tls_write(struct link *l, struct link_write *w, const char *data, size_
 int link_tls_try_write(struct link *l, const char *data, size_t len)
 {
     struct link_tls *t = l->tls;
-    if (t->handshake_done != NULL || l->tcp.write_queue_size > 0 || len > INT_MAX)
+    if (t->handshake_done != NULL || uv_stream_get_write_queue_size((uv_stream_t *)&l->tcp) > 0 ||
+        len > INT_MAX)
         return UV_EAGAIN;
     int err = tls_encrypt(t, data, len);
     if (err == 0)

@@ -278,28 +278,30 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
         session_flush(s); /* bulk: it goes now, after the frames before it */
 }
 
-/* A frame the carrier refused (or a batch's members): its write hears the error from the pump. */
-static void frame_take_back(struct mux_frame *f, int err)
+/* Frames the carrier did not take (a chain through 'next'; a batch stands for its members):
+ * their writes hear the error from the pump. */
+static void frames_take_back(struct mux_frame *f, int err)
 {
-    struct mux_session *s = f->session;
-    for (struct mux_frame *m = f->members, *next; m != NULL; m = next) {
-        next = m->next;
-        frame_take_back(m, err);
-    }
-    if (f->members == NULL) {
+    for (struct mux_frame *next; f != NULL; f = next) {
+        next = f->next;
+        struct mux_session *s = f->session;
         struct mux_stream_write *sw = f->carries;
-        s->out_bytes -= f->len;
-        if (sw != NULL) {
-            sw->frames--;
-            sw->status = err;
-            if (sw->stream == NULL && sw->frames == 0)
-                free(sw); /* nobody's (link_try_write's), or its stream is gone */
+        if (f->members != NULL) {
+            frames_take_back(f->members, err);
         } else {
-            s->control_out--;
+            s->out_bytes -= f->len;
+            if (sw != NULL) {
+                sw->frames--;
+                sw->status = err;
+                if (sw->stream == NULL && sw->frames == 0)
+                    free(sw); /* nobody's (link_try_write's), or its stream is gone */
+            } else {
+                s->control_out--;
+            }
+            s->refs--; /* s has the owner's reference, or the pump's, while frames go out */
         }
-        s->refs--; /* s has the owner's reference, or the pump's, while frames go out */
+        free(f);
     }
-    free(f);
 }
 
 /* The first frames of the queue, unlinked: as many as fit in one batch. Sets *len to their
@@ -327,10 +329,7 @@ static void session_flush(struct mux_session *s)
         if (first->next != NULL) {
             out = malloc(sizeof(*out) + len);
             if (out == NULL) {
-                for (struct mux_frame *f = first, *next; f != NULL; f = next) {
-                    next = f->next;
-                    frame_take_back(f, UV_ENOMEM);
-                }
+                frames_take_back(first, UV_ENOMEM);
                 session_fail(s, "out of memory");
                 continue;
             }
@@ -347,7 +346,7 @@ static void session_flush(struct mux_session *s)
             continue;
         }
         if (err != 0) {
-            frame_take_back(out, err);
+            frames_take_back(out, err);
             session_fail(s, "the carrier refused a write");
         }
     }
