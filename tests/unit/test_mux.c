@@ -81,6 +81,7 @@ struct side {
     /* what this side sent on the wire */
     unsigned sent_rst, sent_fin, sent_go_away;
     unsigned frames_sent, writes; /* frames, and the carrier writes that held them */
+    unsigned writes_in_input;     /* writes handed over under mux_session_input() */
     /* DATA payload bytes delivered to this side, bytes its readers took, most ever unread */
     uint64_t data_in, read_total, max_unread;
     /* accepting (server) */
@@ -145,6 +146,8 @@ static int fake_write(void *owner, struct mux_frame *f)
         sd->frames_sent++;
     }
     sd->writes++;
+    if (sd->in_input)
+        sd->writes_in_input++;
     if (sd->q_head + sd->q_len == sd->q_cap) {
         if (sd->q_len > 0)
             memmove(sd->q, sd->q + sd->q_head, sd->q_len * sizeof(*sd->q));
@@ -674,6 +677,21 @@ static void test_flow_control(void **state)
     assert_true(H->server.max_unread <= MUX_WINDOW_INITIAL);
     assert_int_equal(link_write_queue_size(c->link), 0);
     assert_int_equal(s->read_ends, 0);
+    close_all_streams();
+}
+
+/* A window update goes to the carrier at once, under the input that consumed the window, not
+ * at the end of the turn: the sender may be waiting for it. */
+static void test_window_update_goes_at_once(void **state)
+{
+    struct tstream *c = open_stream();
+    c->wbuf = malloc(MUX_WINDOW_INITIAL);
+    assert_non_null(c->wbuf);
+    fill_pattern(c->wbuf, MUX_WINDOW_INITIAL, 4);
+    assert_int_equal(ts_write(c, c->wbuf, MUX_WINDOW_INITIAL), 0);
+    run();
+    assert_got(only_accepted(), c->wbuf, MUX_WINDOW_INITIAL);
+    assert_true(H->server.writes_in_input > 0);
     close_all_streams();
 }
 
@@ -1256,6 +1274,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_flow_control, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frames_of_a_turn_share_a_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_update_goes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_stop_and_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hundred_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_after_peer_reset, setup, teardown),
