@@ -1122,6 +1122,17 @@ static void test_regression_go_away_ends_after_last_stream(void **state)
 /* mux_session_close with streams open: their readers see UV_ECONNRESET, their waiting writes
  * fail, writes are refused after, and once the links are closed everything is freed (teardown
  * closes the loop; ASan/LSan check the memory). */
+/* What the session queued in the turn it is closed in (a draining carrier's GO_AWAY) goes to
+ * the carrier before the owner closes it, not with the queue's cancellation. */
+static void test_close_hands_over_what_the_turn_queued(void **state)
+{
+    mux_session_go_away(H->server.s);
+    assert_int_equal(H->server.sent_go_away, 0); /* queued for the end of the turn */
+    side_close(&H->server);
+    assert_int_equal(H->server.sent_go_away, 1);
+    run();
+}
+
 static void test_session_close_with_open_streams(void **state)
 {
     H->server.accept_no_read = false;
@@ -1287,6 +1298,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_ping_is_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_go_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_go_away_refuses_new_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_hands_over_what_the_turn_queued, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_session_close_with_open_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_close_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_regression_go_away_ends_after_last_stream, setup,
