@@ -1,4 +1,5 @@
-/* One hexadecimal digit's value, for the small text decoders (JSON \uXXXX, URL %XX). */
+/* Hexadecimal digits: their values for the small text decoders (JSON \uXXXX, URL %XX), and the
+ * digit for a value for the encoders. */
 #ifndef GEOPROXY_PROXY_HEX_H
 #define GEOPROXY_PROXY_HEX_H
 
@@ -12,6 +13,12 @@ static inline int hex_digit_value(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
+}
+
+/* The lowercase digit for the low four bits of v. */
+static inline char hex_digit(unsigned v)
+{
+    return "0123456789abcdef"[v & 0xf];
 }
 
 #endif

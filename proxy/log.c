@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy/hex.h"
+
 static enum log_format log_format_in_use = LOG_FORMAT_TEXT;
 static enum log_severity log_min_severity = LOG_INFO;
 
@@ -70,7 +72,6 @@ static void line_puts(struct line *l, const char *s)
 static void line_json_string_max(struct line *l, const char *s, size_t max_out)
 {
     size_t limit = l->len + max_out < LINE_LIMIT ? l->len + max_out : LINE_LIMIT;
-    static const char hex[] = "0123456789abcdef";
     for (; *s != '\0'; s++) {
         unsigned char ch = (unsigned char)*s;
         char esc[6];
@@ -81,8 +82,8 @@ static void line_json_string_max(struct line *l, const char *s, size_t max_out)
         } else if (ch < 0x20 || ch == 0x7f) {
             memcpy(esc, "\\u00", 4);
             n = 4;
-            esc[n++] = hex[ch >> 4];
-            esc[n++] = hex[ch & 0xf];
+            esc[n++] = hex_digit(ch >> 4);
+            esc[n++] = hex_digit(ch & 0xf);
         } else {
             esc[n++] = (char)ch;
         }

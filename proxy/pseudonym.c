@@ -6,6 +6,7 @@
 
 #include <openssl/rand.h>
 
+#include "proxy/hex.h"
 #include "proxy/siphash.h"
 
 int pseudonym_key_init(struct pseudonym_key *key)
@@ -43,6 +44,10 @@ void pseudonym_of(const struct pseudonym_key *key, const struct sockaddr *addr, 
     }
     for (int i = 0; i < 8; i++)
         msg[i] = (uint8_t)(unix_day >> (56 - 8 * i));
-    uint64_t h = siphash24(key->secret, msg, 8 + n);
-    snprintf(out, PSEUDONYM_LEN + 1, "c-%012llx", (unsigned long long)(h >> 16));
+    uint64_t h = siphash24(key->secret, msg, 8 + n) >> 16; /* 48 bits: 12 digits */
+    out[0] = 'c';
+    out[1] = '-';
+    for (int i = PSEUDONYM_LEN - 1; i >= 2; i--, h >>= 4)
+        out[i] = hex_digit((unsigned)h);
+    out[PSEUDONYM_LEN] = '\0';
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/hex.h"
+
 void strbuf_init(struct strbuf *sb, size_t max)
 {
     memset(sb, 0, sizeof *sb);
@@ -65,7 +67,6 @@ void strbuf_printf(struct strbuf *sb, const char *fmt, ...)
 
 void strbuf_json_string(struct strbuf *sb, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
     strbuf_append(sb, "\"", 1);
     for (const char *p = s; *p != '\0'; p++) {
         unsigned char ch = (unsigned char)*p;
@@ -73,7 +74,7 @@ void strbuf_json_string(struct strbuf *sb, const char *s)
             char esc[2] = {'\\', (char)ch};
             strbuf_append(sb, esc, 2);
         } else if (ch < 0x20) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 0xf]};
+            char esc[6] = {'\\', 'u', '0', '0', hex_digit(ch >> 4), hex_digit(ch & 0xf)};
             strbuf_append(sb, esc, 6);
         } else {
             strbuf_append(sb, p, 1);
