@@ -34,6 +34,10 @@ static void on_tcp_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(tls_cipher_buf, sizeof(tls_cipher_buf));
         return;
     }
+    if (l->paused) { /* no buffer: libuv leaves the bytes in the socket (on_tcp_read) */
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
     l->alloc(l, buf);
 }
 
@@ -57,6 +61,12 @@ static ssize_t tcp_end_of(struct link *l, ssize_t nread)
 static void on_tcp_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct link *l = stream->data;
+    if (l->paused && l->tls == NULL) { /* bytes (or the end) came while paused: libuv stops */
+        link_tcp_read_stop(l);
+        return;
+    }
+    if (nread < 0 && nread != UV_ENOBUFS)
+        l->tcp_reading = false; /* libuv stopped reading at the end or the error */
     nread = tcp_end_of(l, nread);
     if (l->tls != NULL) {
         link_tls_on_read(l, nread, buf->base);
@@ -65,13 +75,24 @@ static void on_tcp_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     l->read(l, nread, buf);
 }
 
-/* Starts reading the socket into link_tls.c or the owner's callbacks (for link_tls.c too). */
+/* Starts reading the socket into link_tls.c or the owner's callbacks (for link_tls.c too). A
+ * pause that no bytes interrupted ends here without a word to libuv. */
 int link_tcp_read_start(struct link *l)
 {
     if (uv_is_closing((uv_handle_t *)&l->tcp))
         return UV_ECANCELED;
-    uv_read_stop((uv_stream_t *)&l->tcp); /* starting twice is an error in libuv */
-    return uv_read_start((uv_stream_t *)&l->tcp, on_tcp_alloc, on_tcp_read);
+    l->paused = false;
+    if (l->tcp_reading)
+        return 0;
+    int err = uv_read_start((uv_stream_t *)&l->tcp, on_tcp_alloc, on_tcp_read);
+    l->tcp_reading = err == 0;
+    return err;
+}
+
+void link_tcp_read_stop(struct link *l)
+{
+    uv_read_stop((uv_stream_t *)&l->tcp);
+    l->tcp_reading = l->paused = false;
 }
 
 int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read)
@@ -95,7 +116,9 @@ void link_read_stop(struct link *l)
         link_tls_read_stop(l);
         return;
     }
-    uv_read_stop((uv_stream_t *)&l->tcp);
+    /* Only a pause: libuv stops (an epoll_ctl, and another to start again) if bytes come before
+     * reading resumes. A connection's handshake hands over to its relay without a syscall. */
+    l->paused = l->tcp_reading;
 }
 
 int link_try_write(struct link *l, const char *data, size_t len)

@@ -73,6 +73,8 @@ struct link {
     link_read_fn read;
     link_closed_fn closed;
     int open_handles; /* counted down by link_close */
+    bool tcp_reading; /* libuv reads the socket */
+    bool paused;      /* the owner stopped reading, libuv still watches (plain TCP) */
 };
 
 /* Initialises the socket on 'loop'. family AF_UNSPEC: no socket yet (uv_accept makes it);

@@ -6,6 +6,7 @@
 
 /* link.c: the socket itself. */
 int link_tcp_read_start(struct link *l);
+void link_tcp_read_stop(struct link *l);
 int link_tcp_write(struct link *l, struct link_write *w, const char *data, size_t len);
 int link_tcp_shutdown(struct link *l, struct link_shutdown *s);
 

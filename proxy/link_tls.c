@@ -109,7 +109,7 @@ static void tls_handshake_finish(struct link *l, int status)
     link_handshake_fn done = t->handshake_done;
     t->handshake_done = NULL;
     if (!t->reading)
-        uv_read_stop((uv_stream_t *)&l->tcp);
+        link_tcp_read_stop(l);
     done(l, status);
 }
 
@@ -214,7 +214,7 @@ static void tls_end_reads(struct link *l, int status, uv_buf_t *buf)
 {
     struct link_tls *t = l->tls;
     t->read_ended = true;
-    uv_read_stop((uv_stream_t *)&l->tcp);
+    link_tcp_read_stop(l);
     l->read(l, status, buf);
 }
 
@@ -337,7 +337,7 @@ void link_tls_read_stop(struct link *l)
     t->reading = false;
     uv_idle_stop(&t->pump);
     if (t->handshake_done == NULL)
-        uv_read_stop((uv_stream_t *)&l->tcp);
+        link_tcp_read_stop(l);
 }
 
 /* ---- writing ------------------------------------------------------------------------------- */

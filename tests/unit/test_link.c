@@ -2,7 +2,11 @@
  * peer that sends some bytes and then resets the connection before the link reads them all
  * (both in the kernel when the poll returns) must be reported as a reset, not as an end of file:
  * libuv alone reports UV_EOF there (a partial read on a poll that also said POLLHUP), which would
- * make a cut transfer look complete. A peer that closes normally is an end of file. */
+ * make a cut transfer look complete. A peer that closes normally is an end of file.
+ *
+ * And pausing: link_read_stop on a plain link only pauses (libuv keeps watching the socket until
+ * bytes come), so what the peer sends while the reader is paused must stay in the socket, and
+ * reach the reader, in order and whole, once it reads again; so must an end. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -114,11 +118,132 @@ static void test_close_after_bytes_is_an_end(void **state)
     assert_int_equal(r.end, UV_EOF);
 }
 
+/* Runs the loop without blocking until 'done' or LOOP_TURNS_MAX turns. */
+static void turn_until(uv_loop_t *loop, const bool *done)
+{
+    for (int i = 0; i < LOOP_TURNS_MAX && !*done; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* Bytes waiting in our end of the socket, not read by anyone. */
+static ssize_t unread_bytes(int fd)
+{
+    char peek[64];
+    return recv(fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
+}
+
+struct pausing_reader {
+    struct reader r;
+    bool got_first;
+};
+
+static void on_read_pausing(struct link *l, ssize_t nread, const uv_buf_t *buf)
+{
+    struct pausing_reader *p = l->data;
+    on_read(l, nread, buf);
+    if (nread > 0 && !p->got_first) {
+        p->got_first = true;
+        link_read_stop(l); /* as a relay does when the other side's write is pending */
+    }
+}
+
+/* The peer writes "first", the reader pauses on it; the peer writes "second" (and, with
+ * 'then_end', closes). While paused nothing reaches the reader and the bytes wait in the socket;
+ * resumed, it gets them and then the end. */
+static void pause_while_peer_sends(bool then_end)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int peer, ours;
+    tcp_pair(&peer, &ours);
+    struct pausing_reader p = {.got_first = false};
+    assert_int_equal(link_init(&loop, &p.r.link, AF_UNSPEC), 0);
+    p.r.link.data = &p;
+    assert_int_equal(uv_tcp_open(&p.r.link.tcp, ours), 0);
+    assert_int_equal(link_read_start(&p.r.link, on_alloc, on_read_pausing), 0);
+
+    assert_int_equal(write(peer, "first", 5), 5);
+    turn_until(&loop, &p.got_first);
+    assert_true(p.got_first);
+    assert_int_equal(p.r.got, 5);
+
+    assert_int_equal(write(peer, "second", 6), 6);
+    if (then_end)
+        assert_int_equal(shutdown(peer, SHUT_WR), 0);
+    for (int i = 0; i < 100; i++) /* polls that see the socket readable while paused */
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(p.r.got, 5);
+    assert_int_equal(p.r.end, 0);
+    assert_int_equal(unread_bytes(ours), 6);
+
+    assert_int_equal(link_read_start(&p.r.link, on_alloc, on_read_pausing), 0);
+    bool whole = false;
+    for (int i = 0; i < LOOP_TURNS_MAX && !whole; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        whole = p.r.got == 11 && (!then_end || p.r.end != 0);
+    }
+    assert_int_equal(p.r.got, 11);
+    assert_memory_equal(p.r.buf, "second", 6); /* the last read's bytes */
+    assert_int_equal(p.r.end, then_end ? UV_EOF : 0);
+
+    close(peer);
+    link_close(&p.r.link, on_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(p.r.closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_bytes_sent_while_paused_wait_in_the_socket(void **state)
+{
+    (void)state;
+    pause_while_peer_sends(false);
+}
+
+static void test_an_end_while_paused_comes_after_the_bytes(void **state)
+{
+    (void)state;
+    pause_while_peer_sends(true);
+}
+
+/* A pause and a resume in one turn, as a connection's handshake hands over to its relay: bytes
+ * sent afterwards arrive as usual. */
+static void test_pause_and_resume_in_one_turn(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int peer, ours;
+    tcp_pair(&peer, &ours);
+    struct reader r = {.end = 0};
+    assert_int_equal(link_init(&loop, &r.link, AF_UNSPEC), 0);
+    r.link.data = &r;
+    assert_int_equal(uv_tcp_open(&r.link.tcp, ours), 0);
+    assert_int_equal(link_read_start(&r.link, on_alloc, on_read), 0);
+    link_read_stop(&r.link);
+    assert_int_equal(link_read_start(&r.link, on_alloc, on_read), 0);
+    assert_int_equal(write(peer, "bytes", 5), 5);
+    close(peer);
+    bool ended = false;
+    for (int i = 0; i < LOOP_TURNS_MAX && !ended; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        ended = r.end != 0;
+    }
+    assert_int_equal(r.got, 5);
+    assert_int_equal(r.end, UV_EOF);
+    link_close(&r.link, on_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(r.closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reset_after_bytes_is_a_reset),
         cmocka_unit_test(test_close_after_bytes_is_an_end),
+        cmocka_unit_test(test_bytes_sent_while_paused_wait_in_the_socket),
+        cmocka_unit_test(test_an_end_while_paused_comes_after_the_bytes),
+        cmocka_unit_test(test_pause_and_resume_in_one_turn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
