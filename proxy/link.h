@@ -84,6 +84,11 @@ int link_init(uv_loop_t *loop, struct link *l, int family);
 
 /* Starts or resumes delivering bytes to 'read'. Returns 0 or a libuv error. */
 int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read);
+
+/* Stops delivering bytes; what the peer sends meanwhile waits in the socket (or the stream's
+ * window). On a plain link only a pause: libuv goes on watching the socket and stops only if
+ * bytes or an end arrive before reading resumes, so a stop and a start within one loop turn
+ * cost no syscall. */
 void link_read_stop(struct link *l);
 
 /* Writes as much as the kernel takes now, without a request: the count, UV_EAGAIN, or an
