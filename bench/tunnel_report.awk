@@ -1,6 +1,8 @@
 # Turns bench/tunnel.sh's raw result lines into Markdown tables: medians over the rounds, the
 # spread, then geoproxy's tunnel against each peer in the ratios issue 5 states its goals in
-# (against ss-libev; trojan is shown for reference). Run as
+# (against ss-libev; trojan is shown for reference), and the set-up ratio round by round (the
+# peers of a round ran one after another, so they met the same load: the median of these ratios
+# moves less with the machine's load than the ratio of the medians). Run as
 #   awk -v tunnel_status=STATUS -v peer_order=PEER,... -f stats.awk -f tunnel_report.awk RESULTS
 # where peer_order is the peers in the order to print them.
 
@@ -19,6 +21,9 @@
         add("cpugb" SUBSEP k, kv["cpu_s_per_gb"])
     } else if (kv["scenario"] == "setup") {
         add("p50" SUBSEP peer, kv["setup_p50_ms"])
+        round_p50[peer, kv["rep"]] = kv["setup_p50_ms"]
+        if (kv["rep"] + 0 > last_round)
+            last_round = kv["rep"] + 0
         add("p99" SUBSEP peer, kv["setup_p99_ms"])
         add("reply" SUBSEP peer, kv["reply_p50_ms"])
         add("cpuconn" SUBSEP peer, kv["cpu_ms_per_conn"])
@@ -33,6 +38,38 @@ function cell(a, b, goal, higher_is_better,    r) {
     if (goal == "")
         return sprintf("%.2f", r)
     return sprintf("%.2f (%s)", r, verdict(r, goal, higher_is_better))
+}
+
+# The set-up p50 of geoproxy's tunnels over each ss-libev peer's in the same round: the median
+# of those ratios, and in how many rounds geoproxy was faster.
+function print_round_ratios(    j, i, g, b, r, key, below, header) {
+    for (j = 1; j <= 2; j++) {
+        g = mine[j]
+        for (i = 1; i <= 2; i++) {
+            b = against[i]
+            key = "rr" SUBSEP g SUBSEP b
+            below = 0
+            for (r = 1; r <= last_round; r++) {
+                if (!((g, r) in round_p50) || !((b, r) in round_p50) || round_p50[b, r] + 0 == 0)
+                    continue
+                add(key, round_p50[g, r] / round_p50[b, r])
+                if (round_p50[g, r] + 0 < round_p50[b, r] + 0)
+                    below++
+            }
+            if (n[key] + 0 == 0)
+                continue
+            if (!header) {
+                print ""
+                print "Set-up p50 round by round (a round's peers ran one after the other):"
+                print ""
+                print "| geoproxy / peer | median of the rounds' ratios | rounds geoproxy was faster |"
+                print "|---|---:|---:|"
+                header = 1
+            }
+            printf "| %s / %s | %s | %d of %d |\n", g, b, cell(median(key), 1, 1.0, 0), below,
+                n[key]
+        }
+    }
 }
 
 END {
@@ -109,6 +146,7 @@ END {
     }
     if (ours == 0)
         printf "| (not measured: %s) | – | – | – | – | – |\n", tunnel_status == "" ? "not run" : tunnel_status
+    print_round_ratios()
     g = "geoproxy-tunnel"
 
     if (!("direct" in seen) && !((g in seen) && ("geoproxy-1hop" in seen)))
