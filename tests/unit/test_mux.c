@@ -504,6 +504,14 @@ static void fill_pattern(char *buf, size_t len, unsigned seed)
         buf[i] = (char)(uint8_t)(i * 7 + i / 251 + seed * 13);
 }
 
+/* Gives ts a write buffer (freed with it) of len pattern bytes. */
+static void fill_write_buffer(struct tstream *ts, size_t len, unsigned seed)
+{
+    ts->wbuf = malloc(len);
+    assert_non_null(ts->wbuf);
+    fill_pattern(ts->wbuf, len, seed);
+}
+
 static void assert_got(const struct tstream *ts, const void *want, size_t len)
 {
     assert_int_equal(ts->got_len, len);
@@ -649,9 +657,7 @@ static void test_flow_control(void **state)
 {
     H->server.accept_no_read = true;
     struct tstream *c = open_stream();
-    c->wbuf = malloc(BIG_WRITE);
-    assert_non_null(c->wbuf);
-    fill_pattern(c->wbuf, BIG_WRITE, 1);
+    fill_write_buffer(c, BIG_WRITE, 1);
     assert_int_equal(ts_write(c, c->wbuf, BIG_WRITE), 0);
     run();
 
@@ -685,9 +691,7 @@ static void test_flow_control(void **state)
 static void test_window_update_goes_at_once(void **state)
 {
     struct tstream *c = open_stream();
-    c->wbuf = malloc(MUX_WINDOW_INITIAL);
-    assert_non_null(c->wbuf);
-    fill_pattern(c->wbuf, MUX_WINDOW_INITIAL, 4);
+    fill_write_buffer(c, MUX_WINDOW_INITIAL, 4);
     assert_int_equal(ts_write(c, c->wbuf, MUX_WINDOW_INITIAL), 0);
     run();
     assert_got(only_accepted(), c->wbuf, MUX_WINDOW_INITIAL);
@@ -715,9 +719,7 @@ static void test_try_write(void **state)
     assert_got(s, "first second third", 18);
 
     /* the carrier has not written a frame's worth yet: wait for it */
-    c->wbuf = malloc(MUX_FRAME_PAYLOAD_MAX);
-    assert_non_null(c->wbuf);
-    fill_pattern(c->wbuf, MUX_FRAME_PAYLOAD_MAX, 2);
+    fill_write_buffer(c, MUX_FRAME_PAYLOAD_MAX, 2);
     assert_int_equal(link_try_write(c->link, c->wbuf, MUX_FRAME_PAYLOAD_MAX),
                      MUX_FRAME_PAYLOAD_MAX);
     assert_int_equal(link_try_write(c->link, "x", 1), UV_EAGAIN);
@@ -790,9 +792,7 @@ static void test_frames_of_a_turn_share_a_write(void **state)
 
     /* small frames and a bulk one: the small ones in one write, the bulk one in its own, at
      * once; the FIN after them at the turn's end */
-    c->wbuf = malloc(MUX_FRAME_PAYLOAD_MAX);
-    assert_non_null(c->wbuf);
-    fill_pattern(c->wbuf, MUX_FRAME_PAYLOAD_MAX, 3);
+    fill_write_buffer(c, MUX_FRAME_PAYLOAD_MAX, 3);
     writes = H->client.writes;
     frames = H->client.frames_sent;
     assert_int_equal(link_try_write(c->link, "a", 1), 1);
@@ -818,9 +818,7 @@ static void test_read_stop_and_start(void **state)
 {
     struct tstream *c = open_stream();
     size_t len = 3 * MUX_WINDOW_INITIAL + 17;
-    c->wbuf = malloc(len);
-    assert_non_null(c->wbuf);
-    fill_pattern(c->wbuf, len, 2);
+    fill_write_buffer(c, len, 2);
     assert_int_equal(ts_write(c, c->wbuf, len), 0);
     assert_int_equal(ts_shutdown(c), 0);
     run();
@@ -850,9 +848,7 @@ static void test_hundred_streams(void **state)
     for (int i = 0; i < N; i++) {
         c[i] = open_stream();
         size_t len = 1 + (size_t)i * 997 % 70000;
-        c[i]->wbuf = malloc(len);
-        assert_non_null(c[i]->wbuf);
-        fill_pattern(c[i]->wbuf, len, (unsigned)i);
+        fill_write_buffer(c[i], len, (unsigned)i);
         snprintf(c[i]->wbuf, len, "%d", i);
         assert_int_equal(ts_write(c[i], c[i]->wbuf, len), 0);
         assert_int_equal(ts_shutdown(c[i]), 0);
@@ -910,9 +906,7 @@ static void test_blocked_write_fails_on_peer_reset(void **state)
 {
     H->server.accept_no_read = true;
     struct tstream *c = open_stream();
-    c->wbuf = malloc(BIG_WRITE);
-    assert_non_null(c->wbuf);
-    fill_pattern(c->wbuf, BIG_WRITE, 3);
+    fill_write_buffer(c, BIG_WRITE, 3);
     assert_int_equal(ts_write(c, c->wbuf, BIG_WRITE), 0);
     run();
     assert_int_equal(c->write_calls, 0);
@@ -930,9 +924,7 @@ static void test_close_cancels_a_blocked_write_first(void **state)
 {
     H->server.accept_no_read = true;
     struct tstream *c = open_stream();
-    c->wbuf = malloc(BIG_WRITE);
-    assert_non_null(c->wbuf);
-    fill_pattern(c->wbuf, BIG_WRITE, 4);
+    fill_write_buffer(c, BIG_WRITE, 4);
     assert_int_equal(ts_write(c, c->wbuf, BIG_WRITE), 0);
     run();
     assert_int_equal(c->write_calls, 0);
@@ -1145,9 +1137,7 @@ static void test_session_close_with_open_streams(void **state)
     assert_int_equal(H->server.n_accepted, 3);
     /* the third one has a write waiting for window */
     link_read_stop(H->server.accepted[2]->link);
-    c[2]->wbuf = malloc(BIG_WRITE);
-    assert_non_null(c[2]->wbuf);
-    fill_pattern(c[2]->wbuf, BIG_WRITE, 5);
+    fill_write_buffer(c[2], BIG_WRITE, 5);
     assert_int_equal(ts_write(c[2], c[2]->wbuf, BIG_WRITE), 0);
     run();
     assert_int_equal(c[2]->write_calls, 1);
@@ -1234,9 +1224,7 @@ static void test_regression_close_from_failed_write_callback(void **state)
     H->server.accept_no_read = true;
     struct tstream *c = open_stream();
     c->close_in_write_cb = true;
-    c->wbuf = malloc(BIG_WRITE);
-    assert_non_null(c->wbuf);
-    fill_pattern(c->wbuf, BIG_WRITE, 6);
+    fill_write_buffer(c, BIG_WRITE, 6);
     assert_int_equal(ts_write(c, c->wbuf, BIG_WRITE), 0);
     run();
     ts_close(only_accepted(), true);
