@@ -451,6 +451,11 @@ void conn_accept(struct worker *w, uv_stream_t *server, const char *listener_nam
         return;
     }
     conn_hs_read_start(c);
+    /* Clients speak first, and what they sent with the connection is usually here already:
+     * answering it now, not a poll later, also puts it before the work this loop turn left for
+     * its end (the last connection's close, when a client opens its next one). */
+    if (!conn_is_closing(c))
+        link_read_now(&c->client);
 }
 
 /* ---- deadlines --------------------------------------------------------------------------- */

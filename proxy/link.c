@@ -106,6 +106,29 @@ int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read)
     return link_tcp_read_start(l);
 }
 
+void link_read_now(struct link *l)
+{
+    uv_os_fd_t fd;
+    if (l->tls != NULL || l->stream != NULL || !l->tcp_reading || l->paused ||
+        uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0)
+        return;
+    uv_buf_t buf = uv_buf_init(NULL, 0);
+    l->alloc(l, &buf);
+    if (buf.len == 0)
+        return; /* the owner has no room: the bytes wait for the poll, as they would */
+    ssize_t n;
+    do
+        n = recv(fd, buf.base, buf.len, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+        n = UV_EOF;
+    else if (n < 0)
+        n = errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
+    if (n < 0)
+        link_tcp_read_stop(l); /* as libuv does at an end or an error: it is reported once */
+    l->read(l, n, &buf);
+}
+
 void link_read_stop(struct link *l)
 {
     if (l->stream != NULL) {

@@ -85,6 +85,13 @@ int link_init(uv_loop_t *loop, struct link *l, int family);
 /* Starts or resumes delivering bytes to 'read'. Returns 0 or a libuv error. */
 int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read);
 
+/* While reading, delivers what the socket already holds now instead of at the next poll: one
+ * read, reported to the owner's callbacks as libuv reports it (bytes, 0 for none, or the end or
+ * an error, after which reading stops). For a peer that speaks first: a client's first bytes
+ * are usually there when it is accepted. Does nothing on a TLS link, a stream, or a paused link.
+ */
+void link_read_now(struct link *l);
+
 /* Stops delivering bytes; what the peer sends meanwhile waits in the socket (or the stream's
  * window). On a plain link only a pause: libuv goes on watching the socket and stops only if
  * bytes or an end arrive before reading resumes, so a stop and a start within one loop turn

@@ -6,7 +6,10 @@
  *
  * And pausing: link_read_stop on a plain link only pauses (libuv keeps watching the socket until
  * bytes come), so what the peer sends while the reader is paused must stay in the socket, and
- * reach the reader, in order and whole, once it reads again; so must an end. */
+ * reach the reader, in order and whole, once it reads again; so must an end.
+ *
+ * And link_read_now: what the peer already sent reaches a reading link at once, without a poll,
+ * and an end it finds is reported once. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -236,6 +239,118 @@ static void test_pause_and_resume_in_one_turn(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A reader on a socket whose peer already sent 'bytes' (and, with 'then_end', closed). */
+static void reader_on_pair(uv_loop_t *loop, struct reader *r, int *peer, const char *bytes,
+                           bool then_end)
+{
+    int ours;
+    tcp_pair(peer, &ours);
+    if (bytes != NULL)
+        assert_int_equal(write(*peer, bytes, strlen(bytes)), (ssize_t)strlen(bytes));
+    if (then_end)
+        assert_int_equal(shutdown(*peer, SHUT_WR), 0);
+    *r = (struct reader){.end = 0};
+    assert_int_equal(link_init(loop, &r->link, AF_UNSPEC), 0);
+    r->link.data = r;
+    assert_int_equal(uv_tcp_open(&r->link.tcp, ours), 0);
+}
+
+static void reader_close(uv_loop_t *loop, struct reader *r, int peer)
+{
+    close(peer);
+    link_close(&r->link, on_closed);
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_true(r->closed);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
+/* link_read_now hands over what a client sent with its connection at once, before the loop
+ * polls; what comes later arrives as usual, after it. */
+static void test_read_now_delivers_waiting_bytes(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct reader r;
+    int peer;
+    reader_on_pair(&loop, &r, &peer, "hello", false);
+    link_read_now(&r.link); /* not reading yet: nothing */
+    assert_int_equal(r.got, 0);
+    assert_int_equal(link_read_start(&r.link, on_alloc, on_read), 0);
+    link_read_now(&r.link);
+    assert_int_equal(r.got, 5);
+    assert_memory_equal(r.buf, "hello", 5);
+    assert_int_equal(r.end, 0);
+
+    link_read_now(&r.link); /* nothing more there: nothing, and still reading */
+    assert_int_equal(r.got, 5);
+    assert_int_equal(r.end, 0);
+    assert_int_equal(write(peer, "world", 5), 5);
+    bool more = false;
+    for (int i = 0; i < LOOP_TURNS_MAX && !more; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        more = r.got == 10;
+    }
+    assert_int_equal(r.got, 10);
+    assert_memory_equal(r.buf, "world", 5);
+    reader_close(&loop, &r, peer);
+}
+
+static int ends_seen;
+
+/* Counts ends, and goes on reading after one (the link must stop by itself). */
+static void on_read_counting_ends(struct link *l, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct reader *r = l->data;
+    if (nread > 0)
+        r->got += (size_t)nread;
+    else if (nread < 0)
+        ends_seen++;
+}
+
+/* An end found by link_read_now is reported once: reading stops there, as libuv stops at one. */
+static void test_read_now_reports_an_end_once(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct reader r;
+    int peer;
+    reader_on_pair(&loop, &r, &peer, "bye", true);
+    ends_seen = 0;
+    assert_int_equal(link_read_start(&r.link, on_alloc, on_read_counting_ends), 0);
+    link_read_now(&r.link);
+    assert_int_equal(r.got, 3);
+    assert_int_equal(ends_seen, 0);
+    link_read_now(&r.link);
+    assert_int_equal(ends_seen, 1);
+    for (int i = 0; i < 100; i++) /* polls that would see the socket's end again */
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(ends_seen, 1);
+    assert_int_equal(r.got, 3);
+    reader_close(&loop, &r, peer);
+}
+
+/* A paused reader gets nothing from link_read_now: the bytes wait in the socket. */
+static void test_read_now_leaves_a_paused_reader_alone(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct reader r;
+    int peer;
+    reader_on_pair(&loop, &r, &peer, "wait", false);
+    assert_int_equal(link_read_start(&r.link, on_alloc, on_read), 0);
+    link_read_stop(&r.link);
+    link_read_now(&r.link);
+    assert_int_equal(r.got, 0);
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno((uv_handle_t *)&r.link.tcp, &fd), 0);
+    assert_int_equal(unread_bytes(fd), 4);
+    reader_close(&loop, &r, peer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +359,9 @@ int main(void)
         cmocka_unit_test(test_bytes_sent_while_paused_wait_in_the_socket),
         cmocka_unit_test(test_an_end_while_paused_comes_after_the_bytes),
         cmocka_unit_test(test_pause_and_resume_in_one_turn),
+        cmocka_unit_test(test_read_now_delivers_waiting_bytes),
+        cmocka_unit_test(test_read_now_reports_an_end_once),
+        cmocka_unit_test(test_read_now_leaves_a_paused_reader_alone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
