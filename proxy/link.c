@@ -106,11 +106,20 @@ int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read)
     return link_tcp_read_start(l);
 }
 
-void link_read_now(struct link *l)
+/* The socket of a plain link whose owner reads (not paused), or -1. */
+static uv_os_fd_t plain_reading_fd(const struct link *l)
 {
     uv_os_fd_t fd;
     if (l->tls != NULL || l->stream != NULL || !l->tcp_reading || l->paused ||
-        uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0)
+        uv_fileno((const uv_handle_t *)&l->tcp, &fd) != 0)
+        return -1;
+    return fd;
+}
+
+void link_read_now(struct link *l)
+{
+    uv_os_fd_t fd = plain_reading_fd(l);
+    if (fd < 0)
         return;
     uv_buf_t buf = uv_buf_init(NULL, 0);
     l->alloc(l, &buf);
@@ -127,6 +136,17 @@ void link_read_now(struct link *l)
     if (n < 0)
         link_tcp_read_stop(l); /* as libuv does at an end or an error: it is reported once */
     l->read(l, n, &buf);
+}
+
+void link_read_end_now(struct link *l)
+{
+    uv_os_fd_t fd = plain_reading_fd(l);
+    char next;
+    if (fd < 0 || recv(fd, &next, 1, MSG_PEEK | MSG_DONTWAIT) != 0)
+        return; /* bytes (left for the poll), nothing yet, or an error libuv will report */
+    link_tcp_read_stop(l);
+    uv_buf_t none = uv_buf_init(NULL, 0);
+    l->read(l, UV_EOF, &none);
 }
 
 void link_read_stop(struct link *l)

@@ -270,9 +270,13 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
     f->members = NULL;
     frame_queue_push(&s->out, f);
     /* Bytes a server relays (link_try_write on the accepting side) are a reply, which its end
-     * often follows at once (a server that closes after answering); a client's seldom are. */
+     * often follows at once (a server that closes after answering); a client's seldom are. An
+     * end in the queue is what they would wait for (proxy/relay.c reads on after a short read,
+     * so an end already in the socket is queued in the same turn): nothing more to wait for. */
     if (!s->client && sw != NULL && sw->w == NULL && sw->sd == NULL)
         s->out_may_wait = true;
+    if (flags & MUX_FLAG_FIN)
+        s->out_may_wait = false;
     uv_idle_start(&s->pump, on_pump); /* session_flush, at the end of the turn */
     if (f->len > MUX_BATCH_MAX)
         session_flush(s); /* bulk: it goes now, after the frames before it */

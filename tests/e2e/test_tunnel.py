@@ -251,6 +251,96 @@ def drain(q):
     return items
 
 
+class TlsRecordCounter:
+    """A TCP relay between an entry and its exit that counts the TLS application-data records the
+    exit sends back (a record's 5-byte header is in the clear: type 23, version, length)."""
+
+    def __init__(self, exit_port):
+        self.exit_port = exit_port
+        self.records = 0
+        self.lock = threading.Lock()
+        self.socks = []
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.port = self.srv.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                entry_side, _ = self.srv.accept()
+                exit_side = socket.create_connection(("127.0.0.1", self.exit_port), timeout=WAIT)
+            except OSError:
+                return  # stopped
+            exit_side.settimeout(None)
+            self.socks += [entry_side, exit_side]
+            threading.Thread(target=self._pump, args=(entry_side, exit_side, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(exit_side, entry_side, True),
+                             daemon=True).start()
+
+    def _pump(self, src, dst, count):
+        pending = b""
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return
+            if count:  # counted before passing on: the entry has seen no more than this
+                pending += data
+                while len(pending) >= 5:
+                    kind, _, length = struct.unpack("!BHH", pending[:5])
+                    if len(pending) < 5 + length:
+                        break
+                    pending = pending[5 + length:]
+                    if kind == 23:
+                        with self.lock:
+                            self.records += 1
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def stop(self):
+        self.srv.close()
+        for sock in self.socks:
+            sock.close()
+
+
+class AnswerThenCloseServer:
+    """Reads a question, then answers and closes with TCP_CORK set, so that the answer and the
+    FIN leave in one segment: both are in the proxy's socket when it first reads."""
+
+    def __init__(self, host, answer):
+        self.answer = answer
+        self.srv = socket.create_server((host, 0))
+        self.host, self.port = self.srv.getsockname()[:2]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return  # stopped
+            with conn:
+                conn.settimeout(WAIT)
+                try:
+                    conn.recv(4096)
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                    conn.sendall(self.answer)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.srv.close()
+
+
 class Microsocks:
     """microsocks on 127.0.0.1:<free port>; its log (one line per connection it made, naming
     the destination exactly as it was asked for it) goes to .log_path."""
@@ -355,6 +445,22 @@ class TunnelTestCase(ProxyTestCase):
         raise AssertionError(f"no port free at all of {hosts} in 20 tries")
 
     # -- waiting and asserting
+
+    def socks5_open_served(self, entry, host, port, timeout=WAIT):
+        """A SOCKS5 CONNECT through the entry that it granted (the socket, tracked), retried
+        until the entry's first health checks let it use its upstream."""
+        deadline = time.monotonic() + timeout
+        for _ in range(int(timeout / 0.1) + 2):
+            sock, reply = socks5_open(entry.port, host, port, timeout=10)
+            self.track(sock)
+            if reply[0] == SOCKS5_OK:
+                return sock
+            sock.close()
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        self.fail(f"no CONNECT to {host}:{port} granted within {timeout}s (last reply "
+                  f"{reply[0]:#04x}); entry log:\n{entry.log_text()[-3000:]}")
 
     def wait_served(self, entry, host, port, timeout=WAIT):
         """Polls GET /peer through the entry (SOCKS5) until one is served; returns the address
@@ -788,20 +894,9 @@ class Optimistic(TunnelTestCase):
             [self.tls_upstream("exit1", self.exit, "optimistic on")],
             ["rule all tunnel via exit1"], extra=["workers 1"])
 
-    def open(self, port):
-        deadline = time.monotonic() + WAIT
-        while True:  # until the first health check let the exit carry traffic
-            sock, reply = socks5_open(self.entry.port, server_addr("CH"), port, timeout=10)
-            self.track(sock)
-            if reply[0] == SOCKS5_OK or time.monotonic() > deadline:
-                return sock, reply
-            sock.close()
-            time.sleep(0.1)
-
     def test_bytes_follow_the_request_intact(self):
         for i in range(3):
-            sock, reply = self.open(self.echo.port)
-            self.assertSocks5Reply(reply, SOCKS5_OK, "CONNECT through the tunnel")
+            sock = self.socks5_open_served(self.entry, server_addr("CH"), self.echo.port)
             data = payload(300_000, seed=20 + i)
             sender = threading.Thread(target=lambda: (sock.sendall(data),
                                                       sock.shutdown(socket.SHUT_WR)))
@@ -816,7 +911,7 @@ class Optimistic(TunnelTestCase):
         self.assertEqual(kinds[1:3], ["mux", "mux"], f"streams of one session: {kinds}")
 
     def test_a_refusal_at_the_exit_is_a_reset(self):
-        self.open(self.echo.port)  # the session is up
+        self.socks5_open_served(self.entry, server_addr("CH"), self.echo.port)  # the session is up
         start = self.exit.log_size()
         sock, reply = socks5_open(self.entry.port, server_addr("CH"), self.secret.port,
                                   timeout=10)
@@ -841,15 +936,7 @@ class HalfClose(TunnelTestCase):
         entry = self.start_entry([self.tls_upstream("exit1", exit1)],
                                  ["rule all tunnel via exit1"])
         data = payload(200_000, seed=9)  # less than the buffers on the way: no deadlock
-        deadline = time.monotonic() + WAIT
-        while True:  # until the first health check let the exit carry traffic
-            sock, reply = socks5_open(entry.port, echo.host, echo.port, timeout=10)
-            self.track(sock)
-            if reply[0] == SOCKS5_OK or time.monotonic() > deadline:
-                break
-            sock.close()
-            time.sleep(0.1)
-        self.assertSocks5Reply(reply, SOCKS5_OK, "CONNECT through the tunnel")
+        sock = self.socks5_open_served(entry, echo.host, echo.port)
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
         received = bytearray()
@@ -860,6 +947,30 @@ class HalfClose(TunnelTestCase):
             received += chunk
         self.assertEqual((len(received), sha256(bytes(received))), (len(data), sha256(data)),
                          "the echo after our EOF, then the origin's EOF")
+
+
+class AnswerAndEndTogether(TunnelTestCase):
+    def test_an_answer_and_its_end_cross_in_one_record(self):
+        """A server that answers and closes at once (HTTP/1.0, the benchmark's target): the exit
+        reads on after the answer's short read, finds the end of file behind it, and sends both
+        in one TLS record, so the entry decrypts one record and wakes once. Counted on the wire
+        between entry and exit; the least over five tunnels (a health check may add a record)."""
+        origin = AnswerThenCloseServer(server_addr("CH"), b"answer\n")
+        self.addCleanup(origin.stop)
+        exit1 = self.start_exit(external=EXIT_DE)
+        wire = TlsRecordCounter(exit1.port)
+        self.addCleanup(wire.stop)
+        entry = self.start_entry([self.tls_upstream("exit1", wire)],
+                                 ["rule all tunnel via exit1"], extra=["workers 1"])
+        counts = []
+        while len(counts) < 5:
+            sock = self.socks5_open_served(entry, origin.host, origin.port)
+            before = wire.records
+            sock.sendall(b"question\n")
+            self.assertEqual(wait_end(sock, 10), ("eof", b"answer\n"), "the answer, then EOF")
+            counts.append(wire.records - before)
+            sock.close()
+        self.assertEqual(min(counts), 1, f"records from the exit for each answer: {counts}")
 
 
 class ExitDrain(TunnelTestCase):
@@ -875,18 +986,7 @@ class ExitDrain(TunnelTestCase):
                                  check_exit=False, drain_s=30, tag="exit")
         entry = self.start_entry([self.tls_upstream("exit1", exit1)],
                                  ["rule all tunnel via exit1"], extra=["workers 1"])
-        socks = []
-        deadline = time.monotonic() + WAIT
-        while len(socks) < 20:
-            sock, reply = socks5_open(entry.port, server.host, server.port, timeout=10)
-            self.track(sock)
-            if reply[0] == SOCKS5_OK:
-                socks.append(sock)
-            elif time.monotonic() > deadline:
-                self.fail(f"tunnel {len(socks)}: SOCKS5 reply {reply[0]:#04x}")
-            else:  # until the first health check let the exit carry traffic
-                sock.close()
-                time.sleep(0.1)
+        socks = [self.socks5_open_served(entry, server.host, server.port) for _ in range(20)]
         for _ in range(20):
             self.assertEqual(server.results.get(timeout=WAIT), "first-half-sent")
         self.assertEqual(len(exit_tls_connections_settled(exit1.port)), 1,

@@ -9,7 +9,8 @@
  * reach the reader, in order and whole, once it reads again; so must an end.
  *
  * And link_read_now: what the peer already sent reaches a reading link at once, without a poll,
- * and an end it finds is reported once. */
+ * and an end it finds is reported once; link_read_end_now reports an end that is all the socket
+ * holds. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -332,6 +333,35 @@ static void test_read_now_reports_an_end_once(void **state)
     reader_close(&loop, &r, peer);
 }
 
+/* link_read_end_now reports the peer's end at once when it is all the socket holds, and only
+ * then: bytes before it wait for a read, and without an end nothing happens. Once. */
+static void test_read_end_now_only_at_the_end(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct reader r;
+    int peer;
+    reader_on_pair(&loop, &r, &peer, "tail", false);
+    ends_seen = 0;
+    assert_int_equal(link_read_start(&r.link, on_alloc, on_read_counting_ends), 0);
+    link_read_end_now(&r.link); /* bytes come first: nothing */
+    assert_int_equal(r.got, 0);
+    assert_int_equal(ends_seen, 0);
+    link_read_now(&r.link);
+    assert_int_equal(r.got, 4);
+    link_read_end_now(&r.link); /* no end yet: nothing */
+    assert_int_equal(ends_seen, 0);
+    assert_int_equal(shutdown(peer, SHUT_WR), 0);
+    link_read_end_now(&r.link);
+    assert_int_equal(ends_seen, 1);
+    for (int i = 0; i < 100; i++) /* polls that would see the socket's end again */
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(ends_seen, 1);
+    assert_int_equal(r.got, 4);
+    reader_close(&loop, &r, peer);
+}
+
 /* A paused reader gets nothing from link_read_now: the bytes wait in the socket. */
 static void test_read_now_leaves_a_paused_reader_alone(void **state)
 {
@@ -362,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_read_now_delivers_waiting_bytes),
         cmocka_unit_test(test_read_now_reports_an_end_once),
         cmocka_unit_test(test_read_now_leaves_a_paused_reader_alone),
+        cmocka_unit_test(test_read_end_now_only_at_the_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

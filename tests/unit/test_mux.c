@@ -757,6 +757,29 @@ static void test_try_write(void **state)
     close_all_streams();
 }
 
+/* A server's reply and its end queued in one turn (the relay reads on after a short read and
+ * finds the end behind the reply): nothing is left to wait for, so both go at the end of that
+ * turn, in one write. */
+static void test_reply_and_its_end_go_at_once(void **state)
+{
+    (void)state;
+    struct tstream *c = open_stream();
+    assert_int_equal(ts_write(c, "question", 8), 0);
+    run();
+    struct tstream *s = only_accepted();
+    unsigned writes = H->server.writes;
+    unsigned frames = H->server.frames_sent;
+    assert_int_equal(link_try_write(s->link, "answer", 6), 6);
+    assert_int_equal(ts_shutdown(s), 0);
+    turn();
+    assert_int_equal(H->server.writes - writes, 1);
+    assert_int_equal(H->server.frames_sent - frames, 2); /* "answer", then FIN */
+    run();
+    assert_got(c, "answer", 6);
+    assert_int_equal(c->read_end, UV_EOF);
+    close_all_streams();
+}
+
 /* Frames reach the carrier together while they fit in a TLS record (one record for the peer to
  * decrypt, one wake-up): those of one loop turn, and, after bytes the accepting side relays back
  * (link_try_write), those of the turn after it (an end of file that a short read leaves for the
@@ -1273,6 +1296,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_flow_control, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frames_of_a_turn_share_a_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_and_its_end_go_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_update_goes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_stop_and_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hundred_streams, setup, teardown),
