@@ -99,13 +99,15 @@ static const char *const err_names[ERR_KINDS] = {"connect", "handshake", "refuse
 struct lconn {
     int fd;
     enum lstate st;
-    bool teardown;     /* idle scenario: this echo ends the connection */
-    uint32_t events;   /* currently registered epoll events */
-    uint64_t t_start;  /* connect() */
-    uint64_t t_ready;  /* handshake reply complete (tunnel open, as the proxy says) */
-    uint64_t t_first;  /* first echo byte */
-    uint64_t t_echo;   /* last echo byte */
-    uint64_t deadline; /* no progress by then: timeout (or: backoff over) */
+    bool teardown;        /* idle scenario: this echo ends the connection */
+    uint32_t events;      /* currently registered epoll events */
+    uint64_t t_start;     /* connect() */
+    uint64_t t_connected; /* the TCP connection is up */
+    uint64_t t_method;    /* SOCKS5 method reply */
+    uint64_t t_ready;     /* handshake reply complete (tunnel open, as the proxy says) */
+    uint64_t t_first;     /* first echo byte */
+    uint64_t t_echo;      /* last echo byte */
+    uint64_t deadline;    /* no progress by then: timeout (or: backoff over) */
     size_t hs_len;
     size_t out_len, out_off;
     size_t echo_want, echo_got;
@@ -126,6 +128,7 @@ struct options {
     size_t npids;
     pid_t target_pid; /* the target server: CPU reported, to show it is not the bottleneck */
     const char *label;
+    const char *phases_path; /* setup: each connection's phases, written here */
 };
 
 struct proc_stats {
@@ -161,6 +164,8 @@ struct run {
     struct lat_log lat_cycle, lat_echo;
     /* setup */
     struct lat_log lat_first, lat_reply;
+    uint32_t (*phases)[4]; /* --phases: per measured connection, µs from connect() */
+    size_t nphases;
     /* idle */
     unsigned launched, setting_up, established, finished, closed_clean;
 };
@@ -466,6 +471,12 @@ static void cycle_done(struct run *r, struct lconn *c)
             r->cycles_in_window++;
             lat_add(&r->lat_first, c->t_first - c->t_start);
             lat_add(&r->lat_reply, c->t_ready - c->t_start);
+            if (r->phases != NULL && r->nphases < r->o.conns) {
+                uint64_t at[4] = {c->t_connected, c->t_method, c->t_ready, c->t_first};
+                for (int i = 0; i < 4; i++)
+                    r->phases[r->nphases][i] = at[i] ? (uint32_t)((at[i] - c->t_start) / 1000) : 0;
+                r->nphases++;
+            }
         }
         if (r->cycles_total >= (uint64_t)r->o.warmup_conns + r->o.conns)
             r->launching = false;
@@ -544,6 +555,7 @@ static void conn_start(struct run *r, struct lconn *c)
     c->echo_got = c->echo_want = 0;
     c->teardown = false;
     c->t_start = now_ns();
+    c->t_connected = c->t_method = 0;
     c->deadline = c->t_start + secs_to_ns(r->o.timeout);
     if (c->fd < 0) {
         conn_fail(r, c, ERR_CONNECT, "socket", errno);
@@ -571,6 +583,7 @@ static void on_connected(struct run *r, struct lconn *c)
         conn_fail(r, c, ERR_CONNECT, "connect", err);
         return;
     }
+    c->t_connected = now_ns();
     if (r->o.proto == PROTO_SOCKS5) {
         static const unsigned char greeting[3] = {5, 1, 0}; /* v5, one method: no auth */
 
@@ -663,6 +676,7 @@ static void on_handshake_data(struct run *r, struct lconn *c)
             conn_fail(r, c, ERR_HANDSHAKE, "bad SOCKS5 method reply", 0);
             return;
         }
+        c->t_method = now_ns();
         memcpy(req, request_head, 4);
         memcpy(req + 4, &r->o.target.sin_addr, 4);
         memcpy(req + 8, &r->o.target.sin_port, 2);
@@ -1010,6 +1024,25 @@ static bool setup_done(const struct run *r)
 
 /* One connection at a time: --warmup-conns uncounted, then --conns measured (fewer if
  * SETUP_MAX_ERRORS errors or --setup-limit seconds come first). */
+/* --phases: one line per measured connection, in the order they were made. */
+static int write_phases(const struct run *r)
+{
+    FILE *f = fopen(r->o.phases_path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "loadgen: %s: %s\n", r->o.phases_path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "# us from connect(): connected method_reply socks_reply first_byte (0: none)\n");
+    for (size_t i = 0; i < r->nphases; i++)
+        fprintf(f, "%u %u %u %u\n", r->phases[i][0], r->phases[i][1], r->phases[i][2],
+                r->phases[i][3]);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "loadgen: %s: %s\n", r->o.phases_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int run_setup(struct run *r)
 {
     struct side_cpu s0, s1;
@@ -1050,6 +1083,8 @@ static int run_setup(struct run *r)
     print_side_cpu(&s0, &s1, secs);
     print_errors(r);
     printf("\n");
+    if (r->phases != NULL && write_phases(r) != 0)
+        return 1;
     return r->cycles_in_window == r->o.conns && err_total(r) == 0 ? 0 : 1;
 }
 
@@ -1196,6 +1231,7 @@ static void usage(void)
             "  connrate:   [--clients N] [--payload N]     (target: ping port)\n"
             "  setup:      [--conns N] [--warmup-conns N] [--setup-limit S] [--payload N]\n"
             "              [--gap-ms N] (a pause between connections: unloaded latency)\n"
+            "              [--phases FILE] (each connection's phases: bench/phases.awk)\n"
             "              one connection at a time        (target: ping port)\n"
             "  idle:       [--conns N] [--concurrency N] [--settle S] [--setup-limit S]\n"
             "              [--payload N]                   (target: ping port)\n"
@@ -1227,6 +1263,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"setup-limit", required_argument, NULL, 'L'},
         {"warmup-conns", required_argument, NULL, 'W'},
         {"gap-ms", required_argument, NULL, 'G'},
+        {"phases", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1330,6 +1367,9 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'G':
             bad |= parse_u32(optarg, 0, 10000, &o->gap_ms) != 0;
             break;
+        case 'F':
+            o->phases_path = optarg;
+            break;
         case 'k':
             bad |= parse_u32(optarg, 1, 10000, &o->concurrency) != 0;
             break;
@@ -1344,7 +1384,8 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         }
     }
-    if (bad || optind != argc || !have_scenario || !have_hop)
+    if (bad || optind != argc || !have_scenario || !have_hop ||
+        (o->phases_path != NULL && o->scenario != SC_SETUP))
         return -1;
     if (!have_target)
         o->target = o->hop;
@@ -1398,10 +1439,13 @@ int main(int argc, char **argv)
     r.lat_first.cap = r.lat_reply.cap = r.o.conns;
     r.lat_first.us = r.o.scenario == SC_SETUP ? calloc(r.o.conns, sizeof(uint32_t)) : NULL;
     r.lat_reply.us = r.o.scenario == SC_SETUP ? calloc(r.o.conns, sizeof(uint32_t)) : NULL;
+    if (r.o.scenario == SC_SETUP && r.o.phases_path != NULL)
+        r.phases = calloc(r.o.conns, sizeof(*r.phases));
     r.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (r.conns == NULL || r.bulk == NULL || r.epfd < 0 ||
         (r.o.scenario == SC_CONNRATE && (r.lat_cycle.us == NULL || r.lat_echo.us == NULL)) ||
-        (r.o.scenario == SC_SETUP && (r.lat_first.us == NULL || r.lat_reply.us == NULL))) {
+        (r.o.scenario == SC_SETUP && (r.lat_first.us == NULL || r.lat_reply.us == NULL)) ||
+        (r.o.phases_path != NULL && r.phases == NULL)) { /* only with setup: parse_options */
         perror("loadgen: setup");
         return 1;
     }
@@ -1423,6 +1467,7 @@ int main(int argc, char **argv)
     free(r.lat_echo.us);
     free(r.lat_first.us);
     free(r.lat_reply.us);
+    free(r.phases);
     free(r.bulk);
     free(r.conns);
     return ret;
