@@ -271,8 +271,8 @@ static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t i
     frame_queue_push(&s->out, f);
     /* Bytes a server relays (link_try_write on the accepting side) are a reply, which its end
      * often follows at once (a server that closes after answering); a client's seldom are. An
-     * end in the queue is what they would wait for (proxy/relay.c reads on after a short read,
-     * so an end already in the socket is queued in the same turn): nothing more to wait for. */
+     * end in the queue is what they would wait for (proxy/relay.c looks for it after a short
+     * read, so an end already in the socket is queued in the same turn): nothing to wait for. */
     if (!s->client && sw != NULL && sw->w == NULL && sw->sd == NULL)
         s->out_may_wait = true;
     if (flags & MUX_FLAG_FIN)

@@ -16,9 +16,9 @@
  * Frames wait in the session for the end of the loop's turn (its idle handle) and then go to the
  * carrier together, as far as they fit in a TLS record, so the peer decrypts one record and wakes
  * once. The bytes a server relays back (link_try_write on the accepting side) wait one turn more,
- * the poll between not blocking: the end of file that a short read leaves for the next poll goes
- * with them. A bulk frame (over 16 KiB) and a window update go at once, with what waits before
- * them.
+ * the poll between not blocking, for an end of file that a short read left for the next poll;
+ * an end already queued with them (the relay found it behind the answer) ends the wait. A bulk
+ * frame (over 16 KiB) and a window update go at once, with what waits before them.
  *
  * Memory: a stream's received bytes wait for its reader only within its window (the peer may not
  * send more); a write completes once its frames reached the carrier's socket, so each stream has
