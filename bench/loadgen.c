@@ -166,6 +166,7 @@ struct run {
     struct lat_log lat_first, lat_reply;
     uint32_t (*phases)[4]; /* --phases: per measured connection, µs from connect() */
     size_t nphases;
+    FILE *phases_file;
     /* idle */
     unsigned launched, setting_up, established, finished, closed_clean;
 };
@@ -1022,16 +1023,12 @@ static bool setup_done(const struct run *r)
     return !r->launching && all_free(r);
 }
 
-/* One connection at a time: --warmup-conns uncounted, then --conns measured (fewer if
- * SETUP_MAX_ERRORS errors or --setup-limit seconds come first). */
-/* --phases: one line per measured connection, in the order they were made. */
-static int write_phases(const struct run *r)
+/* --phases: one line per measured connection, in the order they were made, to the file opened
+ * before the run (a bad path fails at once, not after it). */
+static int write_phases(struct run *r)
 {
-    FILE *f = fopen(r->o.phases_path, "w");
-    if (f == NULL) {
-        fprintf(stderr, "loadgen: %s: %s\n", r->o.phases_path, strerror(errno));
-        return -1;
-    }
+    FILE *f = r->phases_file;
+    r->phases_file = NULL;
     fprintf(f, "# us from connect(): connected method_reply socks_reply first_byte (0: none)\n");
     for (size_t i = 0; i < r->nphases; i++)
         fprintf(f, "%u %u %u %u\n", r->phases[i][0], r->phases[i][1], r->phases[i][2],
@@ -1043,6 +1040,8 @@ static int write_phases(const struct run *r)
     return 0;
 }
 
+/* One connection at a time: --warmup-conns uncounted, then --conns measured (fewer if
+ * SETUP_MAX_ERRORS errors or --setup-limit seconds come first). */
 static int run_setup(struct run *r)
 {
     struct side_cpu s0, s1;
@@ -1083,7 +1082,7 @@ static int run_setup(struct run *r)
     print_side_cpu(&s0, &s1, secs);
     print_errors(r);
     printf("\n");
-    if (r->phases != NULL && write_phases(r) != 0)
+    if (r->phases_file != NULL && write_phases(r) != 0)
         return 1;
     return r->cycles_in_window == r->o.conns && err_total(r) == 0 ? 0 : 1;
 }
@@ -1439,13 +1438,19 @@ int main(int argc, char **argv)
     r.lat_first.cap = r.lat_reply.cap = r.o.conns;
     r.lat_first.us = r.o.scenario == SC_SETUP ? calloc(r.o.conns, sizeof(uint32_t)) : NULL;
     r.lat_reply.us = r.o.scenario == SC_SETUP ? calloc(r.o.conns, sizeof(uint32_t)) : NULL;
-    if (r.o.scenario == SC_SETUP && r.o.phases_path != NULL)
+    if (r.o.phases_path != NULL) { /* only with setup: parse_options */
+        r.phases_file = fopen(r.o.phases_path, "w");
+        if (r.phases_file == NULL) {
+            fprintf(stderr, "loadgen: %s: %s\n", r.o.phases_path, strerror(errno));
+            return 1;
+        }
         r.phases = calloc(r.o.conns, sizeof(*r.phases));
+    }
     r.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (r.conns == NULL || r.bulk == NULL || r.epfd < 0 ||
         (r.o.scenario == SC_CONNRATE && (r.lat_cycle.us == NULL || r.lat_echo.us == NULL)) ||
         (r.o.scenario == SC_SETUP && (r.lat_first.us == NULL || r.lat_reply.us == NULL)) ||
-        (r.o.phases_path != NULL && r.phases == NULL)) { /* only with setup: parse_options */
+        (r.o.phases_path != NULL && r.phases == NULL)) {
         perror("loadgen: setup");
         return 1;
     }
@@ -1467,6 +1472,8 @@ int main(int argc, char **argv)
     free(r.lat_echo.us);
     free(r.lat_first.us);
     free(r.lat_reply.us);
+    if (r.phases_file != NULL)
+        fclose(r.phases_file); /* the run ended before writing it */
     free(r.phases);
     free(r.bulk);
     free(r.conns);

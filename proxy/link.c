@@ -130,7 +130,7 @@ void link_read_now(struct link *l)
         n = recv(fd, buf.base, buf.len, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n == 0)
-        n = UV_EOF;
+        n = tcp_end_of(l, UV_EOF);
     else if (n < 0)
         n = errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
     if (n < 0)
@@ -141,12 +141,18 @@ void link_read_now(struct link *l)
 void link_read_end_now(struct link *l)
 {
     uv_os_fd_t fd = plain_reading_fd(l);
+    if (fd < 0)
+        return;
     char next;
-    if (fd < 0 || recv(fd, &next, 1, MSG_PEEK | MSG_DONTWAIT) != 0)
-        return; /* bytes (left for the poll), nothing yet, or an error libuv will report */
+    ssize_t n = recv(fd, &next, 1, MSG_PEEK | MSG_DONTWAIT);
+    int err = n < 0 ? errno : 0;
+    if (n > 0 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+        return; /* bytes (left for the poll), or nothing yet */
+    /* The end, or an error (a reset): a peek takes the socket's pending error as a read does, so
+     * it is reported here, or nobody would (libuv would then read a plain end). */
     link_tcp_read_stop(l);
     uv_buf_t none = uv_buf_init(NULL, 0);
-    l->read(l, UV_EOF, &none);
+    l->read(l, n == 0 ? UV_EOF : uv_translate_sys_error(err), &none);
 }
 
 void link_read_stop(struct link *l)

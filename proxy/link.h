@@ -92,10 +92,11 @@ int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read);
  */
 void link_read_now(struct link *l);
 
-/* While reading, when the peer's end is all the socket holds, reports it now (UV_EOF, with an
- * empty buffer; reading stops) instead of at the next poll; bytes there wait for the poll. For a
- * reader that has just read a server's answer: a server that closes after answering leaves its
- * end right behind it. Does nothing on a TLS link, a stream, or a paused link. */
+/* While reading, when the peer's end (or a reset) is all the socket holds, reports it now
+ * (UV_EOF or the error, with an empty buffer; reading stops) instead of at the next poll; bytes
+ * there wait for the poll. For a reader that has just read a server's answer: a server that
+ * closes after answering leaves its end right behind it. Does nothing on a TLS link, a stream,
+ * or a paused link. */
 void link_read_end_now(struct link *l);
 
 /* Stops delivering bytes; what the peer sends meanwhile waits in the socket (or the stream's

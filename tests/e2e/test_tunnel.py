@@ -314,10 +314,12 @@ class TlsRecordCounter:
 
 class AnswerThenCloseServer:
     """Reads a question, then answers and closes with TCP_CORK set, so that the answer and the
-    FIN leave in one segment: both are in the proxy's socket when it first reads."""
+    FIN leave in one segment: both are in the proxy's socket when it first reads. With reset,
+    it resets the connection after the answer instead (SO_LINGER 0, no cork)."""
 
-    def __init__(self, host, answer):
+    def __init__(self, host, answer, reset=False):
         self.answer = answer
+        self.reset = reset
         self.srv = socket.create_server((host, 0))
         self.host, self.port = self.srv.getsockname()[:2]
         threading.Thread(target=self._serve, daemon=True).start()
@@ -332,8 +334,13 @@ class AnswerThenCloseServer:
                 conn.settimeout(WAIT)
                 try:
                     conn.recv(4096)
-                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-                    conn.sendall(self.answer)
+                    if self.reset:
+                        conn.sendall(self.answer)
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                    else:
+                        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                        conn.sendall(self.answer)
                 except OSError:
                     pass
 
@@ -952,9 +959,11 @@ class HalfClose(TunnelTestCase):
 class AnswerAndEndTogether(TunnelTestCase):
     def test_an_answer_and_its_end_cross_in_one_record(self):
         """A server that answers and closes at once (HTTP/1.0, the benchmark's target): the exit
-        reads on after the answer's short read, finds the end of file behind it, and sends both
-        in one TLS record, so the entry decrypts one record and wakes once. Counted on the wire
-        between entry and exit; the least over five tunnels (a health check may add a record)."""
+        sends the answer and the end of file behind it in one TLS record, so the entry decrypts
+        one record and wakes once. Counted on the wire between entry and exit; the least over
+        five tunnels (a health check may add a record). (The property, which the exit's look
+        behind a short read keeps while saving the loop turn the exit used to wait for the end;
+        the unit tests in test_link.c and test_mux.c check that mechanism.)"""
         origin = AnswerThenCloseServer(server_addr("CH"), b"answer\n")
         self.addCleanup(origin.stop)
         exit1 = self.start_exit(external=EXIT_DE)
@@ -971,6 +980,22 @@ class AnswerAndEndTogether(TunnelTestCase):
             counts.append(wire.records - before)
             sock.close()
         self.assertEqual(min(counts), 1, f"records from the exit for each answer: {counts}")
+
+    def test_a_reset_behind_the_answer_stays_a_reset(self):
+        """A server that answers and then resets: the exit's look behind the answer must not
+        turn the reset into an end of file (the client would take a cut transfer as whole)."""
+        origin = AnswerThenCloseServer(server_addr("CH"), b"answer\n", reset=True)
+        self.addCleanup(origin.stop)
+        exit1 = self.start_exit(external=EXIT_DE)
+        entry = self.start_entry([self.tls_upstream("exit1", exit1)],
+                                 ["rule all tunnel via exit1"], extra=["workers 1"])
+        ends = []
+        for _ in range(5):
+            sock = self.socks5_open_served(entry, origin.host, origin.port)
+            sock.sendall(b"question\n")
+            ends.append(wait_end(sock, 10)[0])
+            sock.close()
+        self.assertEqual(ends, ["reset"] * 5, "how each tunnel ended")
 
 
 class ExitDrain(TunnelTestCase):

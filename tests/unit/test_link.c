@@ -304,10 +304,12 @@ static void on_read_counting_ends(struct link *l, ssize_t nread, const uv_buf_t 
 {
     (void)buf;
     struct reader *r = l->data;
-    if (nread > 0)
+    if (nread > 0) {
         r->got += (size_t)nread;
-    else if (nread < 0)
+    } else if (nread < 0) {
         ends_seen++;
+        r->end = (int)nread;
+    }
 }
 
 /* An end found by link_read_now is reported once: reading stops there, as libuv stops at one. */
@@ -362,6 +364,33 @@ static void test_read_end_now_only_at_the_end(void **state)
     reader_close(&loop, &r, peer);
 }
 
+/* A reset behind the last bytes is reported as a reset by link_read_end_now: its peek takes the
+ * socket's pending error, after which a read would see a plain end (a cut transfer passed off
+ * as complete). */
+static void test_read_end_now_reports_a_reset(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct reader r;
+    int peer;
+    reader_on_pair(&loop, &r, &peer, "answer", false);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(peer); /* loopback delivers the RST within the call */
+    ends_seen = 0;
+    assert_int_equal(link_read_start(&r.link, on_alloc, on_read_counting_ends), 0);
+    link_read_now(&r.link);
+    assert_int_equal(r.got, 6);
+    link_read_end_now(&r.link);
+    assert_int_equal(ends_seen, 1);
+    assert_int_equal(r.end, UV_ECONNRESET);
+    for (int i = 0; i < 100; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(ends_seen, 1);
+    reader_close(&loop, &r, -1); /* the peer is closed already */
+}
+
 /* A paused reader gets nothing from link_read_now: the bytes wait in the socket. */
 static void test_read_now_leaves_a_paused_reader_alone(void **state)
 {
@@ -393,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_read_now_reports_an_end_once),
         cmocka_unit_test(test_read_now_leaves_a_paused_reader_alone),
         cmocka_unit_test(test_read_end_now_only_at_the_end),
+        cmocka_unit_test(test_read_end_now_reports_a_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
