@@ -2,19 +2,31 @@
 # connection's set-up, in µs. A file's lines are "connected method_reply socks_reply first_byte",
 # each from connect() (0: the phase did not happen, as the method reply without SOCKS5).
 #
-#   awk -f bench/phases.awk ss.txt geoproxy.txt
+#   awk -f bench/phases.awk ss.txt geoproxy.txt     (bench/tunnel.sh prints it for its set-up runs)
 #
 # Phases: connect (connect() to connected), method (to the SOCKS5 method reply), request (method
 # reply to SOCKS5 reply), first byte (SOCKS5 reply to the first echoed byte), and the total.
 
-function quartiles(values, n,    sorted, i, j, t) {
+function sift(a, start, end,    root, child, t) { # heap order below 'start', up to 'end'
+    root = start
+    while ((child = 2 * root) <= end) {
+        if (child < end && a[child] < a[child + 1])
+            child++
+        if (a[root] >= a[child])
+            return
+        t = a[root]; a[root] = a[child]; a[child] = t
+        root = child
+    }
+}
+
+function quartiles(values, n,    sorted, i, t) {
     for (i = 1; i <= n; i++)
-        sorted[i] = values[i]
-    for (i = 2; i <= n; i++) { # insertion sort: a run has a few thousand connections
-        t = sorted[i]
-        for (j = i - 1; j >= 1 && sorted[j] > t; j--)
-            sorted[j + 1] = sorted[j]
-        sorted[j + 1] = t
+        sorted[i] = values[i] + 0
+    for (i = int(n / 2); i >= 1; i--) # heapsort: runs of several thousand connections
+        sift(sorted, i, n)
+    for (i = n; i > 1; i--) {
+        t = sorted[1]; sorted[1] = sorted[i]; sorted[i] = t
+        sift(sorted, 1, i - 1)
     }
     return sprintf("%5d %5d %5d", sorted[int((n - 1) * 0.25) + 1], sorted[int((n - 1) * 0.5) + 1],
                    sorted[int((n - 1) * 0.75) + 1])
@@ -34,7 +46,11 @@ BEGIN {
            "method", "request", "first byte", "total"
 }
 FNR == 1 && NR > 1 { report(previous) }
-{ previous = FILENAME }
+FNR == 1 { # a file's name, without its directory and .txt, names its row
+    previous = FILENAME
+    sub(/.*\//, "", previous)
+    sub(/\.txt$/, "", previous)
+}
 /^#/ { next }
 NF == 4 {
     n++

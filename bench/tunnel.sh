@@ -392,6 +392,7 @@ done
 # Rounds go round all peers, so that a burst of load from elsewhere on this shared machine hits
 # one round of every peer rather than all the runs of one.
 rounds=$((reps > setup_reps ? reps : setup_reps))
+mkdir -p "$work/phases"
 for rep in $(seq "$rounds"); do
     for name in "${run_peers[@]}"; do
         if want_scenario throughput && [ "$rep" -le "$reps" ]; then
@@ -402,7 +403,8 @@ for rep in $(seq "$rounds"); do
         fi
         if want_scenario setup && [ "$rep" -le "$setup_reps" ]; then
             measure "$name" "$name" "$rep" socks5 --scenario setup --conns "$setup_conns" \
-                --warmup-conns "$setup_warmup" --gap-ms "$setup_gap_ms" --setup-limit 120
+                --warmup-conns "$setup_warmup" --gap-ms "$setup_gap_ms" --setup-limit 120 \
+                --phases "$work/phases/$name.$rep.txt"
         fi
     done
 done
@@ -414,6 +416,21 @@ echo "finished in $(($(date +%s) - started)) s"
 echo
 awk -v tunnel_status="$tunnel_status" -v peer_order="$all_peers" -f "$bench_dir/stats.awk" \
     -f "$bench_dir/tunnel_report.awk" "$results"
+
+# Where each peer's set-up time goes: every measured connection of every round, by phase.
+phase_files=()
+for name in "${run_peers[@]}"; do
+    compgen -G "$work/phases/$name.*.txt" >/dev/null || continue
+    cat "$work/phases/$name".*.txt >"$work/phases/$name.txt"
+    phase_files+=("$work/phases/$name.txt")
+done
+if [ "${#phase_files[@]}" -gt 0 ]; then
+    echo
+    echo "Set-up phases, all rounds' connections (µs from connect(): quartiles p25 p50 p75;"
+    echo "method: to the SOCKS5 method reply; request: from it to the SOCKS5 reply):"
+    echo
+    awk -f "$bench_dir/phases.awk" "${phase_files[@]}"
+fi
 if [ -n "$keep" ]; then
     echo
     echo "raw results: $results"
