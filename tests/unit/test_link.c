@@ -76,6 +76,14 @@ static void tcp_pair(int *peer, int *ours)
     close(srv);
 }
 
+/* Closes fd with a TCP reset (SO_LINGER 0). */
+static void close_with_reset(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(fd);
+}
+
 /* The peer sends 'bytes', then closes (reset: with SO_LINGER 0); only then does the link start
  * reading. Returns what the reader saw. */
 static struct reader read_after_peer_end(bool reset)
@@ -86,11 +94,10 @@ static struct reader read_after_peer_end(bool reset)
     tcp_pair(&peer, &ours);
     static const char bytes[] = "the first part of an answer";
     assert_int_equal(write(peer, bytes, sizeof(bytes)), (ssize_t)sizeof(bytes));
-    if (reset) {
-        struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        assert_int_equal(setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
-    }
-    close(peer); /* loopback delivers the bytes and the FIN or RST within these calls */
+    if (reset) /* loopback delivers the bytes and the FIN or RST within these calls */
+        close_with_reset(peer);
+    else
+        close(peer);
 
     struct reader r = {.end = 0};
     assert_int_equal(link_init(&loop, &r.link, AF_UNSPEC), 0);
@@ -312,6 +319,24 @@ static void on_read_counting_ends(struct link *l, ssize_t nread, const uv_buf_t 
     }
 }
 
+/* A reader (reader_on_pair) that reads with on_read_counting_ends, from no end seen. */
+static void reader_counting_ends(uv_loop_t *loop, struct reader *r, int *peer, const char *bytes,
+                                 bool then_end)
+{
+    reader_on_pair(loop, r, peer, bytes, then_end);
+    ends_seen = 0;
+    assert_int_equal(link_read_start(&r->link, on_alloc, on_read_counting_ends), 0);
+}
+
+/* Polls that would see the socket's end again, had reading not stopped at the one reported. */
+static void assert_end_reported_once(uv_loop_t *loop)
+{
+    assert_int_equal(ends_seen, 1);
+    for (int i = 0; i < 100; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    assert_int_equal(ends_seen, 1);
+}
+
 /* An end found by link_read_now is reported once: reading stops there, as libuv stops at one. */
 static void test_read_now_reports_an_end_once(void **state)
 {
@@ -320,17 +345,12 @@ static void test_read_now_reports_an_end_once(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     struct reader r;
     int peer;
-    reader_on_pair(&loop, &r, &peer, "bye", true);
-    ends_seen = 0;
-    assert_int_equal(link_read_start(&r.link, on_alloc, on_read_counting_ends), 0);
+    reader_counting_ends(&loop, &r, &peer, "bye", true);
     link_read_now(&r.link);
     assert_int_equal(r.got, 3);
     assert_int_equal(ends_seen, 0);
     link_read_now(&r.link);
-    assert_int_equal(ends_seen, 1);
-    for (int i = 0; i < 100; i++) /* polls that would see the socket's end again */
-        uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(ends_seen, 1);
+    assert_end_reported_once(&loop);
     assert_int_equal(r.got, 3);
     reader_close(&loop, &r, peer);
 }
@@ -344,9 +364,7 @@ static void test_read_end_now_only_at_the_end(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     struct reader r;
     int peer;
-    reader_on_pair(&loop, &r, &peer, "tail", false);
-    ends_seen = 0;
-    assert_int_equal(link_read_start(&r.link, on_alloc, on_read_counting_ends), 0);
+    reader_counting_ends(&loop, &r, &peer, "tail", false);
     link_read_end_now(&r.link); /* bytes come first: nothing */
     assert_int_equal(r.got, 0);
     assert_int_equal(ends_seen, 0);
@@ -356,10 +374,7 @@ static void test_read_end_now_only_at_the_end(void **state)
     assert_int_equal(ends_seen, 0);
     assert_int_equal(shutdown(peer, SHUT_WR), 0);
     link_read_end_now(&r.link);
-    assert_int_equal(ends_seen, 1);
-    for (int i = 0; i < 100; i++) /* polls that would see the socket's end again */
-        uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(ends_seen, 1);
+    assert_end_reported_once(&loop);
     assert_int_equal(r.got, 4);
     reader_close(&loop, &r, peer);
 }
@@ -374,20 +389,13 @@ static void test_read_end_now_reports_a_reset(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     struct reader r;
     int peer;
-    reader_on_pair(&loop, &r, &peer, "answer", false);
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    assert_int_equal(setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
-    close(peer); /* loopback delivers the RST within the call */
-    ends_seen = 0;
-    assert_int_equal(link_read_start(&r.link, on_alloc, on_read_counting_ends), 0);
+    reader_counting_ends(&loop, &r, &peer, "answer", false);
+    close_with_reset(peer); /* loopback delivers the RST within the call */
     link_read_now(&r.link);
     assert_int_equal(r.got, 6);
     link_read_end_now(&r.link);
-    assert_int_equal(ends_seen, 1);
     assert_int_equal(r.end, UV_ECONNRESET);
-    for (int i = 0; i < 100; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(ends_seen, 1);
+    assert_end_reported_once(&loop);
     reader_close(&loop, &r, -1); /* the peer is closed already */
 }
 
