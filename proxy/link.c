@@ -149,10 +149,11 @@ void link_read_end_now(struct link *l)
     if (n > 0 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
         return; /* bytes (left for the poll), or nothing yet */
     /* The end, or an error (a reset): a peek takes the socket's pending error as a read does, so
-     * it is reported here, or nobody would (libuv would then read a plain end). */
+     * it is reported here, or nobody would (libuv would then read a plain end). An end goes
+     * through the check libuv's ends go through (tcp_end_of). */
     link_tcp_read_stop(l);
     uv_buf_t none = uv_buf_init(NULL, 0);
-    l->read(l, n == 0 ? UV_EOF : uv_translate_sys_error(err), &none);
+    l->read(l, n == 0 ? tcp_end_of(l, UV_EOF) : uv_translate_sys_error(err), &none);
 }
 
 void link_read_stop(struct link *l)
