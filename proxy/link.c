@@ -116,6 +116,21 @@ static uv_os_fd_t plain_reading_fd(const struct link *l)
     return fd;
 }
 
+/* One recv without waiting, told as libuv tells a read: bytes, 0 for none now, UV_EOF (through
+ * tcp_end_of), or an error. A peek (MSG_PEEK) takes a pending error as a read does. */
+static ssize_t tcp_recv_now(struct link *l, uv_os_fd_t fd, char *buf, size_t len, int flags)
+{
+    ssize_t n;
+    do
+        n = recv(fd, buf, len, flags | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n > 0)
+        return n;
+    if (n == 0)
+        return tcp_end_of(l, UV_EOF);
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
+}
+
 void link_read_now(struct link *l)
 {
     uv_os_fd_t fd = plain_reading_fd(l);
@@ -125,14 +140,7 @@ void link_read_now(struct link *l)
     l->alloc(l, &buf);
     if (buf.len == 0)
         return; /* the owner has no room: the bytes wait for the poll, as they would */
-    ssize_t n;
-    do
-        n = recv(fd, buf.base, buf.len, MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    if (n == 0)
-        n = tcp_end_of(l, UV_EOF);
-    else if (n < 0)
-        n = errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
+    ssize_t n = tcp_recv_now(l, fd, buf.base, buf.len, 0);
     if (n < 0)
         link_tcp_read_stop(l); /* as libuv does at an end or an error: it is reported once */
     l->read(l, n, &buf);
@@ -144,16 +152,14 @@ void link_read_end_now(struct link *l)
     if (fd < 0)
         return;
     char next;
-    ssize_t n = recv(fd, &next, 1, MSG_PEEK | MSG_DONTWAIT);
-    int err = n < 0 ? errno : 0;
-    if (n > 0 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+    ssize_t n = tcp_recv_now(l, fd, &next, 1, MSG_PEEK);
+    if (n >= 0)
         return; /* bytes (left for the poll), or nothing yet */
-    /* The end, or an error (a reset): a peek takes the socket's pending error as a read does, so
-     * it is reported here, or nobody would (libuv would then read a plain end). An end goes
-     * through the check libuv's ends go through (tcp_end_of). */
+    /* The end, or an error (a reset): the peek took the socket's pending error, so it is reported
+     * here, or nobody would (libuv would then read a plain end). */
     link_tcp_read_stop(l);
     uv_buf_t none = uv_buf_init(NULL, 0);
-    l->read(l, n == 0 ? tcp_end_of(l, UV_EOF) : uv_translate_sys_error(err), &none);
+    l->read(l, n, &none);
 }
 
 void link_read_stop(struct link *l)
