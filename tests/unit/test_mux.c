@@ -784,24 +784,30 @@ static void test_reply_and_its_end_go_at_once(void **state)
  * decrypt, one wake-up): those of one loop turn, and, after bytes the accepting side relays back
  * (link_try_write), those of the turn after it (an end of file that a short read leaves for the
  * next poll goes with the data before it). A bulk frame goes at once, after the frames queued
- * before it. Order and bytes are kept. */
+ * before it, and so does a stream's opening frame (the peer starts on the request while the
+ * turn goes on). Order and bytes are kept. */
 static void test_frames_of_a_turn_share_a_write(void **state)
 {
-    /* the client's request and bytes go at the end of their turn */
+    /* a stream's opening frame (its request) goes at once; bytes after it in the same turn go
+     * at the end of the turn, together */
     struct tstream *c = open_stream();
     unsigned writes = H->client.writes;
+    unsigned frames = H->client.frames_sent;
     assert_int_equal(ts_write(c, "CONNECT ", 8), 0);
+    assert_int_equal(H->client.writes - writes, 1); /* under the call */
     assert_int_equal(link_try_write(c->link, "hello", 5), 5);
-    assert_int_equal(H->client.writes, writes); /* nothing under the calls */
-    turn();
+    assert_int_equal(link_try_write(c->link, " you", 4), 4);
     assert_int_equal(H->client.writes - writes, 1);
+    turn();
+    assert_int_equal(H->client.writes - writes, 2);
+    assert_int_equal(H->client.frames_sent - frames, 3);
     run();
     struct tstream *s = only_accepted();
-    assert_got(s, "CONNECT hello", 13);
+    assert_got(s, "CONNECT hello you", 17);
 
     /* the server's reply waits one more turn, and its FIN goes with it */
     writes = H->server.writes;
-    unsigned frames = H->server.frames_sent;
+    frames = H->server.frames_sent;
     assert_int_equal(link_try_write(s->link, "reply", 5), 5);
     turn();
     assert_int_equal(H->server.writes, writes);
@@ -829,9 +835,9 @@ static void test_frames_of_a_turn_share_a_write(void **state)
     run();
     assert_int_equal(H->client.writes - writes, 3);
     assert_int_equal(H->client.frames_sent - frames, 4);
-    assert_int_equal(s->got_len, 13 + 2 + MUX_FRAME_PAYLOAD_MAX);
-    assert_memory_equal(s->got + 13, "ab", 2);
-    assert_memory_equal(s->got + 15, c->wbuf, MUX_FRAME_PAYLOAD_MAX);
+    assert_int_equal(s->got_len, 17 + 2 + MUX_FRAME_PAYLOAD_MAX);
+    assert_memory_equal(s->got + 17, "ab", 2);
+    assert_memory_equal(s->got + 19, c->wbuf, MUX_FRAME_PAYLOAD_MAX);
     assert_int_equal(s->read_end, UV_EOF);
     close_all_streams();
 }
