@@ -5,7 +5,7 @@
 #
 # usage: bench/tunnel.sh [--quick] [--peer LIST] [--scenario LIST] [--reps N] [--duration S]
 #                        [--setup-reps N] [--setup-conns N] [--setup-gap-ms N] [--port-base P]
-#                        [--geoproxy PATH]
+#                        [--geoproxy PATH] [--geoproxy-workers N|auto]
 #                        [--no-build]
 #                        [--no-install] [--keep DIR]
 #   Peers (run in this order, round after round):
@@ -31,6 +31,9 @@
 #                     each connection meets an unloaded peer)
 #   --port-base P     target on P..P+3, peers above it (default 23000)
 #   --geoproxy PATH   use this binary instead of building build-bench/geoproxy
+#   --geoproxy-workers N|auto  each geoproxy process's `workers` (default 1: one event loop per
+#                     process, as ss-local, ss-server and both trojan processes run; `auto` is
+#                     geoproxy's own default, one per core)
 #   --no-build        do not (re)build geoproxy; use build-bench/geoproxy if it is there
 #   --no-install      do not apt-get install shadowsocks-libev and trojan when missing
 #   --keep DIR        write configs, certificates, logs and raw results to DIR
@@ -56,6 +59,7 @@ setup_warmup=20
 setup_gap_ms=0
 port_base=23000
 geoproxy_bin=""
+geoproxy_workers=1
 build_geoproxy=1
 install=1
 keep=""
@@ -76,6 +80,7 @@ while [ $# -gt 0 ]; do
     --setup-gap-ms) setup_gap_ms="${2:?}"; shift ;;
     --port-base) port_base="${2:?}"; shift ;;
     --geoproxy) geoproxy_bin="${2:?}"; shift ;;
+    --geoproxy-workers) geoproxy_workers="${2:?}"; shift ;;
     --no-build) build_geoproxy=0 ;;
     --no-install) install=0 ;;
     --keep) keep="${2:?}"; shift ;;
@@ -99,6 +104,7 @@ fi
     die "--setup-conns wants 1..20000"
 [[ "$port_base" =~ ^[1-9][0-9]*$ ]] && [ "$port_base" -le 32000 ] ||
     die "--port-base wants a port below 32000"
+[[ "$geoproxy_workers" =~ ^([1-9][0-9]?|auto)$ ]] || die "--geoproxy-workers wants 1..99 or auto"
 for s in ${scenarios//,/ }; do
     case "$s" in throughput | setup) ;; *) die "unknown scenario '$s'" ;; esac
 done
@@ -230,15 +236,18 @@ write_geoproxy_configs() {
     cat >"$work/geoproxy.conf" <<EOF
 listen socks5 127.0.0.1:$geoproxy_port
 rule default pass
+workers $geoproxy_workers
 EOF
     cat >"$work/exit.conf" <<EOF
 listen tunnel 127.0.0.1:$((tunnel_port + 1)) cert $work/pki/exit.pem key $work/pki/exit.key ca $work/pki/ca/ca.pem
 rule default pass
+workers $geoproxy_workers
 EOF
     cat >"$work/entry.conf" <<EOF
 listen socks5 127.0.0.1:$tunnel_port
 upstream exit tls 127.0.0.1:$((tunnel_port + 1)) ca $work/pki/ca/ca.pem cert $work/pki/entry.pem key $work/pki/entry.key server-name exit
 rule all tunnel via exit
+workers $geoproxy_workers
 EOF
     sed 's/ server-name exit$/ server-name exit optimistic on/' "$work/entry.conf" \
         >"$work/entry-optimistic.conf"
@@ -332,7 +341,8 @@ bench_start_target "$port_base" 3600
 started=$(date +%s)
 echo "geoproxy tunnel bench: scenarios=$scenarios peers=$peers reps=$reps setup_reps=$setup_reps" \
     "duration=${duration}s" \
-    "setup_conns=$setup_conns setup_gap_ms=$setup_gap_ms work=$work"
+    "setup_conns=$setup_conns setup_gap_ms=$setup_gap_ms geoproxy_workers=$geoproxy_workers" \
+    "work=$work"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  host: $(nproc) cores, $(uname -r)"
 echo "command: bench/tunnel.sh $all_args"
 if [ "$geoproxy_status" != "not selected" ]; then
@@ -390,24 +400,29 @@ for name in ${all_peers//,/ }; do
 done
 
 # Rounds go round all peers, so that a burst of load from elsewhere on this shared machine hits
-# one round of every peer rather than all the runs of one.
-rounds=$((reps > setup_reps ? reps : setup_reps))
+# one round of every peer rather than all the runs of one. The set-up rounds come first: a set-up
+# run right after a bulk transfer measures what the kernel and the target are still doing about
+# it, and the more so the faster the peer's own transfer was (docs/BENCHMARKS.md, session 9).
 mkdir -p "$work/phases"
-for rep in $(seq "$rounds"); do
-    for name in "${run_peers[@]}"; do
-        if want_scenario throughput && [ "$rep" -le "$reps" ]; then
+if want_scenario setup; then
+    for rep in $(seq "$setup_reps"); do
+        for name in "${run_peers[@]}"; do
+            measure "$name" "$name" "$rep" socks5 --scenario setup --conns "$setup_conns" \
+                --warmup-conns "$setup_warmup" --gap-ms "$setup_gap_ms" --setup-limit 120 \
+                --phases "$work/phases/$name.$rep.txt"
+        done
+    done
+fi
+if want_scenario throughput; then
+    for rep in $(seq "$reps"); do
+        for name in "${run_peers[@]}"; do
             for streams in 1 8; do
                 measure "$name" "$name" "$rep" socks5 --scenario throughput \
                     --streams "$streams" --duration "$duration" --warmup "$warmup"
             done
-        fi
-        if want_scenario setup && [ "$rep" -le "$setup_reps" ]; then
-            measure "$name" "$name" "$rep" socks5 --scenario setup --conns "$setup_conns" \
-                --warmup-conns "$setup_warmup" --gap-ms "$setup_gap_ms" --setup-limit 120 \
-                --phases "$work/phases/$name.$rep.txt"
-        fi
+        done
     done
-done
+fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "finished in $(($(date +%s) - started)) s"
 
