@@ -238,8 +238,8 @@ static struct mux_frame *frame_queue_take(struct frame_queue *q, struct mux_fram
     return first;
 }
 
-/* Queues one frame for the carrier (session_flush hands it over at the end of the turn); 'sw'
- * (may be NULL) is the write whose bytes it carries. */
+/* Queues one frame for the carrier (session_flush hands it over at the end of the turn, or at
+ * once: below); 'sw' (may be NULL) is the write whose bytes it carries. */
 static void emit(struct mux_session *s, uint8_t type, uint16_t flags, uint32_t id, uint32_t length,
                  const char *payload, size_t payload_len, struct mux_stream_write *sw)
 {
@@ -693,8 +693,8 @@ static void on_pump(uv_idle_t *idle)
     }
     /* A reply's relayed bytes queued by the last turn's events wait for one more look at the
      * sockets (the pump keeps it from blocking): the end of file that a short read leaves for the
-     * next poll goes with the data before it. Other frames (a CONNECT, the client's bytes, a FIN)
-     * go now. */
+     * next poll goes with the data before it. Other frames (the client's bytes, a FIN) go now;
+     * a CONNECT went when it was queued (emit). */
     if (s->out.head != NULL && s->out_may_wait && !s->out_held && !s->broken) {
         s->out_held = true;
     } else {
@@ -1030,8 +1030,11 @@ int link_stream_try_write(struct link *l, const char *data, size_t len)
     if (sw == NULL)
         return UV_EAGAIN; /* link_write will say ENOMEM if it is still so */
     sw->framed = sw->called = true;
+    /* Held while its frames are made: a frame that goes to the carrier at once (a bulk frame, a
+     * stream's first) and is refused there comes back and would free it under us. */
+    sw->frames++;
     size_t done = stream_frame_data(st, data, len, sw);
-    if (sw->frames == 0)
+    if (--sw->frames == 0)
         free(sw);
     return s->broken ? UV_ECONNRESET : (int)done;
 }

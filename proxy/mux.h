@@ -18,7 +18,9 @@
  * once. The bytes a server relays back (link_try_write on the accepting side) wait one turn more,
  * the poll between not blocking, for an end of file that a short read left for the next poll;
  * an end already queued with them (the relay found it behind the answer) ends the wait. A bulk
- * frame (over 16 KiB) and a window update go at once, with what waits before them.
+ * frame (over 16 KiB), a window update and a stream's opening frame (its request: the peer starts
+ * on it while the turn goes on) go at once, with what waits before them; streams opened in one
+ * turn thus take a record each.
  *
  * Memory: a stream's received bytes wait for its reader only within its window (the peer may not
  * send more); a write completes once its frames reached the carrier's socket, so each stream has

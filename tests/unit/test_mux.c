@@ -74,6 +74,7 @@ struct side {
     size_t q_head, q_len, q_cap, q_off;
     bool input_enabled;
     bool carrier_down; /* frames from or to this side are no longer delivered */
+    int write_error;   /* not 0: the carrier refuses every write with it, at once */
     bool in_input, in_write;
     int ended_calls;
     char ended_why[128];
@@ -125,6 +126,8 @@ static void carrier_kick(void)
 static int fake_write(void *owner, struct mux_frame *f)
 {
     struct side *sd = owner;
+    if (sd->write_error != 0)
+        return sd->write_error;
     if (sd->in_write)
         sd->reentered_write = true;
     sd->in_write = true;
@@ -1267,6 +1270,31 @@ static void test_regression_close_from_failed_write_callback(void **state)
     close_all_streams();
 }
 
+/* A link_try_write whose frame goes to the carrier at once and is refused there (a stream's
+ * first frame, a bulk frame) fails; its write is freed once (ASan: it was freed twice). */
+static void assert_try_write_refused(struct tstream *c, const char *data, size_t len, int err)
+{
+    H->client.write_error = err;
+    assert_int_equal(link_try_write(c->link, data, len), UV_ECONNRESET);
+    run();
+    assert_int_equal(c->read_end, UV_ECONNRESET);
+    close_all_streams();
+}
+
+static void test_regression_try_write_refused_at_once(void **state)
+{
+    assert_try_write_refused(open_stream(), "hello", 5, UV_EPIPE);
+}
+
+static void test_regression_bulk_try_write_refused_at_once(void **state)
+{
+    struct tstream *c = open_stream();
+    assert_int_equal(ts_write(c, "open", 4), 0);
+    run();
+    fill_write_buffer(c, MUX_FRAME_PAYLOAD_MAX, 4);
+    assert_try_write_refused(c, c->wbuf, MUX_FRAME_PAYLOAD_MAX, UV_ECONNRESET);
+}
+
 /* After EOF no more reads follow (link.h), even when the peer then resets the stream. */
 static void test_regression_no_read_after_eof(void **state)
 {
@@ -1328,6 +1356,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_regression_close_from_failed_write_callback, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_regression_no_read_after_eof, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_regression_try_write_refused_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_regression_bulk_try_write_refused_at_once, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
