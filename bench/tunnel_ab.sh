@@ -53,26 +53,38 @@ done
 [ -x "$b_bin" ] || die "--b wants an executable geoproxy ('$b_bin' is not)"
 [[ "$runs" =~ ^[1-9][0-9]?$ ]] || die "--runs wants 1..99"
 [[ "$setup_reps" =~ ^[1-9][0-9]?$ ]] || die "--setup-reps wants 1..99"
+[[ "$workers" =~ ^([1-9][0-9]?|auto)$ ]] || die "--workers wants 1..99 or auto"
+if ! { command -v ss-server && command -v ss-local; } >/dev/null; then
+    die "ss-server and ss-local are needed (bench/tunnel.sh installs shadowsocks-libev)"
+fi
 case "$peer" in geoproxy-optimistic | geoproxy-tunnel) ;; *) die "--peer: '$peer'?" ;; esac
-for assignment in $a_env $b_env; do
+read -r -a a_env_words <<<"$a_env"
+read -r -a b_env_words <<<"$b_env"
+for assignment in "${a_env_words[@]}" "${b_env_words[@]}"; do
     [[ "$assignment" =~ ^[A-Za-z_][A-Za-z0-9_]*=.*$ ]] || die "not VAR=VALUE: '$assignment'"
 done
+kept=1
 if [ -z "$keep" ]; then
     keep="$(mktemp -d /tmp/tunnel_ab.XXXXXX)"
+    kept=0
     trap 'rm -rf "$keep"' EXIT
 fi
 mkdir -p "$keep"
 
-# run SIDE N: one tunnel.sh set-up run of that side, its raw results kept as SIDE.N.
+# run SIDE N: one tunnel.sh set-up run of that side, its raw results kept as SIDE.N. On failure
+# the directory stays, for its logs.
 run() {
-    local side=$1 n=$2 bin env dir="$keep/$1.$2"
-    if [ "$side" = A ]; then bin=$a_bin env=$a_env; else bin=$b_bin env=$b_env; fi
+    local side=$1 n=$2 bin dir="$keep/$1.$2" words=()
+    if [ "$side" = A ]; then
+        bin=$a_bin words=("${a_env_words[@]}")
+    else
+        bin=$b_bin words=("${b_env_words[@]}")
+    fi
     rm -rf "$dir"
-    # shellcheck disable=SC2086 # the assignments are words by design
-    if ! env $env "$bench_dir/tunnel.sh" --no-install --no-build --geoproxy "$bin" \
+    if ! env "${words[@]}" "$bench_dir/tunnel.sh" --no-install --no-build --geoproxy "$bin" \
         --geoproxy-workers "$workers" --scenario setup --setup-reps "$setup_reps" \
-        --peer "ss-aes256gcm,$peer" \
-        --keep "$dir" >"$dir.out" 2>&1; then
+        --peer "ss-aes256gcm,$peer" --keep "$dir" >"$dir.out" 2>&1; then
+        trap - EXIT
         die "tunnel.sh failed for $side run $n: see $dir.out"
     fi
 }
@@ -85,22 +97,25 @@ for n in $(seq "$runs"); do
     if [ $((n % 2)) -eq 1 ]; then run A "$n" && run B "$n"; else run B "$n" && run A "$n"; fi
 done
 
-# Each round's ratio of set-up p50s, then each run's median and each side's median over all its
-# rounds. mawk and gawk.
+# Each round's ratio of set-up p50s (a round counts only if both peers made every connection),
+# then each run's median and each side's median over all its rounds. mawk and gawk.
 for side in A B; do
     for n in $(seq "$runs"); do
         awk -v side="$side" -v run="$n" -v peer="$peer" '
             / RESULT / && /scenario=setup/ {
-                p = ""; r = ""; v = ""
+                p = ""; r = ""; v = 0; bad = 0
                 for (i = 1; i <= NF; i++) {
                     if ($i ~ /^peer=/) p = substr($i, 6)
                     if ($i ~ /^rep=/) r = substr($i, 5)
-                    if ($i ~ /^setup_p50_ms=/) v = substr($i, 14)
+                    if ($i ~ /^setup_p50_ms=/) v = substr($i, 14) + 0
+                    if ($i ~ /^errors=/ && substr($i, 8) + 0 > 0) bad = 1
+                    if ($i ~ /^(crashed|failed)=/) bad = 1
                 }
+                if (bad || v <= 0) next
                 if (p == "ss-aes256gcm") ss[r] = v
                 if (p == peer) gp[r] = v
             }
-            END { for (r in gp) if ((r in ss) && ss[r] > 0) print side, run, gp[r] / ss[r] }
+            END { for (r in gp) if (r in ss) print side, run, gp[r] / ss[r] }
         ' "$keep/$side.$n/results.txt"
     done
 done | awk '
@@ -132,12 +147,21 @@ done | awk '
         for (s = 0; s < 2; s++) {
             side = s ? "B" : "A"
             n = side_count[side]
+            if (n == 0) {
+                printf "%s: no round where both peers made every connection\n", side
+                failed = 1
+                continue
+            }
             delete l
             for (i = 1; i <= n; i++) l[i] = side_ratio[side, i]
             m[side] = median(l, n)
             printf "%s: median of all %d rounds %.3f (faster than ss-aes256gcm in %d)\n", side,
                 n, m[side], faster[side]
         }
+        if (failed)
+            exit 1
         printf "B / A: %.3f\n", m["B"] / m["A"]
     }'
-echo "tunnel.sh output and raw results: $keep (removed at exit unless --keep)"
+if [ "$kept" = 1 ]; then
+    echo "tunnel.sh output and raw results: $keep"
+fi
