@@ -2,10 +2,10 @@
 # medians and spreads over repetitions, formatting, ratios and verdicts, and the parsing of one
 # raw result line ("peer=NAME rep=N RESULT key=value ..."). Portable awk (mawk): no asort.
 
-function median(key,    cnt, i, j, t, a) {
+# Sorts the values recorded under 'key' into a[1..count] (insertion sort: a few dozen values) and
+# returns count.
+function sort_values(key, a,    cnt, i, j, t) {
     cnt = n[key] + 0
-    if (cnt == 0)
-        return ""
     for (i = 1; i <= cnt; i++)
         a[i] = vals[key, i] + 0
     for (i = 2; i <= cnt; i++) {
@@ -14,9 +14,36 @@ function median(key,    cnt, i, j, t, a) {
             a[j + 1] = a[j]
         a[j + 1] = t
     }
+    return cnt
+}
+
+function median(key,    cnt, a) {
+    cnt = sort_values(key, a)
+    if (cnt == 0)
+        return ""
     if (cnt % 2 == 1)
         return a[(cnt + 1) / 2]
     return (a[cnt / 2] + a[cnt / 2 + 1]) / 2
+}
+
+# A 95 % confidence interval for the median of the values under 'key' that assumes nothing about
+# their distribution (the sign test's): from the k-th smallest value to the k-th largest, for the
+# largest k that leaves at most 2.5 % binomial probability (p = 1/2) outside on each side.
+# Returns "LOW HIGH", or "" for fewer than 6 values, where no such k exists.
+function median_interval(key,    cnt, a, k, i, p, cdf) {
+    cnt = sort_values(key, a)
+    p = 0.5 ^ cnt # P(X = 0), X ~ Binomial(cnt, 1/2): how many values fall below the median
+    cdf = p
+    k = 0
+    for (i = 0; i < cnt && cdf <= 0.025; ) {
+        k = i + 1 # P(X <= k - 1) <= 2.5 %: the k-th values from each end bound the median
+        i++
+        p = p * (cnt - i + 1) / i
+        cdf += p
+    }
+    if (k == 0)
+        return ""
+    return a[k] " " a[cnt - k + 1]
 }
 
 function extreme(key, want_max,    i, v, best) {

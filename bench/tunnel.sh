@@ -22,8 +22,9 @@
 #   (connection set-up latency p50/p99 over sequential connections).
 #   --quick           one round, 2 s windows, 100 sequential connections (about a minute)
 #   --reps N          throughput rounds (default 3; the table shows medians)
-#   --setup-reps N    set-up rounds (default 9: one run takes a second, and on this shared machine
-#                     a run's p50 moves by 10-15 % from one minute to the next)
+#   --setup-reps N    set-up rounds (default 27: one run takes a second, and on this shared machine
+#                     a run's p50 moves by 10-15 % from one minute to the next; the report gives
+#                     the round-by-round ratio's 95 % interval, which 9 rounds left +-20 % wide)
 #   --duration S      measured seconds per throughput run (default 5)
 #   --setup-conns N   sequential connections measured per set-up run (default 500)
 #   --setup-gap-ms N  pause N ms between set-up connections (default 0: back to back, so the
@@ -51,7 +52,7 @@ all_peers="$all_peers,geoproxy-optimistic"
 peers=$all_peers
 scenarios="throughput,setup"
 reps=3
-setup_reps=9
+setup_reps=27
 duration=5
 warmup=0.5
 setup_conns=500

@@ -98,7 +98,7 @@ for n in $(seq "$runs"); do
 done
 
 # Each round's ratio of set-up p50s (a round counts only if both peers made every connection),
-# then each run's median and each side's median over all its rounds. mawk and gawk.
+# then each run's median and each side's median over all its rounds (tunnel_ab_report.awk).
 for side in A B; do
     for n in $(seq "$runs"); do
         awk -v side="$side" -v run="$n" -v peer="$peer" '
@@ -118,50 +118,7 @@ for side in A B; do
             END { for (r in gp) if (r in ss) print side, run, gp[r] / ss[r] }
         ' "$keep/$side.$n/results.txt"
     done
-done | awk '
-    function median(list, n,    i, j, t) {
-        for (i = 2; i <= n; i++)
-            for (j = i; j > 1 && list[j - 1] > list[j]; j--) {
-                t = list[j]; list[j] = list[j - 1]; list[j - 1] = t
-            }
-        return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
-    }
-    {
-        key = $1 " " $2
-        if (!(key in count)) order[++keys] = key
-        run_ratio[key, ++count[key]] = $3
-        side_ratio[$1, ++side_count[$1]] = $3
-        if ($3 < 1) faster[$1]++
-    }
-    END {
-        print ""
-        print "| run | set-up p50 / ss-aes256gcm, median of the rounds | rounds |"
-        print "|---|---:|---:|"
-        for (k = 1; k <= keys; k++) {
-            n = count[order[k]]
-            delete l
-            for (i = 1; i <= n; i++) l[i] = run_ratio[order[k], i]
-            printf "| %s | %.3f | %d |\n", order[k], median(l, n), n
-        }
-        print ""
-        for (s = 0; s < 2; s++) {
-            side = s ? "B" : "A"
-            n = side_count[side]
-            if (n == 0) {
-                printf "%s: no round where both peers made every connection\n", side
-                failed = 1
-                continue
-            }
-            delete l
-            for (i = 1; i <= n; i++) l[i] = side_ratio[side, i]
-            m[side] = median(l, n)
-            printf "%s: median of all %d rounds %.3f (faster than ss-aes256gcm in %d)\n", side,
-                n, m[side], faster[side]
-        }
-        if (failed)
-            exit 1
-        printf "B / A: %.3f\n", m["B"] / m["A"]
-    }'
+done | awk -f "$bench_dir/stats.awk" -f "$bench_dir/tunnel_ab_report.awk"
 if [ "$kept" = 1 ]; then
     echo "tunnel.sh output and raw results: $keep"
 fi

@@ -40,9 +40,22 @@ function cell(a, b, goal, higher_is_better,    r) {
     return sprintf("%.2f (%s)", r, verdict(r, goal, higher_is_better))
 }
 
+# What a 95 % interval ("LOW HIGH") of a ratio says about geoproxy against the peer.
+function interval_reading(iv,    lo_hi) {
+    if (iv == "")
+        return "too few rounds to tell"
+    split(iv, lo_hi, " ")
+    if (lo_hi[2] + 0 < 1)
+        return "faster"
+    if (lo_hi[1] + 0 > 1)
+        return "slower"
+    return "level: no difference these rounds can show"
+}
+
 # The set-up p50 of geoproxy's tunnels over each ss-libev peer's in the same round: the median
-# of those ratios, and in how many rounds geoproxy was faster.
-function print_round_ratios(    j, i, g, b, r, key, below, header) {
+# of those ratios with its 95 % interval (how far this machine's noise leaves the median
+# uncertain), and in how many rounds geoproxy was faster.
+function print_round_ratios(    j, i, g, b, r, key, below, header, iv, lo_hi) {
     for (j = 1; j <= 2; j++) {
         g = mine[j]
         for (i = 1; i <= 2; i++) {
@@ -62,12 +75,15 @@ function print_round_ratios(    j, i, g, b, r, key, below, header) {
                 print ""
                 print "Set-up p50 round by round (a round's peers ran one after the other):"
                 print ""
-                print "| geoproxy / peer | median of the rounds' ratios | rounds geoproxy was faster |"
-                print "|---|---:|---:|"
+                print "| geoproxy / peer | median of the rounds' ratios | 95 % interval of the median | rounds geoproxy was faster | the rounds show |"
+                print "|---|---:|---:|---:|---|"
                 header = 1
             }
-            printf "| %s / %s | %s | %d of %d |\n", g, b, cell(median(key), 1, 1.0, 0), below,
-                n[key]
+            iv = median_interval(key)
+            split(iv, lo_hi, " ")
+            printf "| %s / %s | %s | %s | %d of %d | %s |\n", g, b, cell(median(key), 1, 1.0, 0),
+                iv == "" ? "–" : sprintf("%.2f–%.2f", lo_hi[1], lo_hi[2]), below, n[key],
+                interval_reading(iv)
         }
     }
 }

@@ -1,0 +1,102 @@
+"""bench/tunnel.sh's report (bench/stats.awk, bench/tunnel_report.awk) on made-up results.
+
+The set-up goal of issue 5 is read from the round-by-round table: the median of geoproxy's
+set-up p50 over ss-libev's in the same round, with a 95 % interval for that median. These tests
+feed the report rounds whose ratios are known and check what a reader of the table is told.
+"""
+
+import os
+import subprocess
+import tempfile
+import unittest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+STATS = os.path.join(REPO, "bench", "stats.awk")
+REPORT = os.path.join(REPO, "bench", "tunnel_report.awk")
+PEERS = "ss-aes256gcm,ss-chacha20,trojan,geoproxy-tunnel,geoproxy-optimistic"
+
+
+def setup_line(peer, rep, p50_ms):
+    return (
+        f"peer={peer} rep={rep} RESULT scenario=setup label={peer} conns=500 measured=500 "
+        f"setup_p50_ms={p50_ms:.3f} setup_p99_ms=0.500 reply_p50_ms=0.100 "
+        "cpu_ms_per_conn=0.250 errors=0"
+    )
+
+
+def report(ratios):
+    """The report for rounds where ss-aes256gcm took 0.300 ms and geoproxy-optimistic the
+    given multiple of it."""
+    lines = []
+    for rep, r in enumerate(ratios, start=1):
+        lines.append(setup_line("ss-aes256gcm", rep, 0.300))
+        lines.append(setup_line("geoproxy-optimistic", rep, 0.300 * r))
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+        path = f.name
+    try:
+        return subprocess.run(
+            ["awk", "-v", "tunnel_status=ok", "-v", f"peer_order={PEERS}", "-f", STATS,
+             "-f", REPORT, path],
+            check=True, capture_output=True, text=True, timeout=30).stdout
+    finally:
+        os.unlink(path)
+
+
+def round_row(text):
+    rows = [l for l in text.splitlines()
+            if l.startswith("| geoproxy-optimistic / ss-aes256gcm |") and " of " in l]
+    assert len(rows) == 1, text
+    return [cell.strip() for cell in rows[0].strip("|").split("|")]
+
+
+class RoundByRound(unittest.TestCase):
+    def test_a_wide_interval_over_one_reads_level(self):
+        # sorted: 0.80 0.90 0.94 0.96 0.98 1.00 1.05 1.20 1.30; the 2nd and 8th bound the median
+        row = round_row(report([1.05, 0.90, 1.30, 0.94, 0.98, 1.20, 0.80, 1.00, 0.96]))
+        self.assertEqual(row[1], "0.98 (met)")
+        self.assertEqual(row[2], "0.90–1.20")
+        self.assertEqual(row[3], "5 of 9")
+        self.assertEqual(row[4], "level: no difference these rounds can show")
+
+    def test_rounds_all_below_one_read_faster(self):
+        row = round_row(report([0.90, 0.92, 0.95, 0.91, 0.97, 0.93, 0.96, 0.94, 0.99]))
+        self.assertEqual(row[1], "0.94 (met)")
+        self.assertEqual(row[2], "0.91–0.97")
+        self.assertEqual(row[4], "faster")
+
+    def test_rounds_above_one_read_slower_and_missed(self):
+        row = round_row(report([1.10, 1.20, 0.95, 1.15, 1.30, 1.12, 1.25, 1.18, 1.40]))
+        self.assertEqual(row[1], "1.18 (**missed**)")
+        self.assertEqual(row[2], "1.10–1.30")
+        self.assertEqual(row[3], "1 of 9")
+        self.assertEqual(row[4], "slower")
+
+    def test_five_rounds_are_too_few_for_an_interval(self):
+        row = round_row(report([0.90, 0.95, 1.00, 1.05, 1.10]))
+        self.assertEqual(row[2], "–")
+        self.assertEqual(row[4], "too few rounds to tell")
+
+
+class MedianInterval(unittest.TestCase):
+    """stats.awk's median_interval against the sign test's published bounds."""
+
+    def bounds(self, count):
+        program = ('BEGIN { for (i = 1; i <= %d; i++) add("x", %d - i + 1); '
+                   'print median_interval("x") }' % (count, count))
+        out = subprocess.run(["awk", "-f", STATS, "-f", "/dev/stdin"], input=program,
+                             check=True, capture_output=True, text=True, timeout=30).stdout
+        return out.strip()
+
+    def test_known_bounds(self):
+        # k-th smallest to k-th largest of 1..n: n=6 k=1, n=9 k=2, n=15 k=4, n=27 k=8, n=36 k=12
+        self.assertEqual(self.bounds(5), "")
+        self.assertEqual(self.bounds(6), "1 6")
+        self.assertEqual(self.bounds(9), "2 8")
+        self.assertEqual(self.bounds(15), "4 12")
+        self.assertEqual(self.bounds(27), "8 20")
+        self.assertEqual(self.bounds(36), "12 25")
+
+
+if __name__ == "__main__":
+    unittest.main()
