@@ -30,14 +30,16 @@
     }
 }
 
-# One cell of the ratio table: "1.12 (met)", or the bare ratio when there is no goal.
-function cell(a, b, goal, higher_is_better,    r) {
+# One cell of the ratio table: "1.12 (met)", or the bare ratio when there is no goal. A ratio
+# that rounds to the goal gets a third decimal, which decides the verdict: "1.003 (**missed**)".
+function cell(a, b, goal, higher_is_better,    r, f) {
     r = ratio(a, b)
     if (r == "")
         return "–"
     if (goal == "")
         return sprintf("%.2f", r)
-    return sprintf("%.2f (%s)", r, verdict(r, goal, higher_is_better))
+    f = sprintf("%.2f", r) == sprintf("%.2f", goal) ? "%.3f" : "%.2f"
+    return sprintf(f " (%s)", r, verdict(r, goal, higher_is_better))
 }
 
 # What a 95 % interval ("LOW HIGH") of a ratio says about geoproxy against the peer.

@@ -72,6 +72,12 @@ class RoundByRound(unittest.TestCase):
         self.assertEqual(row[3], "1 of 9")
         self.assertEqual(row[4], "slower")
 
+    def test_a_ratio_that_rounds_to_one_shows_the_decimal_that_decides(self):
+        # 0.301 ms against 0.300 in most rounds: 1.0033, which "1.00 (**missed**)" would hide
+        row = round_row(report([1.003, 1.003, 0.97, 1.003, 1.003, 1.05, 1.003, 0.99, 1.003]))
+        self.assertEqual(row[1], "1.003 (**missed**)")
+        self.assertEqual(row[4], "level: no difference these rounds can show")
+
     def test_five_rounds_are_too_few_for_an_interval(self):
         row = round_row(report([0.90, 0.95, 1.00, 1.05, 1.10]))
         self.assertEqual(row[2], "–")
