@@ -1,4 +1,5 @@
-"""bench/tunnel.sh's report (bench/stats.awk, bench/tunnel_report.awk) on made-up results.
+"""bench/tunnel.sh's report (bench/stats.awk, bench/tunnel_report.awk) and bench/tunnel_pool.sh
+on made-up results.
 
 The set-up goal of issue 5 is read from the round-by-round table: the median of geoproxy's
 set-up p50 over ss-libev's in the same round, with a 95 % interval for that median. These tests
@@ -82,6 +83,37 @@ class RoundByRound(unittest.TestCase):
         row = round_row(report([0.90, 0.95, 1.00, 1.05, 1.10]))
         self.assertEqual(row[2], "–")
         self.assertEqual(row[4], "too few rounds to tell")
+
+
+class Pooling(unittest.TestCase):
+    """bench/tunnel_pool.sh: the report over the rounds of several kept runs."""
+
+    def test_two_runs_of_five_rounds_pool_into_ten(self):
+        ratios = [[0.90, 0.95, 1.00, 1.05, 1.10], [0.92, 0.94, 0.96, 0.98, 0.99]]
+        with tempfile.TemporaryDirectory() as top:
+            dirs = []
+            for run, run_ratios in enumerate(ratios):
+                d = os.path.join(top, f"run{run}")
+                os.mkdir(d)
+                with open(os.path.join(d, "results.txt"), "w") as f:
+                    for rep, r in enumerate(run_ratios, start=1):
+                        f.write(setup_line("ss-aes256gcm", rep, 0.300) + "\n")
+                        f.write(setup_line("geoproxy-optimistic", rep, 0.300 * r) + "\n")
+                dirs.append(d)
+            out = subprocess.run([os.path.join(REPO, "bench", "tunnel_pool.sh")] + dirs,
+                                 check=True, capture_output=True, text=True, timeout=30).stdout
+        row = round_row(out)
+        # sorted: 0.90 0.92 0.94 0.95 0.96 0.98 0.99 1.00 1.05 1.10: median 0.97, 2nd to 9th
+        self.assertEqual(row[1], "0.97 (met)")
+        self.assertEqual(row[2], "0.92–1.05")
+        self.assertEqual(row[3], "7 of 10")
+
+    def test_a_directory_without_results_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            run = subprocess.run([os.path.join(REPO, "bench", "tunnel_pool.sh"), d],
+                                 capture_output=True, text=True, timeout=30)
+        self.assertEqual(run.returncode, 2)
+        self.assertIn("results.txt: missing or empty", run.stderr)
 
 
 class MedianInterval(unittest.TestCase):
