@@ -30,16 +30,20 @@
     }
 }
 
-# One cell of the ratio table: "1.12 (met)", or the bare ratio when there is no goal. A ratio
-# that rounds to the goal gets a third decimal, which decides the verdict: "1.003 (**missed**)".
-function cell(a, b, goal, higher_is_better,    r, f) {
+# A ratio as text: two decimals, or three when two would round it to 'goal', where the third
+# decides which side of the goal it is on ("1.003", not "1.00").
+function ratio_text(r, goal) {
+    return sprintf(sprintf("%.2f", r) == sprintf("%.2f", goal) ? "%.3f" : "%.2f", r)
+}
+
+# One cell of the ratio table: "1.12 (met)", or the bare ratio when there is no goal.
+function cell(a, b, goal, higher_is_better,    r) {
     r = ratio(a, b)
     if (r == "")
         return "–"
     if (goal == "")
         return sprintf("%.2f", r)
-    f = sprintf("%.2f", r) == sprintf("%.2f", goal) ? "%.3f" : "%.2f"
-    return sprintf(f " (%s)", r, verdict(r, goal, higher_is_better))
+    return ratio_text(r, goal) " (" verdict(r, goal, higher_is_better) ")"
 }
 
 # What a 95 % interval ("LOW HIGH") of a ratio says about geoproxy against the peer.
@@ -84,8 +88,8 @@ function print_round_ratios(    j, i, g, b, r, key, below, header, iv, lo_hi) {
             iv = median_interval(key)
             split(iv, lo_hi, " ")
             printf "| %s / %s | %s | %s | %d of %d | %s |\n", g, b, cell(median(key), 1, 1.0, 0),
-                iv == "" ? "–" : sprintf("%.2f–%.2f", lo_hi[1], lo_hi[2]), below, n[key],
-                interval_reading(iv)
+                iv == "" ? "–" : ratio_text(lo_hi[1], 1) "–" ratio_text(lo_hi[2], 1), below,
+                n[key], interval_reading(iv)
         }
     }
 }
