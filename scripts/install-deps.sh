@@ -31,3 +31,13 @@ packages=(
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+
+# The tests and the README's examples reach servers on this machine as "localhost", and some of
+# them through programs that ask the system resolver (microsocks). Every Debian install has
+# /etc/hosts with localhost, but a bare debootstrap chroot has no /etc/hosts at all; give such a
+# machine Debian's default lines (an existing file that resolves localhost is never touched).
+if ! getent hosts localhost >/dev/null; then
+    echo "install-deps.sh: 'localhost' does not resolve; adding Debian's default lines to /etc/hosts"
+    printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' |
+        $SUDO tee -a /etc/hosts >/dev/null
+fi
