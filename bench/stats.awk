@@ -29,9 +29,12 @@ function median(key,    cnt, a) {
 # A 95 % confidence interval for the median of the values under 'key' that assumes nothing about
 # their distribution (the sign test's): from the k-th smallest value to the k-th largest, for the
 # largest k that leaves at most 2.5 % binomial probability (p = 1/2) outside on each side.
-# Returns "LOW HIGH", or "" for fewer than 6 values, where no such k exists.
+# Returns "LOW HIGH", or "" for fewer than 6 values, where no such k exists, and for more than
+# 1,000 (0.5 ^ count underflows past 1,074; no benchmark here pools that many).
 function median_interval(key,    cnt, a, k, i, p, cdf) {
     cnt = sort_values(key, a)
+    if (cnt > 1000)
+        return ""
     p = 0.5 ^ cnt # P(X = 0), X ~ Binomial(cnt, 1/2): how many values fall below the median
     cdf = p
     k = 0

@@ -20,8 +20,12 @@
         add("mbps" SUBSEP k, kv["mbytes_per_s"])
         add("cpugb" SUBSEP k, kv["cpu_s_per_gb"])
     } else if (kv["scenario"] == "setup") {
-        add("p50" SUBSEP peer, kv["setup_p50_ms"])
-        round_p50[peer, kv["rep"]] = kv["setup_p50_ms"]
+        # A p50 of 0 is a run that measured nothing, not a fast one. A round pairs peers only
+        # when both made every connection: a ratio to a run with errors is not a ratio of speeds.
+        if (kv["setup_p50_ms"] + 0 > 0)
+            add("p50" SUBSEP peer, kv["setup_p50_ms"])
+        if (kv["setup_p50_ms"] + 0 > 0 && kv["errors"] + 0 == 0 && !("crashed" in kv))
+            round_p50[peer, kv["rep"]] = kv["setup_p50_ms"]
         if (kv["rep"] + 0 > last_round)
             last_round = kv["rep"] + 0
         add("p99" SUBSEP peer, kv["setup_p99_ms"])
@@ -30,10 +34,13 @@
     }
 }
 
-# A ratio as text: two decimals, or three when two would round it to 'goal', where the third
-# decides which side of the goal it is on ("1.003", not "1.00").
-function ratio_text(r, goal) {
-    return sprintf(sprintf("%.2f", r) == sprintf("%.2f", goal) ? "%.3f" : "%.2f", r)
+# A ratio as text: two decimals, or as many more (up to six) as it takes for the text not to
+# read as 'goal' itself, since those decide which side of the goal it is on ("1.003", not
+# "1.00"). A ratio equal to the goal stays "1.00".
+function ratio_text(r, goal,    d) {
+    for (d = 2; d < 6 && sprintf("%." d "f", r) == sprintf("%." d "f", goal) && r != goal; d++)
+        ;
+    return sprintf("%." d "f", r)
 }
 
 # One cell of the ratio table: "1.12 (met)", or the bare ratio when there is no goal.

@@ -35,9 +35,20 @@ $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 # The tests and the README's examples reach servers on this machine as "localhost", and some of
 # them through programs that ask the system resolver (microsocks). Every Debian install has
 # /etc/hosts with localhost, but a bare debootstrap chroot has no /etc/hosts at all; give such a
-# machine Debian's default lines (an existing file that resolves localhost is never touched).
+# machine Debian's default lines. A file that names localhost already is never touched.
 if ! getent hosts localhost >/dev/null; then
-    echo "install-deps.sh: 'localhost' does not resolve; adding Debian's default lines to /etc/hosts"
-    printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' |
-        $SUDO tee -a /etc/hosts >/dev/null
+    if [ -f /etc/hosts ] && grep -qw localhost /etc/hosts; then
+        echo "install-deps.sh: warning: /etc/hosts names localhost but it does not resolve" \
+            "(see /etc/nsswitch.conf); tests that reach servers by that name will fail" >&2
+    else
+        echo "install-deps.sh: 'localhost' does not resolve; adding Debian's default lines to /etc/hosts"
+        # a last line without its newline would be joined to ours
+        if [ -s /etc/hosts ] && [ -n "$(tail -c 1 /etc/hosts)" ]; then
+            echo | $SUDO tee -a /etc/hosts >/dev/null
+        fi
+        printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' |
+            $SUDO tee -a /etc/hosts >/dev/null
+        getent hosts localhost >/dev/null ||
+            echo "install-deps.sh: warning: localhost still does not resolve (see /etc/nsswitch.conf)" >&2
+    fi
 fi

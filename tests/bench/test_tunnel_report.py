@@ -17,21 +17,25 @@ REPORT = os.path.join(REPO, "bench", "tunnel_report.awk")
 PEERS = "ss-aes256gcm,ss-chacha20,trojan,geoproxy-tunnel,geoproxy-optimistic"
 
 
-def setup_line(peer, rep, p50_ms):
+def setup_line(peer, rep, p50_ms, errors=0, digits=3):
     return (
         f"peer={peer} rep={rep} RESULT scenario=setup label={peer} conns=500 measured=500 "
-        f"setup_p50_ms={p50_ms:.3f} setup_p99_ms=0.500 reply_p50_ms=0.100 "
-        "cpu_ms_per_conn=0.250 errors=0"
+        f"setup_p50_ms={p50_ms:.{digits}f} setup_p99_ms=0.500 reply_p50_ms=0.100 "
+        f"cpu_ms_per_conn=0.250 errors={errors}"
     )
 
 
-def report(ratios):
+def report(ratios, failed_rounds=(), digits=3):
     """The report for rounds where ss-aes256gcm took 0.300 ms and geoproxy-optimistic the
-    given multiple of it."""
+    given multiple of it; in failed_rounds (1-based) geoproxy measured nothing (p50 0, every
+    connection an error), as loadgen reports a run that failed."""
     lines = []
     for rep, r in enumerate(ratios, start=1):
-        lines.append(setup_line("ss-aes256gcm", rep, 0.300))
-        lines.append(setup_line("geoproxy-optimistic", rep, 0.300 * r))
+        lines.append(setup_line("ss-aes256gcm", rep, 0.300, digits=digits))
+        if rep in failed_rounds:
+            lines.append(setup_line("geoproxy-optimistic", rep, 0.0, errors=500))
+        else:
+            lines.append(setup_line("geoproxy-optimistic", rep, 0.300 * r, digits=digits))
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(lines) + "\n")
         path = f.name
@@ -79,6 +83,21 @@ class RoundByRound(unittest.TestCase):
         self.assertEqual(row[1], "1.003 (**missed**)")
         self.assertEqual(row[4], "level: no difference these rounds can show")
 
+    def test_interval_bounds_that_round_to_one_show_the_decimals_that_decide(self):
+        # every round 0.9996: "1.000–1.000 ... faster" would contradict itself
+        row = round_row(report([0.9996] * 9, digits=6))
+        self.assertEqual(row[1], "0.9996 (met)")
+        self.assertEqual(row[2], "0.9996–0.9996")
+        self.assertEqual(row[4], "faster")
+
+    def test_rounds_where_geoproxy_measured_nothing_are_not_counted_as_faster(self):
+        row = round_row(report([1.10, 1.20, 1.15, 1.12, 1.26, 1.18, 1.30, 1.05, 1.40],
+                               failed_rounds=(1, 2, 3)))
+        # the six rounds left: 1.05 1.12 1.18 1.26 1.30 1.40
+        self.assertEqual(row[1], "1.22 (**missed**)")
+        self.assertEqual(row[3], "0 of 6")
+        self.assertEqual(row[4], "slower")
+
     def test_five_rounds_are_too_few_for_an_interval(self):
         row = round_row(report([0.90, 0.95, 1.00, 1.05, 1.10]))
         self.assertEqual(row[2], "–")
@@ -102,18 +121,67 @@ class Pooling(unittest.TestCase):
                 dirs.append(d)
             out = subprocess.run([os.path.join(REPO, "bench", "tunnel_pool.sh")] + dirs,
                                  check=True, capture_output=True, text=True, timeout=30).stdout
-        row = round_row(out)
+        alone, pooled = out.split("runs pooled")
+        # each run alone has too few rounds for an interval
+        self.assertEqual(alone.count("too few rounds to tell"), 2, alone)
+        row = round_row(pooled)
         # sorted: 0.90 0.92 0.94 0.95 0.96 0.98 0.99 1.00 1.05 1.10: median 0.97, 2nd to 9th
         self.assertEqual(row[1], "0.97 (met)")
         self.assertEqual(row[2], "0.92–1.05")
         self.assertEqual(row[3], "7 of 10")
 
+    def pool(self, *dirs):
+        return subprocess.run([os.path.join(REPO, "bench", "tunnel_pool.sh"), *dirs],
+                              capture_output=True, text=True, timeout=30)
+
     def test_a_directory_without_results_is_refused(self):
         with tempfile.TemporaryDirectory() as d:
-            run = subprocess.run([os.path.join(REPO, "bench", "tunnel_pool.sh"), d],
-                                 capture_output=True, text=True, timeout=30)
+            run = self.pool(d)
         self.assertEqual(run.returncode, 2)
         self.assertIn("results.txt: missing or empty", run.stderr)
+
+    def test_results_without_result_lines_are_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "results.txt"), "w") as f:
+                f.write("nothing here\n")
+            run = self.pool(d)
+        self.assertEqual(run.returncode, 2)
+        self.assertIn("no result lines", run.stderr)
+
+    def test_a_run_given_twice_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "results.txt"), "w") as f:
+                f.write(setup_line("ss-aes256gcm", 1, 0.300) + "\n")
+            run = self.pool(d, d + "/")
+        self.assertEqual(run.returncode, 2)
+        self.assertIn("given twice", run.stderr)
+
+
+class ABSummary(unittest.TestCase):
+    """bench/tunnel_ab_report.awk: tunnel_ab.sh's summary of "SIDE RUN RATIO" lines."""
+
+    def summary(self, lines):
+        return subprocess.run(
+            ["awk", "-f", STATS, "-f", os.path.join(REPO, "bench", "tunnel_ab_report.awk")],
+            input="".join(f"{l}\n" for l in lines), capture_output=True, text=True, timeout=30)
+
+    def test_each_side_pooled_with_its_interval_and_b_over_a(self):
+        a = [f"A {1 + i // 3} {r}" for i, r in enumerate([1.0, 1.1, 0.9, 1.05, 0.95, 1.02])]
+        b = [f"B {1 + i // 3} {r}" for i, r in enumerate([0.9, 0.8, 0.85, 0.95, 0.88, 0.92])]
+        out = self.summary(a + b)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        # A sorted: 0.90 0.95 1.00 1.02 1.05 1.10; B: 0.80 0.85 0.88 0.90 0.92 0.95 (n=6: 1st-6th)
+        self.assertIn("A: median of all 6 rounds 1.010 (95 % interval 0.900–1.100; "
+                      "faster than ss-aes256gcm in 2)", out.stdout)
+        self.assertIn("B: median of all 6 rounds 0.890 (95 % interval 0.800–0.950; "
+                      "faster than ss-aes256gcm in 6)", out.stdout)
+        self.assertIn("B / A: 0.881", out.stdout)
+        self.assertIn("| A 2 | 1.020 | 3 |", out.stdout)
+
+    def test_a_side_without_rounds_fails(self):
+        out = self.summary(["A 1 1.0", "A 1 0.9"])
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("B: no round where both peers made every connection", out.stdout)
 
 
 class MedianInterval(unittest.TestCase):
