@@ -134,27 +134,26 @@ class Pooling(unittest.TestCase):
         return subprocess.run([os.path.join(REPO, "bench", "tunnel_pool.sh"), *dirs],
                               capture_output=True, text=True, timeout=30)
 
-    def test_a_directory_without_results_is_refused(self):
+    def refusal(self, results, twice=False):
+        """tunnel_pool.sh's complaint about a directory whose results.txt holds 'results' (None:
+        no file), given once or twice; it must exit 2."""
         with tempfile.TemporaryDirectory() as d:
-            run = self.pool(d)
+            if results is not None:
+                with open(os.path.join(d, "results.txt"), "w") as f:
+                    f.write(results)
+            run = self.pool(d, d + "/") if twice else self.pool(d)
         self.assertEqual(run.returncode, 2)
-        self.assertIn("results.txt: missing or empty", run.stderr)
+        return run.stderr
+
+    def test_a_directory_without_results_is_refused(self):
+        self.assertIn("results.txt: missing or empty", self.refusal(None))
 
     def test_results_without_result_lines_are_refused(self):
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "results.txt"), "w") as f:
-                f.write("nothing here\n")
-            run = self.pool(d)
-        self.assertEqual(run.returncode, 2)
-        self.assertIn("no result lines", run.stderr)
+        self.assertIn("no result lines", self.refusal("nothing here\n"))
 
     def test_a_run_given_twice_is_refused(self):
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "results.txt"), "w") as f:
-                f.write(setup_line("ss-aes256gcm", 1, 0.300) + "\n")
-            run = self.pool(d, d + "/")
-        self.assertEqual(run.returncode, 2)
-        self.assertIn("given twice", run.stderr)
+        line = setup_line("ss-aes256gcm", 1, 0.300) + "\n"
+        self.assertIn("given twice", self.refusal(line, twice=True))
 
 
 class ABSummary(unittest.TestCase):
