@@ -20,7 +20,8 @@ END {
     print "| run | set-up p50 / ss-aes256gcm, median of the rounds | rounds |"
     print "|---|---:|---:|"
     for (k = 1; k <= nruns; k++)
-        printf "| %s | %.3f | %d |\n", runs[k], median("run" SUBSEP runs[k]), n["run" SUBSEP runs[k]]
+        printf "| %s | %.3f | %d |\n", runs[k], median("run" SUBSEP runs[k]),
+            n["run" SUBSEP runs[k]]
     print ""
     for (s = 0; s < 2; s++) {
         side = s ? "B" : "A"
@@ -33,9 +34,9 @@ END {
         m[side] = median(key)
         iv = median_interval(key)
         split(iv, lo_hi, " ")
-        printf "%s: median of all %d rounds %.3f (95 %% interval %s; faster than ss-aes256gcm in %d)\n",
-            side, n[key], m[side], iv == "" ? "–" : sprintf("%.3f–%.3f", lo_hi[1], lo_hi[2]),
-            faster[side] + 0
+        printf "%s: median of all %d rounds %.3f (95 %% interval %s; faster than ss-aes256gcm" \
+            " in %d)\n", side, n[key], m[side],
+            iv == "" ? "–" : sprintf("%.3f–%.3f", lo_hi[1], lo_hi[2]), faster[side] + 0
     }
     if (failed)
         exit 1

@@ -56,7 +56,8 @@ report() {
 }
 for dir in "$@"; do
     echo "$dir alone, set-up round by round:"
-    report "$dir/results.txt" | grep '^| geoproxy-[a-z]* / ss-[a-z0-9]* | .* of ' || echo "(no rounds)"
+    report "$dir/results.txt" | grep '^| geoproxy-[a-z]* / ss-[a-z0-9]* | .* of ' ||
+        echo "(no rounds)"
 done
 echo
 echo "tunnel.sh runs pooled ($run): $*"

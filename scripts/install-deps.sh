@@ -41,7 +41,8 @@ if ! getent hosts localhost >/dev/null; then
         echo "install-deps.sh: warning: /etc/hosts names localhost but it does not resolve" \
             "(see /etc/nsswitch.conf); tests that reach servers by that name will fail" >&2
     else
-        echo "install-deps.sh: 'localhost' does not resolve; adding Debian's default lines to /etc/hosts"
+        echo "install-deps.sh: 'localhost' does not resolve;" \
+            "adding Debian's default lines to /etc/hosts"
         # a last line without its newline would be joined to ours
         if [ -s /etc/hosts ] && [ -n "$(tail -c 1 /etc/hosts)" ]; then
             echo | $SUDO tee -a /etc/hosts >/dev/null
@@ -49,6 +50,7 @@ if ! getent hosts localhost >/dev/null; then
         printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' |
             $SUDO tee -a /etc/hosts >/dev/null
         getent hosts localhost >/dev/null ||
-            echo "install-deps.sh: warning: localhost still does not resolve (see /etc/nsswitch.conf)" >&2
+            echo "install-deps.sh: warning: localhost still does not resolve" \
+                "(see /etc/nsswitch.conf)" >&2
     fi
 fi
