@@ -17,6 +17,18 @@ from clients import WAIT, hostport, payload, sha256
 # In-process servers
 
 
+def close_listener(sock):
+    """Stops a listening socket that a thread may be blocked accepting on. close() alone does
+    not: the kernel keeps the listener (and its port) alive until that accept() returns, so a
+    stopped server would go on taking one more connection, a later test's among them. shutdown()
+    wakes the accept() (which then fails) and stops the listening at once."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # not listening (any more)
+    sock.close()
+
+
 class _TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True

@@ -12,8 +12,8 @@ import threading
 import time
 import unittest
 
-from harness import (WAIT, ProxyTestCase, payload, recv_exact, recv_until_eof, sha256,
-                     socks5_open, wait_end, wait_until)
+from harness import (WAIT, ProxyTestCase, close_listener, payload, recv_exact, recv_until_eof,
+                     sha256, socks5_open, wait_end, wait_until)
 from geo_fixtures import replace_file_atomically
 
 MIB = 1024 * 1024
@@ -50,7 +50,7 @@ class ResettingServer:
             conn.close()  # with linger 0: RST
 
     def close(self):
-        self.sock.close()
+        close_listener(self.sock)
 
 
 class Faults(ProxyTestCase):

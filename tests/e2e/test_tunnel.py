@@ -49,9 +49,9 @@ import unittest
 from collections import namedtuple
 
 from geo_fixtures import server_addr
-from harness import (WAIT, HttpOrigin, ProxyTestCase, can_connect, free_port, geoproxy_bin,
-                     header_values, hostport, http_connect_open, http_response, payload,
-                     recv_until_eof, run, sha256, socks5_open, wait_end, wait_until)
+from harness import (WAIT, HttpOrigin, ProxyTestCase, can_connect, close_listener, free_port,
+                     geoproxy_bin, header_values, hostport, http_connect_open, http_response,
+                     payload, recv_until_eof, run, sha256, socks5_open, wait_end, wait_until)
 
 SOCKS5_OK, SOCKS5_NOT_ALLOWED, SOCKS5_HOST_UNREACHABLE = 0x00, 0x02, 0x04
 
@@ -307,7 +307,7 @@ class TlsRecordCounter:
                 return
 
     def stop(self):
-        self.srv.close()
+        close_listener(self.srv)
         for sock in self.socks:
             sock.close()
 
@@ -345,7 +345,7 @@ class AnswerThenCloseServer:
                     pass
 
     def stop(self):
-        self.srv.close()
+        close_listener(self.srv)
 
 
 class Microsocks:
