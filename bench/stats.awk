@@ -90,6 +90,13 @@ function verdict(v, goal, higher_is_better) {
     return v <= goal ? "met" : "**missed**"
 }
 
+# Whether the set-up result parsed into kv may stand in a round's ratio: the run made every
+# connection and measured something (a p50 of 0 is a run that measured nothing, not a fast one).
+function setup_round_counts() {
+    return kv["setup_p50_ms"] + 0 > 0 && kv["errors"] + 0 == 0 && !("crashed" in kv) &&
+        !("failed" in kv)
+}
+
 # Parses the current line into kv[key] = value; records the peer's first appearance in
 # order[1..npeers]. Returns the peer's name.
 function parse_result(    i, eq, peer) {

@@ -98,25 +98,12 @@ for n in $(seq "$runs"); do
 done
 
 # Each round's ratio of set-up p50s (a round counts only if both peers made every connection),
-# then each run's median and each side's median over all its rounds (tunnel_ab_report.awk).
+# then each run's median and each side's median over all its rounds (round_ratios.awk,
+# tunnel_ab_report.awk).
 for side in A B; do
     for n in $(seq "$runs"); do
-        awk -v side="$side" -v run="$n" -v peer="$peer" '
-            / RESULT / && /scenario=setup/ {
-                p = ""; r = ""; v = 0; bad = 0
-                for (i = 1; i <= NF; i++) {
-                    if ($i ~ /^peer=/) p = substr($i, 6)
-                    if ($i ~ /^rep=/) r = substr($i, 5)
-                    if ($i ~ /^setup_p50_ms=/) v = substr($i, 14) + 0
-                    if ($i ~ /^errors=/ && substr($i, 8) + 0 > 0) bad = 1
-                    if ($i ~ /^(crashed|failed)=/) bad = 1
-                }
-                if (bad || v <= 0) next
-                if (p == "ss-aes256gcm") ss[r] = v
-                if (p == peer) gp[r] = v
-            }
-            END { for (r in gp) if (r in ss) print side, run, gp[r] / ss[r] }
-        ' "$keep/$side.$n/results.txt"
+        awk -v side="$side" -v run="$n" -v peer="$peer" -f "$bench_dir/stats.awk" \
+            -f "$bench_dir/round_ratios.awk" "$keep/$side.$n/results.txt"
     done
 done | awk -f "$bench_dir/stats.awk" -f "$bench_dir/tunnel_ab_report.awk"
 if [ "$kept" = 1 ]; then

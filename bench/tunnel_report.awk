@@ -24,7 +24,7 @@
         # when both made every connection: a ratio to a run with errors is not a ratio of speeds.
         if (kv["setup_p50_ms"] + 0 > 0)
             add("p50" SUBSEP peer, kv["setup_p50_ms"])
-        if (kv["setup_p50_ms"] + 0 > 0 && kv["errors"] + 0 == 0 && !("crashed" in kv))
+        if (setup_round_counts())
             round_p50[peer, kv["rep"]] = kv["setup_p50_ms"]
         if (kv["rep"] + 0 > last_round)
             last_round = kv["rep"] + 0

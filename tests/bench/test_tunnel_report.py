@@ -177,6 +177,19 @@ class ABSummary(unittest.TestCase):
         self.assertIn("B / A: 0.881", out.stdout)
         self.assertIn("| A 2 | 1.020 | 3 |", out.stdout)
 
+    def test_round_ratios_leave_out_rounds_a_peer_did_not_complete(self):
+        lines = [setup_line("ss-aes256gcm", rep, 0.300) for rep in (1, 2, 3, 4)]
+        lines += [setup_line("geoproxy-optimistic", 1, 0.270),
+                  setup_line("geoproxy-optimistic", 2, 0.0, errors=500),  # measured nothing
+                  setup_line("geoproxy-optimistic", 3, 0.250, errors=3),  # some failed
+                  setup_line("geoproxy-optimistic", 4, 0.330) + " crashed=1"]
+        out = subprocess.run(
+            ["awk", "-v", "side=B", "-v", "run=2", "-v", "peer=geoproxy-optimistic", "-f", STATS,
+             "-f", os.path.join(REPO, "bench", "round_ratios.awk"), "/dev/stdin"],
+            input="\n".join(lines) + "\n", check=True, capture_output=True, text=True,
+            timeout=30).stdout
+        self.assertEqual(out.split(), ["B", "2", "0.9"])
+
     def test_a_side_without_rounds_fails(self):
         out = self.summary(["A 1 1.0", "A 1 0.9"])
         self.assertEqual(out.returncode, 1)
