@@ -215,6 +215,11 @@ class MedianInterval(unittest.TestCase):
         self.assertEqual(self.bounds(27), "8 20")
         self.assertEqual(self.bounds(36), "12 25")
 
+    def test_no_interval_past_a_thousand_values(self):
+        # 0.5 ^ n underflows past 1,074 values: an interval there would come out reversed
+        self.assertEqual(self.bounds(1000), "469 532")
+        self.assertEqual(self.bounds(1100), "")
+
 
 if __name__ == "__main__":
     unittest.main()
