@@ -131,19 +131,26 @@ static ssize_t tcp_recv_now(struct link *l, uv_os_fd_t fd, char *buf, size_t len
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
 }
 
-void link_read_now(struct link *l)
+ssize_t link_recv_now(struct link *l, char *buf, size_t len)
 {
     uv_os_fd_t fd = plain_reading_fd(l);
     if (fd < 0)
+        return 0;
+    ssize_t n = tcp_recv_now(l, fd, buf, len, 0);
+    if (n < 0)
+        link_tcp_read_stop(l); /* as libuv does at an end or an error: it is reported once */
+    return n;
+}
+
+void link_read_now(struct link *l)
+{
+    if (plain_reading_fd(l) < 0)
         return;
     uv_buf_t buf = uv_buf_init(NULL, 0);
     l->alloc(l, &buf);
     if (buf.len == 0)
         return; /* the owner has no room: the bytes wait for the poll, as they would */
-    ssize_t n = tcp_recv_now(l, fd, buf.base, buf.len, 0);
-    if (n < 0)
-        link_tcp_read_stop(l); /* as libuv does at an end or an error: it is reported once */
-    l->read(l, n, &buf);
+    l->read(l, link_recv_now(l, buf.base, buf.len), &buf);
 }
 
 void link_read_end_now(struct link *l)

@@ -92,6 +92,11 @@ int link_read_start(struct link *l, link_alloc_fn alloc, link_read_fn read);
  */
 void link_read_now(struct link *l);
 
+/* link_read_now for a caller with a buffer of its own, and without the owner's callbacks: the
+ * bytes read into buf, 0 for none now (or for a link that link_read_now skips), UV_EOF or an
+ * error (after which reading stops). */
+ssize_t link_recv_now(struct link *l, char *buf, size_t len);
+
 /* While reading, when the peer's end (or a reset) is all the socket holds, reports it now
  * (UV_EOF or the error, with an empty buffer; reading stops) instead of at the next poll; bytes
  * there wait for the poll. For a reader that has just read a server's answer: a server that

@@ -1,5 +1,6 @@
 #include "proxy/relay.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "proxy/bufpool.h"
@@ -27,6 +28,46 @@ static struct bufpool *conn_pool(struct conn *c)
 }
 
 static void relay_read_start(struct conn *c, enum conn_side side);
+
+/* The most bytes passed on from a side after a write to it failed (its socket may hold more). */
+#define RELAY_LAST_BYTES_MAX (4 * RELAY_BUF_SIZE)
+
+/* A side that a write has just failed to reach (it reset or went away) may have sent bytes
+ * before it went, still waiting in its socket: a client's last request bytes before its reset,
+ * a server's error answer before it reset an upload. They go on to the other side, after what
+ * went before them, as far as it takes them at once (up to RELAY_LAST_BYTES_MAX). */
+static void relay_pass_last_bytes(struct conn *c, enum conn_side gone)
+{
+    struct relay_dir *dir = &c->relay.dirs[gone];
+    if (dir->buf != NULL || dir->eof)
+        return; /* bytes read before are still queued, or it said all it had */
+    char *buf = bufpool_get(conn_pool(c));
+    if (buf == NULL)
+        return;
+    struct link *from = conn_side_link(c, gone);
+    struct link *to = conn_side_link(c, other_side(gone));
+    uint64_t *counted = gone == CONN_CLIENT ? &c->bytes_up : &c->bytes_down;
+    for (size_t passed = 0; passed < RELAY_LAST_BYTES_MAX;) {
+        ssize_t n = link_recv_now(from, buf, RELAY_BUF_SIZE);
+        if (n <= 0)
+            break;
+        int written = link_try_write(to, buf, (size_t)n);
+        if (written > 0)
+            *counted += (uint64_t)written;
+        if (written != n)
+            break;
+        passed += (size_t)n;
+    }
+    bufpool_put(conn_pool(c), buf);
+}
+
+/* A write to the other side of 'from' failed: what that side said before it went is passed on,
+ * then the connection closes with the reason. */
+static void relay_close_on_write_failure(struct conn *c, enum conn_side from, int status)
+{
+    relay_pass_last_bytes(c, other_side(from));
+    conn_close_because(c, write_failure(from, status));
+}
 
 static void relay_dir_finished(struct conn *c, struct relay_dir *dir)
 {
@@ -84,7 +125,7 @@ static void on_write_done(struct link_write *req, int status)
     if (!conn_request_done(c))
         return;
     if (status < 0) {
-        conn_close_because(c, write_failure(from, status));
+        relay_close_on_write_failure(c, from, status);
         return;
     }
     conn_touch(c); /* a slow reader that keeps reading is not idle */
@@ -121,7 +162,7 @@ static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t l
     }
     if (written < 0 && written != UV_EAGAIN) {
         bufpool_put(conn_pool(c), buf);
-        conn_close_because(c, write_failure(from, written));
+        relay_close_on_write_failure(c, from, written);
         return;
     }
     size_t done = written > 0 ? (size_t)written : 0;
@@ -135,7 +176,7 @@ static void relay_write(struct conn *c, enum conn_side from, char *buf, size_t l
     if (err != 0) {
         bufpool_put(conn_pool(c), buf);
         dir->buf = NULL;
-        conn_close_because(c, write_failure(from, err));
+        relay_close_on_write_failure(c, from, err);
         return;
     }
     conn_ref(c);

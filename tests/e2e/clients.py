@@ -146,6 +146,19 @@ def recv_until_eof(sock, limit=64 * MIB):
     return bytes(buf)
 
 
+def reset_on_close(sock):
+    """Makes closing sock reset the connection (RST) instead of ending it (SO_LINGER on, with a
+    zero timeout), as a peer that crashes or aborts does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def send_then_reset(sock, data):
+    """Sends data and closes sock with a reset right behind it: a client's last words."""
+    sock.sendall(data)
+    reset_on_close(sock)
+    sock.close()
+
+
 def wait_end(sock, timeout=5.0):
     """Reads (and returns) whatever arrives until the connection ends.
 

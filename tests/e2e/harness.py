@@ -211,6 +211,15 @@ class Proxy:
         raise AssertionError(f"geoproxy did not accept on {[l.port for l in pending]} within "
                              f"{timeout}s; log:\n{self.log_text()}")
 
+    def pause(self):
+        """Stops the process (SIGSTOP) until resume(): what its peers do meanwhile reaches it all
+        at once, as on a loaded machine. Pair it with addCleanup(proxy.resume)."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self):
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGCONT)
+
     def log_text(self):
         try:
             with open(self.log_path, encoding="utf-8", errors="replace") as f:

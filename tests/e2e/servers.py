@@ -1,17 +1,20 @@
 """In-process servers for the end-to-end tests, each on its own threads: TCP echo, data movers
-(send/hash/half-close/gated), an HTTP/1.1 origin, and a blackhole address that never completes a
-TCP handshake. Each has .host, .port and stop(); sockets have timeouts so no thread hangs.
+(send/hash/half-close/gated), one that sends without pause and one that refuses an upload with a
+reset, an HTTP/1.1 origin, and a blackhole address that never completes a TCP handshake. Each has
+.host, .port and stop(); sockets have timeouts so no thread hangs.
 """
 
 import hashlib
 import http.server
 import json
 import queue
+import selectors
 import socket
 import socketserver
 import threading
+import time
 
-from clients import WAIT, hostport, payload, sha256
+from clients import WAIT, hostport, payload, reset_on_close, sha256
 
 # ---------------------------------------------------------------------------------------------
 # In-process servers
@@ -27,6 +30,107 @@ def close_listener(sock):
     except OSError:
         pass  # not listening (any more)
     sock.close()
+
+
+def push_until_end(conn, limit_s=WAIT):
+    """Sends to conn without pause while collecting what arrives, in one thread: a reset is seen
+    by whichever call meets it first, and is never lost to another thread. Returns (the bytes
+    received, "eof", "reset" or "open" when limit_s passed first)."""
+    conn.setblocking(False)
+    received, end, chunk = bytearray(), "eof", b"d" * 65536
+    with selectors.DefaultSelector() as sel:
+        sel.register(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            for _, events in sel.select(timeout=0.5):
+                try:
+                    if events & selectors.EVENT_WRITE:
+                        conn.send(chunk)
+                    if events & selectors.EVENT_READ:
+                        data = conn.recv(65536)
+                        if not data:
+                            return bytes(received), end
+                        received += data
+                except BlockingIOError:
+                    pass
+                except (ConnectionResetError, BrokenPipeError):
+                    end = "reset"  # what came before the reset is still there to read
+                    sel.modify(conn, selectors.EVENT_READ)
+    return bytes(received), "open"
+
+
+def pushing(conn):
+    """Runs push_until_end(conn) on a thread of its own; returns the queue that gets its
+    result."""
+    result = queue.Queue()
+    threading.Thread(target=lambda: result.put(push_until_end(conn)), daemon=True).start()
+    return result
+
+
+class _OneConnectionServer:
+    """Listens on host, and serves the first connection it accepts with serve(conn) on a thread
+    of its own; stop() stops the listening."""
+
+    def __init__(self, host):
+        self.sock = socket.create_server((host, 0))
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return  # stopped
+        with conn:
+            self.serve(conn)
+
+    def stop(self):
+        close_listener(self.sock)
+
+
+class PushingServer(_OneConnectionServer):
+    """Sends to its connection without pause (push_until_end); results gets (bytes received,
+    how the connection ended)."""
+
+    def __init__(self, host="127.0.0.1"):
+        super().__init__(host)
+        self.results = queue.Queue()
+        self.thread.start()
+
+    def serve(self, conn):
+        self.results.put(push_until_end(conn))
+
+
+class UploadRefusingServer(_OneConnectionServer):
+    """Reads whatever arrives (an upload it will not take) until refuse() is called; then it
+    sends its answer and resets the connection, as a server that refuses an upload does."""
+
+    def __init__(self, answer, host="127.0.0.1"):
+        super().__init__(host)
+        self.answer_text = answer
+        self.received = 0
+        self.answering = threading.Event()
+        self.answered = threading.Event()
+        self.thread.start()
+
+    def refuse(self):
+        """Has it answer and reset; False if it had not done so within WAIT."""
+        self.answering.set()
+        return self.answered.wait(WAIT)
+
+    def serve(self, conn):
+        conn.settimeout(0.05)
+        for _ in range(int(WAIT / 0.05)):
+            if self.answering.is_set():
+                break
+            try:
+                self.received += len(conn.recv(65536))
+            except socket.timeout:
+                pass
+        conn.sendall(self.answer_text)
+        reset_on_close(conn)
+        conn.close()
+        self.answered.set()
 
 
 class _TCPServer(socketserver.ThreadingTCPServer):

@@ -7,13 +7,13 @@ disk in test_log_file.py; a DNS server that is down in test_socks5.py.)"""
 import os
 import signal
 import socket
-import struct
 import threading
 import time
 import unittest
 
-from harness import (WAIT, ProxyTestCase, close_listener, payload, recv_exact, recv_until_eof,
-                     sha256, socks5_open, wait_end, wait_until)
+from harness import (WAIT, ProxyTestCase, PushingServer, UploadRefusingServer, close_listener,
+                     payload, pushing, recv_exact, recv_until_eof, reset_on_close,
+                     send_then_reset, sha256, socks5_open, wait_end, wait_until)
 from geo_fixtures import replace_file_atomically
 
 MIB = 1024 * 1024
@@ -46,7 +46,7 @@ class ResettingServer:
                 conn.sendall(self.first)
             except OSError:
                 pass
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            reset_on_close(conn)
             conn.close()  # with linger 0: RST
 
     def close(self):
@@ -80,20 +80,46 @@ class Faults(ProxyTestCase):
         self.assert_still_serving(proxy)
 
     def test_client_resets_mid_transfer(self):
-        server = self.start_data("send_and_hash", payload(4 * MIB, seed=7))
+        server = PushingServer()
+        self.addCleanup(server.stop)
         proxy = self.start_proxy()
         sock, reply = socks5_open(proxy.port, "127.0.0.1", server.port)
         self.assertSocks5Reply(reply, 0)
-        sock.sendall(b"some bytes before the reset")
-        sock.recv(65536)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()  # RST in the middle of the download
-        # The origin's side is closed promptly: it reports what it received up to its EOF, or
-        # the reset itself (closing a socket with unread bytes makes the kernel send RST).
-        result = server.results.get(timeout=WAIT)
-        if not isinstance(result, ConnectionResetError):
-            self.assertEqual(result[0], len(b"some bytes before the reset"))
-        proxy.wait_log(r"close conn=\d+ .*end=\S+")
+        last_words = b"some bytes before the reset"
+        sock.recv(65536)  # the download runs
+        # The client's last bytes and its reset reach the proxy together, while it is busy
+        # passing the download on (on a loaded machine, this is how they arrive): the bytes
+        # still go to the origin, and then the reset.
+        self.addCleanup(proxy.resume)
+        proxy.pause()
+        send_then_reset(sock, last_words)  # in the middle of the download
+        proxy.resume()
+        received, end = server.results.get(timeout=WAIT + 5)
+        self.assertEqual(received, last_words, "what the client sent before its reset")
+        self.assertEqual(end, "reset", "the client's reset is passed on as a reset")
+        proxy.wait_log(rf"close conn=\d+ .*end=client-reset bytes_up={len(last_words)} ")
+        self.assert_still_serving(proxy)
+
+    def test_origin_answers_then_resets_an_upload(self):
+        answer = b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\n\r\n"
+        origin = UploadRefusingServer(answer)
+        self.addCleanup(origin.stop)
+        proxy = self.start_proxy()
+        sock, reply = socks5_open(proxy.port, "127.0.0.1", origin.port)
+        self.track(sock)
+        self.assertSocks5Reply(reply, 0)
+        ends = pushing(sock)  # the client uploads without pause and reads what comes back
+        wait_until(lambda: origin.received >= MIB, what="the upload reaching the origin")
+        # The origin answers and resets while the client's upload keeps the proxy writing to
+        # it: the answer still reaches the client, and then the reset.
+        self.addCleanup(proxy.resume)
+        proxy.pause()
+        self.assertTrue(origin.refuse(), "the origin did not answer")
+        proxy.resume()
+        got, end = ends.get(timeout=WAIT + 5)
+        self.assertEqual(got, answer, "the origin's answer before its reset")
+        self.assertEqual(end, "reset", "the origin's reset is passed on as a reset")
+        proxy.wait_log(rf"close conn=\d+ .*end=upstream-reset .*bytes_down={len(answer)} ")
         self.assert_still_serving(proxy)
 
     def test_dns_server_that_never_answers(self):

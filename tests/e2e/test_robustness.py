@@ -12,7 +12,7 @@ import time
 import unittest
 
 from harness import (MIB, ProxyTestCase, connect, http_connect_open, payload, recv_exact,
-                     recv_until_eof, send_ignoring_reset, sha256, socks5_open,
+                     recv_until_eof, reset_on_close, send_ignoring_reset, sha256, socks5_open,
                      socks5_roundtrip, wait_closed, wait_until)
 
 
@@ -257,7 +257,7 @@ class AbandonedHandshakes(ProxyTestCase):
                 send_ignoring_reset(s, partials[(batch * 100 + i) % len(partials)])
             for i, s in enumerate(socks):
                 if i % 2:  # half of them reset instead of closing cleanly
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    reset_on_close(s)
                 s.close()
             total += len(socks)
         self.assertEqual(total, 1000)

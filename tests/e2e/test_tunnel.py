@@ -18,6 +18,9 @@ before the feature; what each test shows:
                       up, marks the exit down, and the group's second exit serves the next one
   RoundRobin          a round-robin group uses both exits
   HalfClose           EOF crosses the tunnel in each direction on its own
+  ResetAfterLastBytes a side that resets while a hop is busy writing to it: what it sent before
+                      its reset still crosses the tunnel (a client's last bytes, an origin's
+                      answer to an upload it refuses), and then the reset
   CertificateReload   a renewed exit certificate is taken without a restart; a broken one is
                       refused and the working pair kept
   TlsReuse            tunnels take links from the entry's pool of handshakes made ahead, and
@@ -49,9 +52,11 @@ import unittest
 from collections import namedtuple
 
 from geo_fixtures import server_addr
-from harness import (WAIT, HttpOrigin, ProxyTestCase, can_connect, close_listener, free_port,
-                     geoproxy_bin, header_values, hostport, http_connect_open, http_response,
-                     payload, recv_until_eof, run, sha256, socks5_open, wait_end, wait_until)
+from harness import (WAIT, HttpOrigin, ProxyTestCase, PushingServer, UploadRefusingServer,
+                     can_connect, close_listener, free_port, geoproxy_bin, header_values,
+                     hostport, http_connect_open, http_response, payload, pushing,
+                     recv_until_eof, reset_on_close, run, send_then_reset, sha256, socks5_open,
+                     wait_end, wait_until)
 
 SOCKS5_OK, SOCKS5_NOT_ALLOWED, SOCKS5_HOST_UNREACHABLE = 0x00, 0x02, 0x04
 
@@ -336,8 +341,7 @@ class AnswerThenCloseServer:
                     conn.recv(4096)
                     if self.reset:
                         conn.sendall(self.answer)
-                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                        struct.pack("ii", 1, 0))
+                        reset_on_close(conn)
                     else:
                         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
                         conn.sendall(self.answer)
@@ -954,6 +958,47 @@ class HalfClose(TunnelTestCase):
             received += chunk
         self.assertEqual((len(received), sha256(bytes(received))), (len(data), sha256(data)),
                          "the echo after our EOF, then the origin's EOF")
+
+
+class ResetAfterLastBytes(TunnelTestCase):
+    """Each hop is paused (SIGSTOP) while a side says its last bytes and resets, so that on
+    resuming the hop meets the reset in a write to that side before it has read those bytes, as
+    happens on a loaded machine. test_faults.py has the same for a single hop."""
+
+    def start_tunnel(self):
+        exit1 = self.start_exit(external=EXIT_DE)
+        entry = self.start_entry([self.tls_upstream("exit1", exit1)],
+                                 ["rule all tunnel via exit1"])
+        return entry, exit1
+
+    def test_client_bytes_before_its_reset_reach_the_origin(self):
+        origin = PushingServer(server_addr("CH"))
+        self.addCleanup(origin.stop)
+        entry, _ = self.start_tunnel()
+        sock = self.socks5_open_served(entry, origin.host, origin.port)
+        sock.recv(65536)  # the download runs
+        last_words = b"some bytes before the reset"
+        self.addCleanup(entry.resume)
+        entry.pause()
+        send_then_reset(sock, last_words)  # in the middle of the download
+        entry.resume()
+        self.assertEqual(origin.results.get(timeout=WAIT + 5), (last_words, "reset"),
+                         "what reached the origin, and how its connection ended")
+
+    def test_origin_answer_before_its_reset_reaches_the_client(self):
+        answer = b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\n\r\n"
+        origin = UploadRefusingServer(answer, server_addr("CH"))
+        self.addCleanup(origin.stop)
+        entry, exit1 = self.start_tunnel()
+        sock = self.socks5_open_served(entry, origin.host, origin.port)
+        ends = pushing(sock)  # the client uploads without pause and reads what comes back
+        wait_until(lambda: origin.received >= 1 << 20, what="the upload reaching the origin")
+        self.addCleanup(exit1.resume)
+        exit1.pause()
+        self.assertTrue(origin.refuse(), "the origin did not answer")
+        exit1.resume()
+        self.assertEqual(ends.get(timeout=WAIT + 5), (answer, "reset"),
+                         "what reached the client, and how its connection ended")
 
 
 class AnswerAndEndTogether(TunnelTestCase):
