@@ -933,6 +933,44 @@ struct send_req {
 
 static void conn_linger_start(struct conn *c);
 
+void conn_read_last_bytes(struct conn *c, enum conn_side side, conn_take_fn take)
+{
+    char *buf = bufpool_get(&c->worker->relay_bufs);
+    if (buf == NULL)
+        return;
+    size_t size = c->worker->relay_bufs.buf_size;
+    for (size_t taken = 0;
+         taken < CONN_LAST_BYTES_MAX && conn_side_open(c, side) && !conn_is_closing(c);) {
+        ssize_t n = link_recv_now(conn_side_link(c, side), buf, size);
+        if (n <= 0 || !take(c, side, buf, (size_t)n))
+            break;
+        taken += (size_t)n;
+    }
+    bufpool_put(&c->worker->relay_bufs, buf);
+}
+
+static bool give_to_reader(struct conn *c, enum conn_side side, const char *data, size_t n)
+{
+    conn_touch(c);
+    c->readers[side](c, side, data, (ssize_t)n);
+    return c->readers[side] != NULL; /* it may have closed the side (or all: the loop checks) */
+}
+
+/* A queued write to 'side' failed. A protocol that reads that side (HTTP forwarding) gets what
+ * the side sent before it went, then the failure as the end of its bytes, and decides what the
+ * other side hears (a server's early answer to an upload, or a 502); otherwise the connection
+ * closes. */
+static void conn_send_failed(struct conn *c, enum conn_side side, int status)
+{
+    if (c->readers[side] == NULL) {
+        conn_close_because(c, side == CONN_CLIENT ? "client-write-error" : "upstream-write-error");
+        return;
+    }
+    conn_read_last_bytes(c, side, give_to_reader);
+    if (!conn_is_closing(c) && conn_side_open(c, side) && c->readers[side] != NULL)
+        c->readers[side](c, side, NULL, status);
+}
+
 static void on_send_done(struct link_write *req, int status)
 {
     struct send_req *s = container_of(req, struct send_req, req);
@@ -946,7 +984,7 @@ static void on_send_done(struct link_write *req, int status)
     if (status == UV_ECANCELED)
         return; /* the upstream was reset on purpose (HTTP forwarding, lingering close) */
     if (status < 0) {
-        conn_close_because(c, side == CONN_CLIENT ? "client-write-error" : "upstream-write-error");
+        conn_send_failed(c, side, status);
         return;
     }
     conn_touch(c);

@@ -155,6 +155,16 @@ void conn_verify_user(struct conn *c, const char *user, size_t user_len, const c
  * the kernel. Returns 0 or a libuv error (the connection is then closing). */
 int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len, conn_sent_fn sent);
 
+/* Takes bytes that conn_read_last_bytes() read; returns false to stop reading. */
+typedef bool (*conn_take_fn)(struct conn *c, enum conn_side side, const char *data, size_t n);
+
+/* A write to a side has just failed (it reset or went away), but it may have sent bytes before
+ * it went that still wait in its socket: a client's last request bytes before its reset, a
+ * server's answer before it reset an upload it refused. Reads them now, while that side is being
+ * read (not paused), handing each read to 'take', up to CONN_LAST_BYTES_MAX in all. */
+#define CONN_LAST_BYTES_MAX (256 * 1024)
+void conn_read_last_bytes(struct conn *c, enum conn_side side, conn_take_fn take);
+
 /* Bytes queued for a side and not yet written: for backpressure. */
 size_t conn_send_queue_size(const struct conn *c, enum conn_side side);
 

@@ -29,43 +29,23 @@ static struct bufpool *conn_pool(struct conn *c)
 
 static void relay_read_start(struct conn *c, enum conn_side side);
 
-/* The most bytes passed on from a side after a write to it failed (its socket may hold more). */
-#define RELAY_LAST_BYTES_MAX (4 * RELAY_BUF_SIZE)
-
-/* A side that a write has just failed to reach (it reset or went away) may have sent bytes
- * before it went, still waiting in its socket: a client's last request bytes before its reset,
- * a server's error answer before it reset an upload. They go on to the other side, after what
- * went before them, as far as it takes them at once (up to RELAY_LAST_BYTES_MAX). */
-static void relay_pass_last_bytes(struct conn *c, enum conn_side gone)
+/* Passes bytes a side sent before it went (conn_read_last_bytes) to the other side, after what
+ * went before them, as far as it takes them at once. */
+static bool pass_on_at_once(struct conn *c, enum conn_side gone, const char *data, size_t n)
 {
-    struct relay_dir *dir = &c->relay.dirs[gone];
-    if (dir->buf != NULL || dir->eof)
-        return; /* bytes read before are still queued, or it said all it had */
-    char *buf = bufpool_get(conn_pool(c));
-    if (buf == NULL)
-        return;
-    struct link *from = conn_side_link(c, gone);
-    struct link *to = conn_side_link(c, other_side(gone));
-    uint64_t *counted = gone == CONN_CLIENT ? &c->bytes_up : &c->bytes_down;
-    for (size_t passed = 0; passed < RELAY_LAST_BYTES_MAX;) {
-        ssize_t n = link_recv_now(from, buf, RELAY_BUF_SIZE);
-        if (n <= 0)
-            break;
-        int written = link_try_write(to, buf, (size_t)n);
-        if (written > 0)
-            *counted += (uint64_t)written;
-        if (written != n)
-            break;
-        passed += (size_t)n;
-    }
-    bufpool_put(conn_pool(c), buf);
+    int written = link_try_write(conn_side_link(c, other_side(gone)), data, n);
+    if (written > 0)
+        *(gone == CONN_CLIENT ? &c->bytes_up : &c->bytes_down) += (uint64_t)written;
+    return written == (int)n;
 }
 
 /* A write to the other side of 'from' failed: what that side said before it went is passed on,
  * then the connection closes with the reason. */
 static void relay_close_on_write_failure(struct conn *c, enum conn_side from, int status)
 {
-    relay_pass_last_bytes(c, other_side(from));
+    struct relay_dir *gone = &c->relay.dirs[other_side(from)];
+    if (gone->buf == NULL && !gone->eof) /* else bytes it sent before are queued, or it ended */
+        conn_read_last_bytes(c, other_side(from), pass_on_at_once);
     conn_close_because(c, write_failure(from, status));
 }
 

@@ -11,9 +11,10 @@ import unittest
 import urllib.error
 import urllib.request
 
-from harness import (MIB, ProxyTestCase, connect, header_values, http_connect_open,
-                     http_response, payload, read_http_head, read_response, recv_exact, recv_until_eof, run,
-                     send_ignoring_reset, sha256, tcp_queues, wait_end, wait_until)
+from harness import (MIB, WAIT, ProxyTestCase, UploadRefusingServer, connect, header_values,
+                     http_connect_open, http_response, payload, pushing, read_http_head,
+                     read_response, recv_exact, recv_until_eof, run, send_ignoring_reset, sha256,
+                     tcp_queues, wait_end, wait_until)
 
 
 def _proxy_has_read(client_port, proxy_port):
@@ -316,6 +317,41 @@ class HttpProxy(ProxyTestCase):
         self.assertTrue(sent, "the connection was reset while the client sent its body")
         sock.shutdown(socket.SHUT_WR)
         self.assertEqual(wait_end(sock, 10)[0], "eof", "the connection did not end cleanly")
+
+    def refused_upload(self, answer):
+        """POSTs a body without end through the proxy to an origin that takes a MiB of it, then
+        sends 'answer' and resets the connection. The proxy is paused meanwhile, so that its next
+        write to the origin fails before it has read the answer. Returns what the client received
+        and how its connection ended ("eof" or "reset")."""
+        origin = UploadRefusingServer(answer)
+        self.addCleanup(origin.stop)
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        sock.sendall(f"POST http://127.0.0.1:{origin.port}/upload HTTP/1.1\r\n"
+                     f"Host: 127.0.0.1:{origin.port}\r\nContent-Length: {1 << 40}\r\n\r\n"
+                     .encode())
+        ends = pushing(sock)  # the body, without pause, while reading what comes back
+        wait_until(lambda: origin.received >= MIB, what="the body reaching the origin")
+        self.addCleanup(self.proxy.resume)
+        self.proxy.pause()
+        self.assertTrue(origin.refuse(), "the origin did not answer")
+        self.proxy.resume()
+        return ends.get(timeout=WAIT + 5)
+
+    def test_early_error_response_then_origin_reset(self):
+        # The origin refuses an upload (413) and resets the connection at once; the proxy meets
+        # the reset writing the body, before it has read the answer. The answer still reaches
+        # the client, then an orderly end of file.
+        answer = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        got, end = self.refused_upload(answer)
+        self.assertEqual(got.split(b"\r\n")[0], b"HTTP/1.1 413 Content Too Large", got)
+        self.assertEqual(end, "eof", "how the client's connection ended")
+
+    def test_origin_reset_during_upload_is_502(self):
+        # The same origin without an answer: the client hears why, not a bare reset.
+        got, end = self.refused_upload(b"")
+        self.assertEqual(got.split(b"\r\n")[0], b"HTTP/1.1 502 Bad Gateway", got)
+        self.assertIn(b"Proxy-Status: geoproxy; error=connection_terminated", got)
+        self.assertEqual(end, "eof", "how the client's connection ended")
 
     def test_body_delimited_by_origin_close(self):
         r = self.curl("-x", self.proxy_url, f"http://origin.test:{self.origin.port}/eof/300000")
