@@ -956,13 +956,15 @@ static bool give_to_reader(struct conn *c, enum conn_side side, const char *data
     return c->readers[side] != NULL; /* it may have closed the side (or all: the loop checks) */
 }
 
-/* A queued write to 'side' failed. A protocol that reads that side (HTTP forwarding) gets what
- * the side sent before it went, then the failure as the end of its bytes, and decides what the
- * other side hears (a server's early answer to an upload, or a 502); otherwise the connection
- * closes. */
+/* A queued write to 'side' failed. When a protocol reads the upstream (HTTP forwarding), it
+ * gets what the upstream sent before it went, then the failure as the end of its bytes, and
+ * decides what the client hears (a server's early answer to an upload, or a 502). The error can
+ * come ahead of bytes that were not read: those of a paused side (the client was slow), or of a
+ * TLS link or a tunnel's stream, which hold none in a socket of their own. A client that cannot
+ * be written to cannot be answered: the connection closes. */
 static void conn_send_failed(struct conn *c, enum conn_side side, int status)
 {
-    if (c->readers[side] == NULL) {
+    if (side == CONN_CLIENT || c->readers[side] == NULL) {
         conn_close_because(c, side == CONN_CLIENT ? "client-write-error" : "upstream-write-error");
         return;
     }
@@ -977,6 +979,7 @@ static void on_send_done(struct link_write *req, int status)
     struct conn *c = s->c;
     conn_sent_fn sent = s->sent;
     enum conn_side side = s->side;
+    const struct link *link = req->link;
     free(s);
     c->sends_in_flight[side]--;
     if (!conn_request_done(c))
@@ -984,7 +987,10 @@ static void on_send_done(struct link_write *req, int status)
     if (status == UV_ECANCELED)
         return; /* the upstream was reset on purpose (HTTP forwarding, lingering close) */
     if (status < 0) {
-        conn_send_failed(c, side, status);
+        /* A link closed on purpose (HTTP forwarding's retry on a new upstream) reports a write
+         * that had failed before with that error, not with UV_ECANCELED. */
+        if (conn_side_open(c, side) && link == conn_side_link(c, side))
+            conn_send_failed(c, side, status);
         return;
     }
     conn_touch(c);

@@ -161,7 +161,9 @@ typedef bool (*conn_take_fn)(struct conn *c, enum conn_side side, const char *da
 /* A write to a side has just failed (it reset or went away), but it may have sent bytes before
  * it went that still wait in its socket: a client's last request bytes before its reset, a
  * server's answer before it reset an upload it refused. Reads them now, while that side is being
- * read (not paused), handing each read to 'take', up to CONN_LAST_BYTES_MAX in all. */
+ * read (not paused), handing each read to 'take', up to CONN_LAST_BYTES_MAX in all (checked
+ * before each read). Best effort: a caller that then closes with a reset (SO_LINGER 0) discards
+ * what the kernel had not sent yet, as the peer's own reset would have. */
 #define CONN_LAST_BYTES_MAX (256 * 1024)
 void conn_read_last_bytes(struct conn *c, enum conn_side side, conn_take_fn take);
 

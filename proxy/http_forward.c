@@ -196,6 +196,10 @@ static void http_on_client_read(struct conn *c, enum conn_side side, const char 
 
     if (conn_is_closing(c) || s->phase == HTTP_PH_DONE)
         return;
+    if (n < 0 && n != UV_EOF) {
+        conn_close_because(c, "client-reset"); /* it will not read an answer */
+        return;
+    }
     if (n < 0) {
         s->client_eof = true;
         s->reading[CONN_CLIENT] = false;

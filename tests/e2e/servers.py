@@ -90,14 +90,26 @@ class _OneConnectionServer:
 
 class PushingServer(_OneConnectionServer):
     """Sends to its connection without pause (push_until_end); results gets (bytes received,
-    how the connection ended)."""
+    how the connection ended). With answer_head, an HTTP origin whose answer never ends: it
+    reads the request head, sends answer_head, then pushes."""
 
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", answer_head=None):
         super().__init__(host)
+        self.answer_head = answer_head
         self.results = queue.Queue()
         self.thread.start()
 
     def serve(self, conn):
+        if self.answer_head is not None:
+            conn.settimeout(WAIT)
+            request = bytearray()
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    self.results.put((bytes(request), "eof"))
+                    return
+                request += chunk
+            conn.sendall(self.answer_head)
         self.results.put(push_until_end(conn))
 
 

@@ -1,9 +1,10 @@
 """Faults, each seen from the outside: the origin resets mid-transfer, the client resets
-mid-transfer (its last bytes still reach the origin), the origin answers an upload and resets it
-(the answer still reaches the client), the DNS server is slow (never answers), the policy file is deleted, and SIGTERM
-arrives during 100 transfers (all finish intact within the drain time). After every fault the
-proxy keeps serving. (The GeoIP database replaced with garbage is in test_geo.py; a full log
-disk in test_log_file.py; a DNS server that is down in test_socks5.py.)"""
+mid-transfer (its last bytes still reach the origin), the origin answers an upload and resets
+it (the answer still reaches the client), the DNS server is slow (never answers), the policy
+file is deleted, and SIGTERM arrives during 100 transfers (all finish intact within the drain
+time). After every fault the proxy keeps serving. (The GeoIP database replaced with garbage is
+in test_geo.py; a full log disk in test_log_file.py; a DNS server that is down in
+test_socks5.py.)"""
 
 import os
 import signal

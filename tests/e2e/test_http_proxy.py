@@ -6,15 +6,17 @@ import concurrent.futures
 import http.client
 import json
 import socket
+import threading
 import time
 import unittest
 import urllib.error
 import urllib.request
 
-from harness import (MIB, WAIT, ProxyTestCase, UploadRefusingServer, connect, header_values,
-                     http_connect_open, http_response, payload, pushing, read_http_head,
-                     read_response, recv_exact, recv_until_eof, run, send_ignoring_reset, sha256,
-                     tcp_queues, wait_end, wait_until)
+from harness import (MIB, WAIT, ProxyTestCase, PushingServer, UploadRefusingServer,
+                     close_listener, connect, header_values, http_connect_open, http_response,
+                     payload, pushing, read_http_head, read_response, recv_exact, recv_until_eof,
+                     reset_on_close, run, send_ignoring_reset, sha256, tcp_queues, wait_end,
+                     wait_until)
 
 
 def _proxy_has_read(client_port, proxy_port):
@@ -46,6 +48,57 @@ def echoed_headers(doc):
     for k, v in doc["headers"]:
         out.setdefault(k.lower(), []).append(v)
     return out
+
+
+class IdleResetOrigin:
+    """An HTTP origin whose first connection answers one request (kept alive), then resets when
+    told to (reset()), as a server ending an idle connection; every later connection answers
+    each request with ANSWER. .connections counts them."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.resetting, self.was_reset = threading.Event(), threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset(self):
+        """Has the first connection reset; False if it had not within WAIT."""
+        self.resetting.set()
+        return self.was_reset.wait(WAIT)
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # stopped
+            self.connections += 1
+            serve = self._answer_then_reset if self.connections == 1 else self._answer_each
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    def _answer_then_reset(self, conn):
+        with conn:
+            conn.settimeout(WAIT)
+            conn.recv(65536)
+            conn.sendall(self.ANSWER)
+            self.resetting.wait(WAIT)
+            reset_on_close(conn)
+        self.was_reset.set()
+
+    def _answer_each(self, conn):
+        with conn:
+            conn.settimeout(WAIT)
+            try:
+                while conn.recv(65536):
+                    conn.sendall(self.ANSWER)
+            except OSError:
+                pass
+
+    def stop(self):
+        close_listener(self.sock)
 
 
 class HttpProxy(ProxyTestCase):
@@ -352,6 +405,46 @@ class HttpProxy(ProxyTestCase):
         self.assertEqual(got.split(b"\r\n")[0], b"HTTP/1.1 502 Bad Gateway", got)
         self.assertIn(b"Proxy-Status: geoproxy; error=connection_terminated", got)
         self.assertEqual(end, "eof", "how the client's connection ended")
+
+    def test_client_reset_during_a_download_ends_the_origin_connection(self):
+        # The client resets while the proxy is busy passing an endless download on (paused):
+        # the proxy meets the reset writing to the client, and must end the origin's connection
+        # at once, not keep downloading for nobody until the idle timeout.
+        origin = PushingServer(answer_head=b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        self.addCleanup(origin.stop)
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        sock.sendall(f"GET http://127.0.0.1:{origin.port}/ HTTP/1.1\r\n"
+                     f"Host: 127.0.0.1:{origin.port}\r\n\r\n".encode())
+        sock.recv(65536)  # the download runs
+        self.addCleanup(self.proxy.resume)
+        self.proxy.pause()
+        reset_on_close(sock)
+        sock.close()
+        self.proxy.resume()
+        _, end = origin.results.get(timeout=WAIT + 5)
+        self.assertNotEqual(end, "open",
+                            "the origin's connection stayed open after the client's reset")
+        self.proxy.wait_log(r"close conn=\d+ .*end=client-(reset|write-error) ")
+
+    def test_kept_connection_reset_by_the_origin_is_retried(self):
+        # The proxy keeps the origin's connection for the client's next request; the origin
+        # resets it, idle, just as that request goes out (the proxy is paused, so that it
+        # meets the reset writing the request or reading for the answer). The request went
+        # nowhere, so the proxy sends it again on a new connection: the client sees its answer.
+        origin = IdleResetOrigin()
+        self.addCleanup(origin.stop)
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        request = (f"GET http://127.0.0.1:{origin.port}/ HTTP/1.1\r\n"
+                   f"Host: 127.0.0.1:{origin.port}\r\n\r\n").encode()
+        sock.sendall(request)
+        self.assertEqual(http_response(sock)[:3:2], (200, b"ok"), "the first answer")
+        self.addCleanup(self.proxy.resume)
+        self.proxy.pause()
+        sock.sendall(request)
+        self.assertTrue(origin.reset(), "the origin did not reset its first connection")
+        self.proxy.resume()
+        self.assertEqual(http_response(sock)[:3:2], (200, b"ok"), "the second answer")
+        self.assertEqual(origin.connections, 2, "connections the origin took")
 
     def test_body_delimited_by_origin_close(self):
         r = self.curl("-x", self.proxy_url, f"http://origin.test:{self.origin.port}/eof/300000")
