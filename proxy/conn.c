@@ -933,6 +933,13 @@ struct send_req {
 
 static void conn_linger_start(struct conn *c);
 
+const char *conn_write_failure(enum conn_side side, int status)
+{
+    if (status == UV_ECONNRESET)
+        return side == CONN_CLIENT ? "client-reset" : "upstream-reset";
+    return side == CONN_CLIENT ? "client-write-error" : "upstream-write-error";
+}
+
 void conn_read_last_bytes(struct conn *c, enum conn_side side, conn_take_fn take)
 {
     char *buf = bufpool_get(&c->worker->relay_bufs);
@@ -965,7 +972,7 @@ static bool give_to_reader(struct conn *c, enum conn_side side, const char *data
 static void conn_send_failed(struct conn *c, enum conn_side side, int status)
 {
     if (side == CONN_CLIENT || c->readers[side] == NULL) {
-        conn_close_because(c, side == CONN_CLIENT ? "client-write-error" : "upstream-write-error");
+        conn_close_because(c, conn_write_failure(side, status));
         return;
     }
     conn_read_last_bytes(c, side, give_to_reader);
@@ -988,7 +995,8 @@ static void on_send_done(struct link_write *req, int status)
         return; /* the upstream was reset on purpose (HTTP forwarding, lingering close) */
     if (status < 0) {
         /* A link closed on purpose (HTTP forwarding's retry on a new upstream) reports a write
-         * that had failed before with that error, not with UV_ECANCELED. */
+         * that had failed before with that error, not with UV_ECANCELED; its side is closed by
+         * then (a link's write callbacks run before its close callback, proxy/link.h). */
         if (conn_side_open(c, side) && link == conn_side_link(c, side))
             conn_send_failed(c, side, status);
         return;

@@ -155,6 +155,10 @@ void conn_verify_user(struct conn *c, const char *user, size_t user_len, const c
  * the kernel. Returns 0 or a libuv error (the connection is then closing). */
 int conn_send(struct conn *c, enum conn_side side, const void *data, size_t len, conn_sent_fn sent);
 
+/* Why a write to 'side' failed, for conn_close_because(): a side that was reset is reset (the
+ * other side then hears a reset too), anything else a write error. */
+const char *conn_write_failure(enum conn_side side, int status);
+
 /* Takes bytes that conn_read_last_bytes() read; returns false to stop reading. */
 typedef bool (*conn_take_fn)(struct conn *c, enum conn_side side, const char *data, size_t n);
 

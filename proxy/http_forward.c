@@ -196,8 +196,8 @@ static void http_on_client_read(struct conn *c, enum conn_side side, const char 
 
     if (conn_is_closing(c) || s->phase == HTTP_PH_DONE)
         return;
-    if (n < 0 && n != UV_EOF) {
-        conn_close_because(c, "client-reset"); /* it will not read an answer */
+    if (n < 0 && n != UV_EOF) { /* a reset (or a failure): it will not read an answer */
+        conn_close_because(c, n == UV_ECONNRESET ? "client-reset" : "client-error");
         return;
     }
     if (n < 0) {

@@ -12,7 +12,8 @@
  *
  * Lifetime: link_init() initialises the socket; link_close() closes every handle and calls
  * 'closed' once they all are (the owner frees the memory there, not before). Callbacks of
- * writes and shutdowns still in flight run before that, with UV_ECANCELED. No callback runs
+ * writes and shutdowns still in flight run before that, with UV_ECANCELED (a write that had
+ * failed already, whose callback was still to run, with its own error). No callback runs
  * under the caller of a link function, except link_close's own callbacks of cancelled
  * requests, which libuv runs later. */
 #ifndef GEOPROXY_PROXY_LINK_H

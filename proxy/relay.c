@@ -13,15 +13,6 @@ static enum conn_side other_side(enum conn_side side)
     return side == CONN_CLIENT ? CONN_UPSTREAM : CONN_CLIENT;
 }
 
-/* Why a write to the side that data read 'from' goes to failed: a side that was reset is reset
- * (the other side then hears a reset too, proxy/conn.c), anything else a write error. */
-static const char *write_failure(enum conn_side from, int status)
-{
-    if (status == UV_ECONNRESET)
-        return from == CONN_CLIENT ? "upstream-reset" : "client-reset";
-    return from == CONN_CLIENT ? "upstream-write-error" : "client-write-error";
-}
-
 static struct bufpool *conn_pool(struct conn *c)
 {
     return &c->worker->relay_bufs;
@@ -46,7 +37,7 @@ static void relay_close_on_write_failure(struct conn *c, enum conn_side from, in
     struct relay_dir *gone = &c->relay.dirs[other_side(from)];
     if (gone->buf == NULL && !gone->eof) /* else bytes it sent before are queued, or it ended */
         conn_read_last_bytes(c, other_side(from), pass_on_at_once);
-    conn_close_because(c, write_failure(from, status));
+    conn_close_because(c, conn_write_failure(other_side(from), status));
 }
 
 static void relay_dir_finished(struct conn *c, struct relay_dir *dir)

@@ -213,8 +213,27 @@ class Proxy:
 
     def pause(self):
         """Stops the process (SIGSTOP) until resume(): what its peers do meanwhile reaches it all
-        at once, as on a loaded machine. Pair it with addCleanup(proxy.resume)."""
+        at once, as on a loaded machine. Returns once every thread has stopped (kill() returns
+        before, and a thread may still handle events it had collected). Pair it with
+        addCleanup(proxy.resume)."""
         os.kill(self.pid, signal.SIGSTOP)
+        wait_until(self._stopped, what=f"geoproxy (pid {self.pid}) to stop")
+
+    def _stopped(self):
+        """True when no thread of the process is running (each stopped, state T, or gone)."""
+        try:
+            tasks = os.listdir(f"/proc/{self.pid}/task")
+        except FileNotFoundError:
+            return True  # exited
+        for task in tasks:
+            try:
+                with open(f"/proc/{self.pid}/task/{task}/stat", encoding="ascii") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                continue  # that thread ended
+            if state not in ("T", "t"):
+                return False
+        return True
 
     def resume(self):
         if self.proc.poll() is None:
