@@ -197,7 +197,17 @@ static void http_on_client_read(struct conn *c, enum conn_side side, const char 
     if (conn_is_closing(c) || s->phase == HTTP_PH_DONE)
         return;
     if (n < 0 && n != UV_EOF) { /* a reset (or a failure): it will not read an answer */
-        conn_close_because(c, n == UV_ECONNRESET ? "client-reset" : "client-error");
+        const char *why = n == UV_ECONNRESET ? "client-reset" : "client-error";
+        if (s->phase == HTTP_PH_HEAD && c->hs_len == 0 && s->up == HTTP_UP_OPEN) {
+            /* Between requests no exchange is cut: the kept upstream connection ends in order
+             * (a client's reset passes on as a reset only when it cuts one). */
+            s->phase = HTTP_PH_DONE;
+            s->up = HTTP_UP_RESETTING;
+            conn_upstream_reset(c, conn_close);
+            c->end_reason = why; /* after: a client-reset end would reset the upstream */
+            return;
+        }
+        conn_close_because(c, why);
         return;
     }
     if (n < 0) {

@@ -5,6 +5,7 @@ request bodies, persistent client connections, and proxy-generated errors with P
 import concurrent.futures
 import http.client
 import json
+import queue
 import socket
 import threading
 import time
@@ -50,10 +51,9 @@ def echoed_headers(doc):
     return out
 
 
-class IdleResetOrigin:
-    """An HTTP origin whose first connection answers one request (kept alive), then resets when
-    told to (reset()), as a server ending an idle connection; every later connection answers
-    each request with ANSWER. .connections counts them."""
+class KeepAliveOrigin:
+    """An HTTP origin that answers each request on a connection with ANSWER, keeping it open;
+    .connections counts the connections, .ends gets how each ended ("eof" or "reset")."""
 
     ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -61,13 +61,8 @@ class IdleResetOrigin:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.connections = 0
-        self.resetting, self.was_reset = threading.Event(), threading.Event()
+        self.ends = queue.Queue()
         threading.Thread(target=self._accept, daemon=True).start()
-
-    def reset(self):
-        """Has the first connection reset; False if it had not within WAIT."""
-        self.resetting.set()
-        return self.was_reset.wait(WAIT)
 
     def _accept(self):
         while True:
@@ -76,10 +71,42 @@ class IdleResetOrigin:
             except OSError:
                 return  # stopped
             self.connections += 1
-            serve = self._answer_then_reset if self.connections == 1 else self._answer_each
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+            threading.Thread(target=self.serve, args=(conn, self.connections),
+                             daemon=True).start()
 
-    def _answer_then_reset(self, conn):
+    def serve(self, conn, number):
+        with conn:
+            conn.settimeout(WAIT)
+            try:
+                while conn.recv(65536):
+                    conn.sendall(self.ANSWER)
+                self.ends.put("eof")
+            except ConnectionResetError:
+                self.ends.put("reset")
+            except OSError as e:
+                self.ends.put(repr(e))
+
+    def stop(self):
+        close_listener(self.sock)
+
+
+class IdleResetOrigin(KeepAliveOrigin):
+    """A KeepAliveOrigin whose first connection answers one request, then resets when told to
+    (reset()), as a server ending an idle connection."""
+
+    def __init__(self):
+        self.resetting, self.was_reset = threading.Event(), threading.Event()
+        super().__init__()
+
+    def reset(self):
+        """Has the first connection reset; False if it had not within WAIT."""
+        self.resetting.set()
+        return self.was_reset.wait(WAIT)
+
+    def serve(self, conn, number):
+        if number > 1:
+            super().serve(conn, number)
+            return
         with conn:
             conn.settimeout(WAIT)
             conn.recv(65536)
@@ -87,18 +114,6 @@ class IdleResetOrigin:
             self.resetting.wait(WAIT)
             reset_on_close(conn)
         self.was_reset.set()
-
-    def _answer_each(self, conn):
-        with conn:
-            conn.settimeout(WAIT)
-            try:
-                while conn.recv(65536):
-                    conn.sendall(self.ANSWER)
-            except OSError:
-                pass
-
-    def stop(self):
-        close_listener(self.sock)
 
 
 class HttpProxy(ProxyTestCase):
@@ -445,6 +460,21 @@ class HttpProxy(ProxyTestCase):
         self.proxy.resume()
         self.assertEqual(http_response(sock)[:3:2], (200, b"ok"), "the second answer")
         self.assertEqual(origin.connections, 2, "connections the origin took")
+
+    def test_idle_client_reset_ends_the_kept_origin_connection_in_order(self):
+        # A client resets its kept connection between requests (no exchange is cut): the
+        # proxy's kept connection to the origin ends with an orderly end of file, not a reset
+        # that would look like a failure to the origin.
+        origin = KeepAliveOrigin()
+        self.addCleanup(origin.stop)
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        sock.sendall(f"GET http://127.0.0.1:{origin.port}/ HTTP/1.1\r\n"
+                     f"Host: 127.0.0.1:{origin.port}\r\n\r\n".encode())
+        self.assertEqual(http_response(sock)[:3:2], (200, b"ok"), "the answer")
+        reset_on_close(sock)
+        sock.close()
+        self.assertEqual(origin.ends.get(timeout=WAIT), "eof", "how the origin's connection ended")
+        self.proxy.wait_log(r"close conn=\d+ .*end=client-reset ")
 
     def test_body_delimited_by_origin_close(self):
         r = self.curl("-x", self.proxy_url, f"http://origin.test:{self.origin.port}/eof/300000")
