@@ -189,6 +189,13 @@ void http_forward_drain(struct conn *c)
     http_forward_update_reads(c);
 }
 
+/* The kept upstream connection has ended in order: the client's end follows. */
+static void http_end_after_upstream(struct conn *c)
+{
+    struct http_state *s = c->proto_state;
+    conn_close_because(c, s->client_end);
+}
+
 static void http_on_client_read(struct conn *c, enum conn_side side, const char *data, ssize_t n)
 {
     struct http_state *s = c->proto_state;
@@ -203,8 +210,8 @@ static void http_on_client_read(struct conn *c, enum conn_side side, const char 
              * (a client's reset passes on as a reset only when it cuts one). */
             s->phase = HTTP_PH_DONE;
             s->up = HTTP_UP_RESETTING;
-            conn_upstream_reset(c, conn_close);
-            c->end_reason = why; /* after: a client-reset end would reset the upstream */
+            s->client_end = why;
+            conn_upstream_reset(c, http_end_after_upstream);
             return;
         }
         conn_close_because(c, why);

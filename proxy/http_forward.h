@@ -40,7 +40,8 @@ struct http_state {
     bool forwarding; /* the client is read through conn_read_start() */
     bool reading[2]; /* what was asked of conn_read_start/stop, by side */
     bool client_eof;
-    uint8_t *pend; /* client bytes that did not fit into c->hs */
+    const char *client_end; /* why the client went, while its kept upstream ends in order */
+    uint8_t *pend;          /* client bytes that did not fit into c->hs */
     size_t pend_len;
 
     /* The request being handled. */
