@@ -226,20 +226,21 @@ def exit_tls_connections(port):
     return [line for line in out.splitlines() if line.strip()]
 
 
-def exit_tls_connections_settled(port):
-    """The TCP connections established to an exit's port once the health checker's short-lived
-    probe connections are gone (at most a few seconds): one that stays is a session."""
-    conns = []
-
-    def settled():
-        conns[:] = exit_tls_connections(port)
-        return len(conns) <= 1
-
-    try:
-        wait_until(settled, timeout=5, what="the exit's connections")
-    except AssertionError:
-        pass
-    return conns
+def exit_tls_connections_settled(port, window_s=2.0):
+    """The TCP connections to an exit's port that stay: those seen (by their address pair) in
+    every look over window_s. The health checker's probe connections come and go several times
+    a second (each with a port of its own); on a loaded machine one or another may be open at
+    every instant, so a moment with none of them cannot be waited for. One that stays is a
+    session."""
+    stayed = None
+    deadline = time.monotonic() + window_s
+    for _ in range(int(window_s / 0.05) + 2):
+        now = {tuple(line.split()[-2:]) for line in exit_tls_connections(port)}
+        stayed = now if stayed is None else stayed & now
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return sorted(stayed)
 
 
 def decision_rules(log):
