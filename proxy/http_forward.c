@@ -251,10 +251,18 @@ static void http_response_done(struct conn *c)
         http_finish(c);
         return;
     }
+    s->phase = HTTP_PH_HEAD;
     s->up_reusable = s->up_keep_alive && s->up == HTTP_UP_OPEN && !s->up_eof;
+    /* A server that closes after its answer without saying so (or resets, or failed a write
+     * of ours) leaves its end right behind the answer: taken now, it is an idle connection's
+     * end (http_on_upstream_eof), and a pipelined request goes on a new connection instead of
+     * meeting that end, which an upload could not survive (it is never sent twice). */
+    if (s->up_reusable)
+        link_read_end_now(conn_side_link(c, CONN_UPSTREAM));
+    if (conn_is_closing(c))
+        return;
     if (!s->up_reusable)
         http_reset_upstream(c);
-    s->phase = HTTP_PH_HEAD;
     http_forward_drain(c);
 }
 

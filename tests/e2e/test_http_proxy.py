@@ -6,6 +6,7 @@ import concurrent.futures
 import http.client
 import json
 import queue
+import re
 import socket
 import threading
 import time
@@ -114,6 +115,40 @@ class IdleResetOrigin(KeepAliveOrigin):
             self.resetting.wait(WAIT)
             reset_on_close(conn)
         self.was_reset.set()
+
+
+class AnswerOnceOrigin(KeepAliveOrigin):
+    """A KeepAliveOrigin that closes each connection after its first answer, without saying
+    so: the answer announces nothing, and its end of file leaves in the same segment (corked),
+    as a server whose keep-alive limit is one request. .requests gets what each connection
+    received."""
+
+    def __init__(self):
+        self.requests = queue.Queue()
+        super().__init__()
+
+    def serve(self, conn, number):
+        with conn:
+            conn.settimeout(WAIT)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            self.requests.put(self.read_request(conn))
+            conn.sendall(self.ANSWER)
+        # closing the corked socket sends the answer and the end of file together
+
+    @staticmethod
+    def read_request(conn):
+        """One request: its head and the body its Content-Length announces."""
+        request = b""
+        while b"\r\n\r\n" not in request:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return request
+            request += chunk
+        length = re.search(rb"(?im)^content-length: *(\d+)\r$", request)
+        head_len = request.index(b"\r\n\r\n") + 4
+        if length:
+            request += recv_exact(conn, head_len + int(length.group(1)) - len(request))
+        return request
 
 
 class HttpProxy(ProxyTestCase):
@@ -459,6 +494,29 @@ class HttpProxy(ProxyTestCase):
         self.assertTrue(origin.reset(), "the origin did not reset its first connection")
         self.proxy.resume()
         self.assertEqual(http_response(sock)[:3:2], (200, b"ok"), "the second answer")
+        self.assertEqual(origin.connections, 2, "connections the origin took")
+
+    def test_pipelined_upload_after_an_answer_and_its_end(self):
+        # The origin answers the first request without "Connection: close" and closes: its end
+        # of file comes with the answer. The client's next request, an upload, is already
+        # waiting in the proxy (pipelined); it must go on a new connection, not on the one
+        # that just ended (where it would get a 502: an upload is never sent twice).
+        origin = AnswerOnceOrigin()
+        self.addCleanup(origin.stop)
+        host = f"127.0.0.1:{origin.port}"
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        sock.sendall((f"GET http://{host}/first HTTP/1.1\r\nHost: {host}\r\n\r\n"
+                      f"POST http://{host}/second HTTP/1.1\r\nHost: {host}\r\n"
+                      f"Content-Length: 5\r\n\r\nhello").encode())
+        f = sock.makefile("rb")
+        for which in ("first", "second"):
+            status, _, body = read_response(f)
+            self.assertEqual((status, body), (200, b"ok"), f"the {which} answer")
+        first = origin.requests.get(timeout=WAIT)
+        second = origin.requests.get(timeout=WAIT)
+        self.assertTrue(first.startswith(b"GET /first "), first)
+        self.assertTrue(second.startswith(b"POST /second ") and second.endswith(b"\r\n\r\nhello"),
+                        second)
         self.assertEqual(origin.connections, 2, "connections the origin took")
 
     def test_idle_client_reset_ends_the_kept_origin_connection_in_order(self):
