@@ -53,7 +53,7 @@ from collections import namedtuple
 
 from geo_fixtures import server_addr
 from harness import (WAIT, HttpOrigin, ProxyTestCase, PushingServer, UploadRefusingServer,
-                     can_connect, close_listener, free_port, geoproxy_bin, header_values,
+                     can_connect, close_listener, connect, free_port, geoproxy_bin, header_values,
                      hostport, http_connect_open, http_response, payload, pushing,
                      recv_until_eof, reset_on_close, run, send_then_reset, sha256, socks5_open,
                      wait_end, wait_until)
@@ -1000,6 +1000,28 @@ class ResetAfterLastBytes(TunnelTestCase):
         exit1.resume()
         self.assertEqual(ends.get(timeout=WAIT + 5), (answer, "reset"),
                          "what reached the client, and how its connection ended")
+
+    def test_origin_answer_before_its_reset_reaches_an_http_client(self):
+        # The same through the entry's HTTP proxy: its forwarding reads the answer from the
+        # tunnel's stream, and meets the reset (passed on by the exit) in a write to it.
+        answer = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        origin = UploadRefusingServer(answer, server_addr("CH"))
+        self.addCleanup(origin.stop)
+        entry, _ = self.start_tunnel()
+        sock = self.track(connect("127.0.0.1", entry.port))
+        host = f"{origin.host}:{origin.port}"
+        sock.sendall(f"POST http://{host}/upload HTTP/1.1\r\nHost: {host}\r\n"
+                     f"Content-Length: {1 << 40}\r\n\r\n".encode())
+        ends = pushing(sock)
+        wait_until(lambda: origin.received >= 1 << 20, what="the upload reaching the origin")
+        self.addCleanup(entry.resume)
+        entry.pause()
+        self.assertTrue(origin.refuse(), "the origin did not answer")
+        time.sleep(0.2)  # the exit passes the answer and the reset on while the entry sleeps
+        entry.resume()
+        got, end = ends.get(timeout=WAIT + 5)
+        self.assertEqual(got.split(b"\r\n")[0], b"HTTP/1.1 413 Content Too Large", got)
+        self.assertEqual(end, "eof", "how the client's connection ended")
 
 
 class AnswerAndEndTogether(TunnelTestCase):
