@@ -255,12 +255,15 @@ static bool fields_end_in_chunked(const struct http_header *h, size_t n)
 
 /* What both kinds of head must satisfy beyond llhttp's checks. Framing is taken from llhttp;
  * where its reading of Transfer-Encoding differs from the RFC's (it takes "chunked<TAB>" for
- * another coding), the head is refused: a recipient must not frame it differently. */
+ * another coding, and a field without a coding for no field at all, framing by Content-Length
+ * what a recipient may take for chunked), the head is refused: nobody may frame it otherwise. */
 static const char *check_fields(const llhttp_t *p, const struct http_header *h, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (!is_token(h[i].name, h[i].name_len))
             return "header name is not a token";
+    if (!(p->flags & F_TRANSFER_ENCODING) && http_find_header(h, n, "Transfer-Encoding") != NULL)
+        return "Transfer-Encoding without a coding";
     if ((p->flags & F_TRANSFER_ENCODING) &&
         fields_end_in_chunked(h, n) != ((p->flags & F_CHUNKED) != 0))
         return "ambiguous Transfer-Encoding";

@@ -622,6 +622,18 @@ class HttpProxy(ProxyTestCase):
         self.assertEqual(status, 400)
         self.assertTrue(header_values(headers, "Proxy-Status"), "400 without Proxy-Status")
 
+    def test_400_transfer_encoding_without_a_coding(self):
+        # "Transfer-Encoding:" with no coding next to a Content-Length: a server that takes the
+        # field for chunked would read the "body" below as an end and a second request of the
+        # client's choosing. The proxy refuses it instead of framing it by the length.
+        body = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        status, headers, _ = self.raw_request(
+            f"POST http://origin.test:{self.origin.port}/echo HTTP/1.1\n"
+            f"Host: origin.test:{self.origin.port}\nTransfer-Encoding: \n"
+            f"Content-Length: {len(body)}\n\n", body)
+        self.assertEqual(status, 400)
+        self.assertIn("http_request_error", " ".join(header_values(headers, "Proxy-Status")))
+
     def test_errors_keep_proxy_usable(self):
         self.raw_request("GET http://nx.test/ HTTP/1.1\nHost: nx.test\n\n")
         r = self.curl("-x", self.proxy_url, f"http://origin.test:{self.origin.port}/bytes/10")
