@@ -64,6 +64,23 @@ static void http_begin_exchange(struct conn *c, bool body_done)
     s->forwarding = true;
 }
 
+/* RFC 9110 §9.2.2. A proxy must not send a non-idempotent request again on its own (RFC 9112
+ * §9.3.1.1): the first may have had its effect before the connection ended. */
+static bool http_method_is_idempotent(uint8_t method)
+{
+    switch (method) {
+    case HTTP_GET:
+    case HTTP_HEAD:
+    case HTTP_OPTIONS:
+    case HTTP_TRACE:
+    case HTTP_PUT:
+    case HTTP_DELETE:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Rewrites the head at the start of c->hs, sends it upstream and consumes it. */
 void http_forward_request(struct conn *c, const struct http_request *req, size_t head_len)
 {
@@ -88,7 +105,7 @@ void http_forward_request(struct conn *c, const struct http_request *req, size_t
         free(head);
         return;
     }
-    if (s->up_reused && req->body == HTTP_BODY_NONE) {
+    if (s->up_reused && req->body == HTTP_BODY_NONE && http_method_is_idempotent(req->method)) {
         s->retry_head = head; /* kept until the first response byte */
         s->retry_len = n;
     } else {

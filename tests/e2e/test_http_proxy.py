@@ -151,6 +151,18 @@ class AnswerOnceOrigin(KeepAliveOrigin):
         return request
 
 
+class SecondRequestDropOrigin(AnswerOnceOrigin):
+    """An AnswerOnceOrigin that keeps each connection after its first answer, reads the next
+    request and closes without answering it."""
+
+    def serve(self, conn, number):
+        with conn:
+            conn.settimeout(WAIT)
+            self.requests.put(self.read_request(conn))
+            conn.sendall(self.ANSWER)
+            self.requests.put(self.read_request(conn))
+
+
 class HttpProxy(ProxyTestCase):
     def setUp(self):
         self.dns = self.start_dns()
@@ -518,6 +530,27 @@ class HttpProxy(ProxyTestCase):
         self.assertTrue(second.startswith(b"POST /second ") and second.endswith(b"\r\n\r\nhello"),
                         second)
         self.assertEqual(origin.connections, 2, "connections the origin took")
+
+    def test_post_on_a_kept_connection_that_ends_is_not_sent_again(self):
+        # The origin takes a POST on the kept connection and closes without answering: it may
+        # have acted on it. The proxy must not send it again (RFC 9112 §9.3.1.1): the client
+        # gets a 502 and decides; a GET in the same place is sent again (the test above).
+        origin = SecondRequestDropOrigin()
+        self.addCleanup(origin.stop)
+        host = f"127.0.0.1:{origin.port}"
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        f = sock.makefile("rb")
+        sock.sendall(f"GET http://{host}/first HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        self.assertEqual(read_response(f)[::2], (200, b"ok"), "the first answer")
+        sock.sendall(f"POST http://{host}/transfer HTTP/1.1\r\nHost: {host}\r\n"
+                     "Content-Length: 0\r\n\r\n".encode())
+        status, headers, _ = read_response(f)
+        self.assertEqual(status, 502)
+        self.assertIn("connection_terminated", " ".join(header_values(headers, "Proxy-Status")))
+        posts = [r for r in (origin.requests.get(timeout=WAIT) for _ in range(2))
+                 if r.startswith(b"POST")]
+        self.assertEqual(len(posts), 1, "POSTs the origin received")
+        self.assertEqual(origin.connections, 1, "connections the origin took")
 
     def test_idle_client_reset_ends_the_kept_origin_connection_in_order(self):
         # A client resets its kept connection between requests (no exchange is cut): the
