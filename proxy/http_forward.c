@@ -424,8 +424,13 @@ static void http_on_upstream_eof(struct conn *c, ssize_t err)
         if (err == UV_EOF && http_framer_finish(&s->resp_framer) == PARSE_DONE) {
             s->up_keep_alive = false;
             http_response_done(c);
+        } else if (err == UV_EOF) {
+            http_finish(c); /* the client sees a cut-short body (its length or chunks say so) */
         } else {
-            http_finish(c); /* the client sees a cut-short body */
+            /* A reset cuts the body: passed on as one, or a body delimited by the close would
+             * reach the client as complete. */
+            s->phase = HTTP_PH_DONE;
+            conn_close_because(c, "upstream-reset");
         }
         return;
     }

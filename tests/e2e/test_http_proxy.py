@@ -552,6 +552,20 @@ class HttpProxy(ProxyTestCase):
         self.assertEqual(len(posts), 1, "POSTs the origin received")
         self.assertEqual(origin.connections, 1, "connections the origin took")
 
+    def test_origin_reset_in_a_body_until_close_resets_the_client(self):
+        # A body delimited by the origin's close, cut by a reset: an orderly end of file would
+        # tell the client it has it all. The reset is passed on.
+        origin = UploadRefusingServer(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial")
+        self.addCleanup(origin.stop)
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        host = f"127.0.0.1:{origin.port}"
+        sock.sendall(f"GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        wait_until(lambda: origin.received > 0, what="the request reaching the origin")
+        self.assertTrue(origin.refuse(), "the origin did not answer")
+        end, _ = wait_end(sock, WAIT)
+        self.assertEqual(end, "reset", "how the client's connection ended")
+        self.proxy.wait_log(r"close conn=\d+ .*end=upstream-reset ")
+
     def test_idle_client_reset_ends_the_kept_origin_connection_in_order(self):
         # A client resets its kept connection between requests (no exchange is cut): the
         # proxy's kept connection to the origin ends with an orderly end of file, not a reset
