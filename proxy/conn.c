@@ -530,7 +530,8 @@ static void on_timer(uv_timer_t *timer)
         conn_close_because(c, "error-reply-sent");
     else if (c->phase == CONN_PHASE_HANDSHAKE)
         conn_close_because(c, "handshake-timeout");
-    else
+    else if (c->phase != CONN_PHASE_FORWARD || c->proto->on_idle_timeout == NULL ||
+             !c->proto->on_idle_timeout(c))
         conn_close_because(c, "idle-timeout");
 }
 

@@ -57,6 +57,10 @@ struct inbound_ops {
     void (*on_auth_done)(struct conn *c, bool ok);
     /* The connection is being freed: release c->proto_state. May be NULL. */
     void (*on_free)(struct conn *c);
+    /* The idle deadline passed while the protocol forwards (CONN_PHASE_FORWARD): returns true
+     * when it answered the client itself (the connection then ends once the answer is sent).
+     * NULL, or false: the connection closes with idle-timeout. */
+    bool (*on_idle_timeout)(struct conn *c);
 };
 
 /* Bytes read by a protocol that took over a side with conn_read_start(). n > 0: data (valid

@@ -292,6 +292,20 @@ static void http_bad_gateway(struct conn *c, const char *error, const char *deta
     http_fail(c, 502, error, details, body);
 }
 
+bool http_forward_idle_timeout(struct conn *c)
+{
+    struct http_state *s = c->proto_state;
+    /* Only a request that went out whole and got nothing back: then the origin is the one
+     * that went quiet (a client that stalls in its own body is closed as idle). */
+    if (s->phase != HTTP_PH_EXCHANGE || !s->req_body_done || s->resp != HTTP_RESP_HEAD)
+        return false;
+    char dest[TARGET_HOST_MAX + 16], body[HTTP_TEXT_MAX];
+    snprintf(body, sizeof(body), "geoproxy: no response from %s within the idle timeout\n",
+             target_format(&c->target, dest, sizeof(dest)));
+    http_fail(c, 504, "http_response_timeout", "no response within the idle timeout", body);
+    return true;
+}
+
 static bool http_send_response_head(struct conn *c, const struct http_response *resp,
                                     size_t head_len, enum http_connection conn)
 {

@@ -122,4 +122,8 @@ void http_forward_update_reads(struct conn *c);
 /* Asks for reading a side on or off through conn_read_start/stop, remembering it. */
 void http_set_reading(struct conn *c, enum conn_side side, bool on);
 
+/* inbound_ops.on_idle_timeout: a 504 (Proxy-Status http_response_timeout) for a request sent
+ * whole that got no answer before the idle deadline; false in any other state. */
+bool http_forward_idle_timeout(struct conn *c);
+
 #endif

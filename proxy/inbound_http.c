@@ -442,4 +442,5 @@ const struct inbound_ops inbound_http_ops = {
     .on_connect_done = http_on_connect_done,
     .on_auth_done = http_on_auth_done,
     .on_free = http_on_free,
+    .on_idle_timeout = http_forward_idle_timeout,
 };

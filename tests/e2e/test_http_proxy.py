@@ -566,6 +566,22 @@ class HttpProxy(ProxyTestCase):
         self.assertEqual(end, "reset", "how the client's connection ended")
         self.proxy.wait_log(r"close conn=\d+ .*end=upstream-reset ")
 
+    def test_504_when_the_origin_does_not_answer_before_the_idle_timeout(self):
+        # The origin takes the request and stays silent: at the idle deadline the client hears
+        # why (504, RFC 9209's http_response_timeout), not a bare end of file.
+        proxy = self.start_proxy(listeners=(("http", "127.0.0.1"),), tag="idle",
+                                 extra=["timeout idle 1s"])
+        origin = UploadRefusingServer(b"")  # reads, never answers
+        self.addCleanup(origin.stop)
+        sock = self.track(connect("127.0.0.1", proxy.port))
+        host = f"127.0.0.1:{origin.port}"
+        sock.sendall(f"GET http://{host}/slow HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        status, headers, body, _ = http_response(sock)
+        self.assertEqual(status, 504, body)
+        self.assertIn("error=http_response_timeout",
+                      " ".join(header_values(headers, "Proxy-Status")))
+        self.assertEqual(wait_end(sock, WAIT)[0], "eof", "how the connection ended")
+
     def test_idle_client_reset_ends_the_kept_origin_connection_in_order(self):
         # A client resets its kept connection between requests (no exchange is cut): the
         # proxy's kept connection to the origin ends with an orderly end of file, not a reset
