@@ -185,8 +185,16 @@ static bool http_hold_client(struct conn *c, const uint8_t *data, size_t len)
     return true;
 }
 
+/* True when the client sent bytes past the request in progress (pipelined requests). */
+static bool http_client_sent_more(const struct conn *c)
+{
+    const struct http_state *s = c->proto_state;
+    return c->hs_len > 0 || s->pend_len > 0;
+}
+
 /* Works through the client bytes held: body bytes go upstream, a head is taken when no
- * exchange is in progress. Then adjusts reading. */
+ * exchange is in progress. Then adjusts reading, or ends a connection whose client ended
+ * before completing another request. */
 void http_forward_drain(struct conn *c)
 {
     struct http_state *s = c->proto_state;
@@ -202,6 +210,16 @@ void http_forward_drain(struct conn *c)
         if (s->phase == HTTP_PH_HEAD && c->hs_len > 0 && http_take_head(c))
             continue;
         break;
+    }
+    if (s->client_eof && !conn_is_closing(c)) {
+        if (s->phase == HTTP_PH_HEAD) { /* what it sent after its last answered request */
+            http_finish(c);
+            return;
+        }
+        if (s->phase == HTTP_PH_EXCHANGE && !s->req_body_done) { /* a body cut short */
+            conn_close(c);
+            return;
+        }
     }
     http_forward_update_reads(c);
 }
@@ -264,7 +282,9 @@ static void http_response_done(struct conn *c)
     s->resp = HTTP_RESP_DONE;
     free(s->retry_head);
     s->retry_head = NULL;
-    if (!s->client_keep_alive || s->client_eof || !s->req_body_done) {
+    /* A client that half-closed after pipelining requests gets them all answered. */
+    if (!s->client_keep_alive || !s->req_body_done ||
+        (s->client_eof && !http_client_sent_more(c))) {
         http_finish(c);
         return;
     }
@@ -338,7 +358,7 @@ static bool http_forward_response_head(struct conn *c, const struct http_respons
         return s->req_minor == 0 ||
                http_send_response_head(c, resp, head_len, HTTP_CONNECTION_NONE);
     s->client_keep_alive = s->req_keep_alive && resp->body != HTTP_BODY_UNTIL_CLOSE &&
-                           s->req_body_done && !s->client_eof;
+                           s->req_body_done && (!s->client_eof || http_client_sent_more(c));
     s->up_keep_alive = resp->keep_alive;
     enum http_connection conn =
         s->client_keep_alive ? HTTP_CONNECTION_KEEP_ALIVE : HTTP_CONNECTION_CLOSE;

@@ -627,6 +627,21 @@ class HttpProxy(ProxyTestCase):
             status, _, body = read_response(f)
             self.assertEqual((status, len(body), body), (200, n, payload(n)), f"response {n}")
 
+    def test_pipelined_requests_then_half_close_all_answered(self):
+        # printf 'GET ...GET ...GET ...' | nc -N: the client ends its side after three
+        # requests; each is answered, the last with Connection: close, then the proxy ends.
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        host = f"origin.test:{self.origin.port}"
+        sock.sendall(b"".join(f"GET http://{host}/bytes/{n} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+                              .encode() for n in (1000, 2000, 3000)))
+        sock.shutdown(socket.SHUT_WR)
+        f = sock.makefile("rb")
+        for n in (1000, 2000, 3000):
+            status, headers, body = read_response(f)
+            self.assertEqual((status, len(body), body), (200, n, payload(n)), f"response {n}")
+        self.assertEqual(header_values(headers, "Connection"), ["close"], "the last response")
+        self.assertEqual(f.read(), b"", "bytes after the last response")
+
     def test_http10_client(self):
         sock = self.track(connect("127.0.0.1", self.proxy.port))
         sock.sendall(f"GET http://origin.test:{self.origin.port}/bytes/777 HTTP/1.0\r\n\r\n"
