@@ -357,6 +357,12 @@ static bool http_forward_response_head(struct conn *c, const struct http_respons
     if (resp->status / 100 == 1) /* interim: HTTP/1.0 clients do not get them */
         return s->req_minor == 0 ||
                http_send_response_head(c, resp, head_len, HTTP_CONNECTION_NONE);
+    if (resp->body == HTTP_BODY_CHUNKED && s->req_minor == 0) {
+        /* RFC 9112 §6.1: never chunked to HTTP/1.0, which would keep the chunks' framing as
+         * body (the request went out as HTTP/1.0: the origin broke the rule) */
+        http_bad_gateway(c, "http_protocol_error", "chunked response to an HTTP/1.0 request");
+        return false;
+    }
     s->client_keep_alive = s->req_keep_alive && resp->body != HTTP_BODY_UNTIL_CLOSE &&
                            s->req_body_done && (!s->client_eof || http_client_sent_more(c));
     s->up_keep_alive = resp->keep_alive;

@@ -642,6 +642,22 @@ class HttpProxy(ProxyTestCase):
         self.assertEqual(header_values(headers, "Connection"), ["close"], "the last response")
         self.assertEqual(f.read(), b"", "bytes after the last response")
 
+    def test_chunked_answer_to_an_http10_request_is_502(self):
+        # An HTTP/1.0 client cannot read chunks (RFC 9112 §6.1): an origin that sends them
+        # anyway gets the client a 502, not a body with the chunk framing inside.
+        origin = UploadRefusingServer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                      b"5\r\nhello\r\n0\r\n\r\n")
+        self.addCleanup(origin.stop)
+        host = f"127.0.0.1:{origin.port}"
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        sock.sendall(f"GET http://{host}/ HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        wait_until(lambda: origin.received > 0, what="the request reaching the origin")
+        self.assertTrue(origin.refuse(), "the origin did not answer")
+        status, headers, body, _ = http_response(sock)
+        self.assertEqual(status, 502, body)
+        self.assertIn("error=http_protocol_error",
+                      " ".join(header_values(headers, "Proxy-Status")))
+
     def test_http10_client(self):
         sock = self.track(connect("127.0.0.1", self.proxy.port))
         sock.sendall(f"GET http://origin.test:{self.origin.port}/bytes/777 HTTP/1.0\r\n\r\n"
