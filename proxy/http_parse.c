@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "proxy/container_of.h"
+
 /* ---- bytes and tokens ------------------------------------------------------------------------ */
 
 static bool is_alpha(unsigned char ch)
@@ -565,7 +567,40 @@ static int framer_message_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
+/* Checks the bytes of the CRLF after a chunk's data that lie in the feed under way, moving
+ * crlf_at past each good one: false at the first that is not what RFC 9112 §7.1 wants there.
+ * llhttp 8.1 skips whatever two bytes come there (fixed in 9.1), so without this the framer would
+ * read "3\r\nabc\n10\r\n\r\n" as a 3-byte chunk and the last chunk, where a server that takes a
+ * bare LF for CRLF reads a 16-byte chunk: the two would end the message in different places.
+ * crlf_at is never behind fed: each feed checks all the CRLF bytes it holds. */
+static bool framer_crlf_ok(struct http_framer *f)
+{
+    static const uint8_t crlf[2] = {'\r', '\n'};
+    while (f->crlf_left > 0 && f->crlf_at - f->fed < f->len) {
+        if (f->buf[f->crlf_at - f->fed] != crlf[2 - f->crlf_left])
+            return false;
+        f->crlf_at++;
+        f->crlf_left--;
+    }
+    return true;
+}
+
+/* llhttp lowers content_length before it reports a piece of body, so 0 here means the piece
+ * ends the chunk's data: its CRLF starts right behind it, in this feed or a later one. Checked
+ * here for the bytes already in this feed, before llhttp reads the next chunk's size, and at the
+ * start of the next feeds for the others. */
+static int framer_on_body(llhttp_t *p, const char *at, size_t length)
+{
+    struct http_framer *f = container_of(p, struct http_framer, parser);
+    if ((p->flags & F_CHUNKED) == 0 || p->content_length > 0)
+        return 0; /* a Content-Length or until-close body, or more of this chunk to come */
+    f->crlf_at = f->fed + (uint64_t)((const uint8_t *)at + length - f->buf);
+    f->crlf_left = 2;
+    return framer_crlf_ok(f) ? 0 : -1;
+}
+
 static const llhttp_settings_t framer_settings = {
+    .on_body = framer_on_body,
     .on_message_complete = framer_message_complete,
 };
 
@@ -591,8 +626,15 @@ enum parse_result http_framer_feed(struct http_framer *f, const uint8_t *buf, si
         return PARSE_DONE;
     if (len == 0)
         return PARSE_NEED_MORE;
-    llhttp_errno_t err = llhttp_execute(&f->parser, (const char *)buf, len);
+    f->buf = buf;
+    f->len = len;
+    /* CRLF bytes an earlier feed ended before: checked before llhttp skips them. */
+    llhttp_errno_t err =
+        framer_crlf_ok(f) ? llhttp_execute(&f->parser, (const char *)buf, len) : HPE_USER;
+    f->buf = NULL;
+    f->len = 0;
     if (err == HPE_OK) {
+        f->fed += len;
         *consumed = len;
         return PARSE_NEED_MORE;
     }

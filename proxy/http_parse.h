@@ -136,10 +136,17 @@ bool http_header_has_token(const struct http_header *headers, size_t n, const ch
                            const char *token, size_t token_len);
 
 /* Finds where one message ends in a byte stream, the way llhttp frames it: Content-Length,
- * chunked (with extensions and trailers) or, for responses, the end of the connection. Feed it
- * the head, then the bytes that follow, in pieces of any size. Do not copy an initialised one. */
+ * chunked (with extensions and trailers) or, for responses, the end of the connection; and,
+ * stricter than llhttp 8.1, exactly CRLF after each chunk's data (RFC 9112 §7.1). Feed it the
+ * head, then the bytes that follow, in pieces of any size; it keeps no bytes. Do not copy an
+ * initialised one (llhttp's callbacks find it from its parser). */
 struct http_framer {
     llhttp_t parser;
+    uint64_t fed;       /* bytes of the message given to llhttp by earlier feeds */
+    uint64_t crlf_at;   /* offset in the message of the next CRLF byte to check */
+    uint8_t crlf_left;  /* CRLF bytes after the last chunk's data not checked yet: 0 to 2 */
+    const uint8_t *buf; /* the feed under way, for llhttp's callbacks; NULL between feeds */
+    size_t len;
     bool done;
     bool failed;
 };
@@ -151,7 +158,9 @@ void http_framer_init(struct http_framer *f, bool response, bool no_body);
 
 /* Consumes bytes of the message. PARSE_DONE: the message ended after *consumed bytes of buf
  * (later bytes belong to the next message); PARSE_NEED_MORE: all len bytes belong to the
- * message (*consumed == len); PARSE_INVALID: the framing is broken (a bad chunk size, say). */
+ * message (*consumed == len); PARSE_INVALID: the framing is broken somewhere in buf (a bad
+ * chunk size, chunk data not followed by CRLF), *consumed is 0 and every later call is INVALID
+ * too. So the bytes a caller forwards never reach past a broken frame. */
 enum parse_result http_framer_feed(struct http_framer *f, const uint8_t *buf, size_t len,
                                    size_t *consumed);
 

@@ -699,6 +699,15 @@ static const struct framer_case framer_cases[] = {
      17 + 19 + 2, PARSE_DONE},
     {"response head only", RESP_OK "Content-Length: 3\r\n", true, false, PARSE_NEED_MORE, 0,
      PARSE_INVALID},
+    {"request chunks with extension",
+     REQ_POST "Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n3;x=y\r\ncde\r\n0\r\n\r\nNEXT", false,
+     false, PARSE_DONE, 30 + 28 + 2 + 3 + 4 + 7 + 5 + 3 + 2, PARSE_DONE},
+    {"response chunks and trailer",
+     RESP_OK "Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\nT: 1\r\n\r\nX", true,
+     false, PARSE_DONE, 17 + 28 + 2 + 3 + 4 + 3 + 5 + 3 + 6 + 2, PARSE_DONE},
+    /* Only chunked bodies have a CRLF after their data; this one is data that looks like it. */
+    {"request length, chunk-like body", REQ_POST "Content-Length: 8\r\n\r\n3\r\nabcXXNEXT", false,
+     false, PARSE_DONE, 30 + 19 + 2 + 8, PARSE_DONE},
 };
 
 /* Feeds bytes in pieces of 'step' bytes (0: all at once) until DONE or INVALID. */
@@ -753,6 +762,100 @@ static void test_framer_table(void **state)
         }
         for (size_t split = 0; split <= len; split++)
             check_framer_split(tc, split);
+    }
+}
+
+/* Chunk data not followed by exactly CRLF (RFC 9112 §7.1). llhttp 8.1 skips any two bytes
+ * there, so a server that reads a bare LF or CR as the line end sees other chunks than the
+ * proxy: 'good' is what the framer may accept, 'bad' starts with the byte it must refuse. */
+struct crlf_case {
+    const char *name;
+    bool response;
+    const char *good;
+    const char *bad;
+};
+
+#define REQ_CHUNKED REQ_POST "Transfer-Encoding: chunked\r\n\r\n"
+#define RESP_CHUNKED RESP_OK "Transfer-Encoding: chunked\r\n\r\n"
+
+static const struct crlf_case crlf_cases[] = {
+    {"req data then two other bytes", false, REQ_CHUNKED "3\r\nabc", "XX0\r\n\r\n"},
+    {"req data then bare LF", false, REQ_CHUNKED "3\r\nabc", "\n10\r\n\r\n"},
+    {"req data then bare CR", false, REQ_CHUNKED "3\r\nabc\r", "10\r\n\r\n"},
+    {"req data then LF CR", false, REQ_CHUNKED "3\r\nabc", "\n\r0\r\n\r\n"},
+    {"req second chunk then other bytes", false, REQ_CHUNKED "1\r\na\r\n2;e=1\r\nbc",
+     "XY0\r\n\r\n"},
+    {"resp data then two other bytes", true, RESP_CHUNKED "3\r\nabc", "XX0\r\n\r\n"},
+    {"resp data then bare LF", true, RESP_CHUNKED "3\r\nabc", "\n10\r\n\r\n"},
+    {"resp data then bare CR", true, RESP_CHUNKED "3\r\nabc\r", "10\r\n\r\n"},
+};
+
+/* Whole, byte by byte and split in two anywhere: INVALID, and never a byte accepted from 'bad'
+ * on (callers forward what a feed says it consumed). */
+static void test_framer_chunk_crlf(void **state)
+{
+    for (size_t i = 0; i < N_ELEMS(crlf_cases); i++) {
+        const struct crlf_case *tc = &crlf_cases[i];
+        char bytes[256];
+        size_t good = strlen(tc->good), len = good + strlen(tc->bad), total = 0, a = 0, b = 0;
+        struct http_framer f;
+
+        print_message("framer: %s\n", tc->name);
+        assert_true(len < sizeof(bytes));
+        snprintf(bytes, sizeof(bytes), "%s%s", tc->good, tc->bad);
+        for (size_t step = 0; step <= 1; step++) {
+            http_framer_init(&f, tc->response, false);
+            assert_int_equal(feed_in_pieces(&f, bytes, len, step, &total), PARSE_INVALID);
+            assert_int_equal(total, step == 0 ? 0 : good);
+            assert_int_equal(http_framer_finish(&f), PARSE_INVALID);
+        }
+        for (size_t split = 0; split <= len; split++) {
+            http_framer_init(&f, tc->response, false);
+            enum parse_result res = feed_in_pieces(&f, bytes, split, 0, &a);
+            b = 0;
+            if (res == PARSE_NEED_MORE)
+                res = feed_in_pieces(&f, bytes + split, len - split, 0, &b);
+            assert_int_equal(res, PARSE_INVALID);
+            assert_int_equal(a + b, split <= good ? split : 0);
+        }
+    }
+}
+
+struct feeds_case {
+    const char *name;
+    bool response;
+    enum parse_result last;
+    const char *feeds[6]; /* all but the last: NEED_MORE, wholly consumed */
+};
+
+static const struct feeds_case feeds_cases[] = {
+    {"req data CR|LF", false, PARSE_DONE, {REQ_CHUNKED "5\r\nab", "cde\r", "\n0\r\n\r\n"}},
+    {"req data|CR|LF|", false, PARSE_DONE, {REQ_CHUNKED "5\r\na", "bcde", "\r", "\n", "0\r\n\r\n"}},
+    {"resp data CR|LF", true, PARSE_DONE, {RESP_CHUNKED "5\r\nab", "cde\r", "\n0\r\n\r\n"}},
+    {"req data CR|X", false, PARSE_INVALID, {REQ_CHUNKED "5\r\nab", "cde\r", "X0\r\n\r\n"}},
+    {"req data|CR|CR", false, PARSE_INVALID, {REQ_CHUNKED "5\r\nab", "cde", "\r", "\r10\r\n\r\n"}},
+    {"resp data|LF", true, PARSE_INVALID, {RESP_CHUNKED "5\r\nab", "cde", "\n10\r\n\r\n"}},
+};
+
+/* A chunk's data over several feeds, its CRLF split between two more ('|' in a name: where one
+ * feed ends). */
+static void test_framer_crlf_feeds(void **state)
+{
+    for (size_t i = 0; i < N_ELEMS(feeds_cases); i++) {
+        const struct feeds_case *tc = &feeds_cases[i];
+        struct http_framer f;
+        size_t n = 0, used = 99;
+
+        print_message("framer: %s\n", tc->name);
+        while (n < N_ELEMS(tc->feeds) && tc->feeds[n] != NULL)
+            n++;
+        http_framer_init(&f, tc->response, false);
+        for (size_t k = 0; k < n; k++) {
+            size_t len = strlen(tc->feeds[k]);
+            enum parse_result res = http_framer_feed(&f, (const uint8_t *)tc->feeds[k], len, &used);
+            assert_int_equal(res, k + 1 < n ? PARSE_NEED_MORE : tc->last);
+            assert_int_equal(used, res == PARSE_INVALID ? 0 : len);
+        }
     }
 }
 
@@ -983,7 +1086,8 @@ int main(void)
         cmocka_unit_test(test_request_header_count), cmocka_unit_test(test_request_head_limit),
         cmocka_unit_test(test_request_rewrite),      cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_response_head_limit),  cmocka_unit_test(test_response_rewrite),
-        cmocka_unit_test(test_framer_table),         cmocka_unit_test(test_framer_after_done),
+        cmocka_unit_test(test_framer_table),         cmocka_unit_test(test_framer_chunk_crlf),
+        cmocka_unit_test(test_framer_crlf_feeds),    cmocka_unit_test(test_framer_after_done),
         cmocka_unit_test(test_credentials_table),    cmocka_unit_test(test_credentials_limits),
         cmocka_unit_test(test_reply_table),          cmocka_unit_test(test_reply_details_bounded),
         cmocka_unit_test(test_header_tokens),
