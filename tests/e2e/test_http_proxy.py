@@ -327,6 +327,21 @@ class HttpProxy(ProxyTestCase):
         self.assertEqual(resp.status, 200)
         self.assertEqual((doc["body_len"], doc["body_sha256"]), (len(body), sha256(body)))
 
+    def test_400_chunk_data_not_followed_by_crlf(self):
+        # "3\r\nabc\n10\r\n...": a 3-byte chunk, then a bare LF where CRLF must be. A server
+        # that takes the LF for CRLF reads a 16-byte chunk next, so it and the proxy would end
+        # the body in different places; the proxy refuses it before any of it goes on.
+        origin = UploadRefusingServer(b"")  # records what it receives, never answers
+        self.addCleanup(origin.stop)
+        host = f"127.0.0.1:{origin.port}"
+        head = (f"POST http://{host}/ HTTP/1.1\nHost: {host}\n"
+                "Transfer-Encoding: chunked\n\n")
+        status, headers, body = self.raw_request(head, b"3\r\nabc\n10\r\n\r\n")
+        self.assertEqual(status, 400, body)
+        self.assertIn(b"malformed chunked body", body)
+        self.assertIn("error=http_request_error",
+                      " ".join(header_values(headers, "Proxy-Status")))
+
     def test_persistent_client_connection_two_origins(self):
         origin_b = self.start_origin("B")
         conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=20)
