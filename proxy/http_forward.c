@@ -411,7 +411,9 @@ static bool http_take_response_head(struct conn *c, const uint8_t *data, size_t 
         return true;
     }
     if (res == PARSE_INVALID) {
-        http_bad_gateway(c, "http_protocol_error", resp.error);
+        http_bad_gateway(
+            c, resp.head_too_large ? "http_response_header_section_size" : "http_protocol_error",
+            resp.error);
         return false;
     }
     *used = head_len - before;

@@ -548,6 +548,7 @@ enum parse_result http_parse_response(const uint8_t *buf, size_t len, size_t max
     if (res == PARSE_INVALID) {
         memset(out, 0, sizeof(*out));
         out->error = ctx.error;
+        out->head_too_large = ctx.error_status == 431;
         return PARSE_INVALID;
     }
     if (res == PARSE_DONE)

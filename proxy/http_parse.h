@@ -103,7 +103,8 @@ struct http_response {
     /* The server keeps the connection open after this response: its version and Connection
      * field allow it and the body does not end with the connection. */
     bool keep_alive;
-    const char *error; /* on PARSE_INVALID */
+    const char *error;   /* on PARSE_INVALID */
+    bool head_too_large; /* on PARSE_INVALID: over max_head bytes or 100 fields */
 };
 
 /* Parses a request head. INVALID (error_status 400) for anything llhttp refuses (bad request

@@ -673,6 +673,20 @@ class HttpProxy(ProxyTestCase):
         self.assertIn("error=http_protocol_error",
                       " ".join(header_values(headers, "Proxy-Status")))
 
+    def test_502_names_a_response_head_too_large(self):
+        origin = UploadRefusingServer(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 +
+                                      b"\r\nContent-Length: 0\r\n\r\n")
+        self.addCleanup(origin.stop)
+        host = f"127.0.0.1:{origin.port}"
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        sock.sendall(f"GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        wait_until(lambda: origin.received > 0, what="the request reaching the origin")
+        self.assertTrue(origin.refuse(), "the origin did not answer")
+        status, headers, body, _ = http_response(sock)
+        self.assertEqual(status, 502, body)
+        self.assertIn("error=http_response_header_section_size",
+                      " ".join(header_values(headers, "Proxy-Status")))
+
     def test_http10_client(self):
         sock = self.track(connect("127.0.0.1", self.proxy.port))
         sock.sendall(f"GET http://origin.test:{self.origin.port}/bytes/777 HTTP/1.0\r\n\r\n"

@@ -616,6 +616,12 @@ static void test_response_head_limit(void **state)
     assert_int_equal(
         http_parse_response((const uint8_t *)head, len, len - 1, false, &resp, &consumed),
         PARSE_INVALID);
+    assert_true(resp.head_too_large); /* the 502 names http_response_header_section_size */
+    static const char bad[] = "HTTP/1.1 200 OK\r\nBad Name: 1\r\n\r\n";
+    assert_int_equal(
+        http_parse_response((const uint8_t *)bad, strlen(bad), 1024, false, &resp, &consumed),
+        PARSE_INVALID);
+    assert_false(resp.head_too_large);
 }
 
 static const struct rewrite_case response_rewrites[] = {
