@@ -179,6 +179,18 @@ class HttpProxy(ProxyTestCase):
         status, headers, body, _ = http_response(sock, method)
         return status, headers, body
 
+    def answered_by(self, answer, version="1.1"):
+        """GETs through the proxy from an origin that answers with 'answer' once the request is
+        in, then resets; returns the client's socket."""
+        origin = UploadRefusingServer(answer)
+        self.addCleanup(origin.stop)
+        host = f"127.0.0.1:{origin.port}"
+        sock = self.track(connect("127.0.0.1", self.proxy.port))
+        sock.sendall(f"GET http://{host}/ HTTP/{version}\r\nHost: {host}\r\n\r\n".encode())
+        wait_until(lambda: origin.received > 0, what="the request reaching the origin")
+        self.assertTrue(origin.refuse(), "the origin did not answer")
+        return sock
+
     # -- real clients
 
     def test_curl_forward_by_name(self):
@@ -570,13 +582,7 @@ class HttpProxy(ProxyTestCase):
     def test_origin_reset_in_a_body_until_close_resets_the_client(self):
         # A body delimited by the origin's close, cut by a reset: an orderly end of file would
         # tell the client it has it all. The reset is passed on.
-        origin = UploadRefusingServer(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial")
-        self.addCleanup(origin.stop)
-        sock = self.track(connect("127.0.0.1", self.proxy.port))
-        host = f"127.0.0.1:{origin.port}"
-        sock.sendall(f"GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        wait_until(lambda: origin.received > 0, what="the request reaching the origin")
-        self.assertTrue(origin.refuse(), "the origin did not answer")
+        sock = self.answered_by(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial")
         end, _ = wait_end(sock, WAIT)
         self.assertEqual(end, "reset", "how the client's connection ended")
         self.proxy.wait_log(r"close conn=\d+ .*end=upstream-reset ")
@@ -660,28 +666,16 @@ class HttpProxy(ProxyTestCase):
     def test_chunked_answer_to_an_http10_request_is_502(self):
         # An HTTP/1.0 client cannot read chunks (RFC 9112 §6.1): an origin that sends them
         # anyway gets the client a 502, not a body with the chunk framing inside.
-        origin = UploadRefusingServer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                      b"5\r\nhello\r\n0\r\n\r\n")
-        self.addCleanup(origin.stop)
-        host = f"127.0.0.1:{origin.port}"
-        sock = self.track(connect("127.0.0.1", self.proxy.port))
-        sock.sendall(f"GET http://{host}/ HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        wait_until(lambda: origin.received > 0, what="the request reaching the origin")
-        self.assertTrue(origin.refuse(), "the origin did not answer")
+        sock = self.answered_by(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                b"5\r\nhello\r\n0\r\n\r\n", version="1.0")
         status, headers, body, _ = http_response(sock)
         self.assertEqual(status, 502, body)
         self.assertIn("error=http_protocol_error",
                       " ".join(header_values(headers, "Proxy-Status")))
 
     def test_502_names_a_response_head_too_large(self):
-        origin = UploadRefusingServer(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 +
-                                      b"\r\nContent-Length: 0\r\n\r\n")
-        self.addCleanup(origin.stop)
-        host = f"127.0.0.1:{origin.port}"
-        sock = self.track(connect("127.0.0.1", self.proxy.port))
-        sock.sendall(f"GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        wait_until(lambda: origin.received > 0, what="the request reaching the origin")
-        self.assertTrue(origin.refuse(), "the origin did not answer")
+        sock = self.answered_by(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 +
+                                b"\r\nContent-Length: 0\r\n\r\n")
         status, headers, body, _ = http_response(sock)
         self.assertEqual(status, 502, body)
         self.assertIn("error=http_response_header_section_size",
