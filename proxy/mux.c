@@ -547,6 +547,22 @@ static size_t stream_deliver(struct mux_stream *st, const uint8_t *data, size_t 
     return done;
 }
 
+/* The one place that stops or resumes reading the carrier: stopped while the bytes waiting for
+ * readers pass MUX_BUFFERED_MAX, resumed once they fell to half of it (not at once: each resume
+ * would let one more read in and stop again). Called where 'buffered' grows (stream_queue) and at
+ * the end of each pump run, which covers every way it falls: a reader taking bytes
+ * (stream_drain), a queue dropped by a close or a reset (both schedule the pump) and a stream
+ * freed (in the pump). Resuming from the pump rather than under link_close keeps the owner's
+ * read_enable out of a stream owner's call. */
+static void session_input_update(struct mux_session *s)
+{
+    bool pause = s->buffered > (s->input_paused ? MUX_BUFFERED_MAX / 2 : MUX_BUFFERED_MAX);
+    if (pause == s->input_paused || s->closed || (!pause && s->broken))
+        return;
+    s->input_paused = pause;
+    s->ops->read_enable(s->owner, !pause);
+}
+
 static void stream_queue(struct mux_stream *st, const uint8_t *data, size_t len)
 {
     struct mux_session *s = st->s;
@@ -565,10 +581,7 @@ static void stream_queue(struct mux_stream *st, const uint8_t *data, size_t len)
         st->rq_head = c;
     st->rq_tail = c;
     s->buffered += len;
-    if (s->buffered > MUX_BUFFERED_MAX && !s->input_paused && !s->closed) {
-        s->input_paused = true;
-        s->ops->read_enable(s->owner, false);
-    }
+    session_input_update(s);
 }
 
 /* Delivers queued bytes, then the end of reads, while the reader reads. */
@@ -588,10 +601,6 @@ static void stream_drain(struct mux_stream *st)
         if (st->rq_head == NULL)
             st->rq_tail = NULL;
         free(c);
-    }
-    if (s->input_paused && s->buffered <= MUX_BUFFERED_MAX / 2 && !s->closed) {
-        s->input_paused = false;
-        s->ops->read_enable(s->owner, true);
     }
     if (st->rq_head == NULL && st->read_end != 0 && !st->read_end_delivered && st->reading &&
         !st->closing) {
@@ -687,6 +696,7 @@ static void on_pump(uv_idle_t *idle)
             pump_schedule(st);
         }
     }
+    session_input_update(s);
     if (s->ended_why != NULL && !s->ended_told && !s->closed) {
         s->ended_told = true;
         s->ops->ended(s->owner, s->ended_why);

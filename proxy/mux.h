@@ -27,7 +27,8 @@
  * at most its writer's one buffer in flight, and link_try_write frames bytes at once only while
  * less than one frame's worth of the session's frames waits for the carrier. When the bytes
  * waiting for readers pass MUX_BUFFERED_MAX in all, the session asks its owner to stop reading
- * the carrier.
+ * the carrier, and to read it again once they fell to half of that (read, or dropped with a
+ * closed or reset stream).
  *
  * Lifetime: the owner creates the session and ends it with mux_session_close(); streams still
  * open are reset, and the memory goes once every stream link is closed and every frame handed to

@@ -689,6 +689,36 @@ static void test_flow_control(void **state)
     close_all_streams();
 }
 
+/* A session whose readers hold more than MUX_BUFFERED_MAX stops reading the carrier, and reads it
+ * again once those bytes are gone, however they go: here their links are closed unread (a client
+ * left), which drops their queues. Before, only a reader taking bytes resumed it: the session
+ * hung for good. */
+static void test_paused_carrier_resumes_when_queues_are_dropped(void **state)
+{
+    enum { N = MUX_BUFFERED_MAX / MUX_WINDOW_INITIAL + 8 };
+    H->server.accept_no_read = true;
+    for (int i = 0; i < N; i++) {
+        struct tstream *c = open_stream();
+        fill_write_buffer(c, MUX_WINDOW_INITIAL, (unsigned)i);
+        assert_int_equal(ts_write(c, c->wbuf, MUX_WINDOW_INITIAL), 0);
+    }
+    run();
+    assert_false(H->server.input_enabled);
+    for (size_t i = 0; i < H->server.n_accepted; i++)
+        ts_close(H->server.accepted[i], false);
+    run();
+    assert_true(H->server.input_enabled);
+    /* the session works: a new stream's bytes arrive */
+    H->server.accept_no_read = false;
+    size_t before = H->server.n_accepted;
+    struct tstream *x = open_stream();
+    assert_int_equal(ts_write(x, "hello", 5), 0);
+    run();
+    assert_int_equal(H->server.n_accepted, before + 1);
+    assert_got(H->server.accepted[before], "hello", 5);
+    close_all_streams();
+}
+
 /* A window update goes to the carrier at once, under the input that consumed the window, not
  * at the end of the turn: the sender may be waiting for it. */
 static void test_window_update_goes_at_once(void **state)
@@ -1332,6 +1362,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_frames_of_a_turn_share_a_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_and_its_end_go_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_update_goes_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paused_carrier_resumes_when_queues_are_dropped, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_read_stop_and_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hundred_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_after_peer_reset, setup, teardown),
