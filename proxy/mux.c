@@ -42,12 +42,16 @@ struct mux_stream_write {
     bool called;     /* the callback ran */
 };
 
-/* Received bytes waiting for the reader. */
+/* Received bytes waiting for the reader, appended to the last chunk while it has room. */
 struct mux_chunk {
     struct mux_chunk *next;
-    size_t len, off;
+    size_t len, off, cap;
     uint8_t data[];
 };
+/* The least room a new chunk gets: a peer that sends its window one byte per frame then costs a
+ * chunk header per MUX_CHUNK_MIN bytes rather than per byte (48 bytes of heap per byte, on
+ * glibc), and a stream at most this much room unused, in its last chunk. */
+#define MUX_CHUNK_MIN 4096
 
 struct mux_stream {
     struct mux_session *s;
@@ -563,24 +567,34 @@ static void session_input_update(struct mux_session *s)
     s->ops->read_enable(s->owner, !pause);
 }
 
+/* Keeps bytes for the reader: in the last chunk's room first, the rest in a new chunk. */
 static void stream_queue(struct mux_stream *st, const uint8_t *data, size_t len)
 {
     struct mux_session *s = st->s;
-    struct mux_chunk *c = malloc(sizeof(*c) + len);
-    if (c == NULL) {
-        session_fail(s, "out of memory");
-        return;
+    struct mux_chunk *tail = st->rq_tail;
+    size_t n = tail != NULL ? tail->cap - tail->len : 0;
+    n = n < len ? n : len;
+    if (n > 0) {
+        memcpy(tail->data + tail->len, data, n);
+        tail->len += n;
+        s->buffered += n;
     }
-    memcpy(c->data, data, len);
-    c->len = len;
-    c->off = 0;
-    c->next = NULL;
-    if (st->rq_tail != NULL)
-        st->rq_tail->next = c;
-    else
-        st->rq_head = c;
-    st->rq_tail = c;
-    s->buffered += len;
+    if (n < len) {
+        size_t cap = len - n > MUX_CHUNK_MIN ? len - n : MUX_CHUNK_MIN;
+        struct mux_chunk *c = malloc(sizeof(*c) + cap);
+        if (c == NULL) {
+            session_fail(s, "out of memory");
+            return;
+        }
+        *c = (struct mux_chunk){.len = len - n, .cap = cap};
+        memcpy(c->data, data + n, len - n);
+        if (tail != NULL)
+            tail->next = c;
+        else
+            st->rq_head = c;
+        st->rq_tail = c;
+        s->buffered += len - n;
+    }
     session_input_update(s);
 }
 
