@@ -752,6 +752,33 @@ static void session_fail(struct mux_session *s, const char *why)
     session_tell_ended(s, why);
 }
 
+/* True when the peer may have freed its side of the stream already, with no frame to come: a
+ * RST went either way (with FIN or not), or both FINs did (link_stream_close sends nothing
+ * then). */
+static bool stream_peer_may_be_done(const struct mux_stream *st)
+{
+    return st->send_closed || (st->fin_sent && st->fin_recv);
+}
+
+/* True when the peer opens more streams than it may. The opener counts a stream until it closes
+ * it and frees it at once; we keep ours until its owner closes it, a turn or more later. So the
+ * limit counts only the streams the peer may still hold (its ending frames come before its next
+ * SYN on the carrier): a busy entry that closes a stream and opens another in one turn is not
+ * refused, which its upstream would read as the exit failing. The streams it ended wait only for
+ * their owners; twice the limit in all bounds a peer that ends them faster than owners close. */
+static bool session_is_full(struct mux_session *s)
+{
+    if (s->n_streams < MUX_STREAMS_MAX)
+        return false;
+    if (s->n_streams >= 2 * MUX_STREAMS_MAX)
+        return true;
+    size_t held = 0;
+    for (size_t b = 0; b < MUX_BUCKETS; b++)
+        for (const struct mux_stream *st = s->buckets[b]; st != NULL; st = st->hnext)
+            held += !stream_peer_may_be_done(st);
+    return held >= MUX_STREAMS_MAX;
+}
+
 /* A stream the peer opens (server side); false when the session had to fail. */
 static bool stream_accept(struct mux_session *s, uint32_t id)
 {
@@ -760,8 +787,7 @@ static bool stream_accept(struct mux_session *s, uint32_t id)
         return false;
     }
     s->last_peer_id = id;
-    struct mux_stream *st =
-        s->go_away || s->n_streams >= MUX_STREAMS_MAX ? NULL : stream_new(s, id);
+    struct mux_stream *st = s->go_away || session_is_full(s) ? NULL : stream_new(s, id);
     if (st == NULL) {
         emit(s, MUX_FRAME_WINDOW_UPDATE, MUX_FLAG_RST, id, 0, NULL, 0, NULL);
         return true;

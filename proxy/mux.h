@@ -46,7 +46,9 @@
 #include "proxy/link.h"
 
 #define MUX_ALPN CERTS_ALPN_MUX
-#define MUX_STREAMS_MAX 256               /* open streams per session */
+/* Open streams per session. The accepting side does not count those the peer ended (they wait
+ * for their owners' close), up to twice this in all: the opener frees a stream as it closes it. */
+#define MUX_STREAMS_MAX 256
 #define MUX_FRAME_PAYLOAD_MAX (64 * 1024) /* the longest DATA frame we send */
 #define MUX_BUFFERED_MAX (8u * 1024u * 1024u)
 

@@ -1071,6 +1071,46 @@ static void test_refused_stream_is_reset(void **state)
     close_all_streams();
 }
 
+/* At the stream limit, the entry closes streams and opens new ones in the same turn: its session
+ * freed its side of each as it closed it, while the exit holds its side until its owner closes
+ * it (here: not yet). The exit must take the new streams, not reset them: the entry's upstream
+ * reads a bare reset as the exit failing. Both ways the entry ends a stream: a close (RST|FIN),
+ * and a close after both FINs (no frame at all). */
+static void test_stream_limit_counts_only_what_the_peer_holds(void **state)
+{
+    struct tstream *c[MUX_STREAMS_MAX];
+    for (int i = 0; i < MUX_STREAMS_MAX; i++) {
+        c[i] = open_stream();
+        assert_int_equal(ts_write(c[i], "x", 1), 0);
+    }
+    run();
+    assert_int_equal(mux_session_streams(H->server.s), MUX_STREAMS_MAX);
+    assert_null(mux_session_open(H->client.s));
+    assert_int_equal(ts_shutdown(c[1]), 0);
+    assert_int_equal(ts_shutdown(H->server.accepted[1]), 0);
+    run();
+    assert_int_equal(c[1]->read_end, UV_EOF);
+    unsigned rst_before = H->server.sent_rst;
+
+    ts_close(c[0], false);
+    ts_close(c[1], false);
+    turn(); /* the entry frees both */
+    assert_int_equal(mux_session_streams(H->client.s), MUX_STREAMS_MAX - 2);
+    struct tstream *x[2];
+    for (int i = 0; i < 2; i++) {
+        x[i] = open_stream();
+        assert_int_equal(ts_write(x[i], "hello", 5), 0);
+    }
+    run();
+    assert_int_equal(H->server.sent_rst, rst_before);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(x[i]->read_ends, 0);
+        assert_got(H->server.accepted[MUX_STREAMS_MAX + i], "hello", 5);
+    }
+    assert_int_equal(mux_session_streams(H->server.s), MUX_STREAMS_MAX + 2);
+    close_all_streams();
+}
+
 /* A malformed frame ends the session: 'ended' runs from the loop (not under
  * mux_session_input), once, and the streams' readers see an error. */
 static void test_malformed_frame_ends_the_session(void **state)
@@ -1427,6 +1467,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_blocked_write_fails_on_peer_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_cancels_a_blocked_write_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_stream_is_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_limit_counts_only_what_the_peer_holds, setup,
+                                        teardown),
         cmocka_unit_test(test_malformed_frame_ends_the_session),
         cmocka_unit_test_setup_teardown(test_unanswered_control_frames_are_bounded, setup,
                                         teardown),
