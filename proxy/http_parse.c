@@ -586,13 +586,49 @@ static bool framer_crlf_ok(struct http_framer *f)
     return true;
 }
 
-/* llhttp lowers content_length before it reports a piece of body, so 0 here means the piece
+/* Scans the bytes of a chunked body outside chunk data, from f->scan up to 'end' in the feed
+ * under way: false at the first byte behind a CR that is not LF. Chunk lines and trailer fields
+ * end in CRLF (RFC 9112 §7.1), but llhttp 8.1 skips whatever byte follows the CR that ends a
+ * chunk-size line (extensions and the last chunk's included), the trailer section, or a trailer
+ * field with an empty or blank value: it reads "3\rXabc" as a 3-byte chunk, a server that takes
+ * the bare CR differently does not. f->cr carries a CR at the end of one feed to the next. */
+static bool framer_scan(struct http_framer *f, const uint8_t *end)
+{
+    for (const uint8_t *b = f->scan; b < end; b++) {
+        if (f->cr && *b != '\n')
+            return false;
+        f->cr = *b == '\r';
+    }
+    f->scan = end;
+    return true;
+}
+
+/* Pauses where a chunked body starts, so that http_framer_feed knows from where to scan it
+ * whether or not the head came in a feed of its own. */
+static int framer_on_headers_complete(llhttp_t *p)
+{
+    if ((p->flags & F_CHUNKED) == 0)
+        return 0; /* a Content-Length or until-close body: not scanned */
+    container_of(p, struct http_framer, parser)->chunked = true;
+    return HPE_PAUSED;
+}
+
+/* A piece of chunk data from 'at': the bytes of the feed before it are the chunk lines (or a
+ * previous chunk's CRLF) and are scanned here; the piece itself is skipped. A CR right before
+ * data is bare too (llhttp always eats a byte after a chunk size's CR, so this is a safeguard).
+ *
+ * llhttp lowers content_length before it reports a piece of body, so 0 here means the piece
  * ends the chunk's data: its CRLF starts right behind it, in this feed or a later one. Checked
  * here for the bytes already in this feed, before llhttp reads the next chunk's size, and at the
  * start of the next feeds for the others. */
 static int framer_on_body(llhttp_t *p, const char *at, size_t length)
 {
     struct http_framer *f = container_of(p, struct http_framer, parser);
+    if (f->scan != NULL) {
+        if (!framer_scan(f, (const uint8_t *)at) || (f->cr && length > 0))
+            return -1;
+        f->scan = (const uint8_t *)at + length;
+    }
     if ((p->flags & F_CHUNKED) == 0 || p->content_length > 0)
         return 0; /* a Content-Length or until-close body, or more of this chunk to come */
     f->crlf_at = f->fed + (uint64_t)((const uint8_t *)at + length - f->buf);
@@ -601,6 +637,7 @@ static int framer_on_body(llhttp_t *p, const char *at, size_t length)
 }
 
 static const llhttp_settings_t framer_settings = {
+    .on_headers_complete = framer_on_headers_complete,
     .on_body = framer_on_body,
     .on_message_complete = framer_message_complete,
 };
@@ -609,6 +646,18 @@ static const llhttp_settings_t framer_no_body_settings = {
     .on_headers_complete = framer_skip_body,
     .on_message_complete = framer_message_complete,
 };
+
+/* Runs llhttp over the feed. When framer_on_headers_complete pauses it (the only pause before
+ * a chunked body has a scan position), points f->scan at the body's first byte and resumes. */
+static llhttp_errno_t framer_execute(struct http_framer *f, const uint8_t *buf, size_t len)
+{
+    llhttp_errno_t err = llhttp_execute(&f->parser, (const char *)buf, len);
+    if (err != HPE_PAUSED || !f->chunked || f->scan != NULL)
+        return err;
+    f->scan = (const uint8_t *)llhttp_get_error_pos(&f->parser);
+    llhttp_resume(&f->parser);
+    return llhttp_execute(&f->parser, (const char *)f->scan, len - (size_t)(f->scan - buf));
+}
 
 void http_framer_init(struct http_framer *f, bool response, bool no_body)
 {
@@ -629,23 +678,30 @@ enum parse_result http_framer_feed(struct http_framer *f, const uint8_t *buf, si
         return PARSE_NEED_MORE;
     f->buf = buf;
     f->len = len;
+    f->scan = f->chunked ? buf : NULL;
     /* CRLF bytes an earlier feed ended before: checked before llhttp skips them. */
-    llhttp_errno_t err =
-        framer_crlf_ok(f) ? llhttp_execute(&f->parser, (const char *)buf, len) : HPE_USER;
+    llhttp_errno_t err = framer_crlf_ok(f) ? framer_execute(f, buf, len) : HPE_USER;
+    bool ended = err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE;
+    const uint8_t *end = ended ? (const uint8_t *)llhttp_get_error_pos(&f->parser) : buf + len;
+    /* The bytes after the last chunk data of the feed, up to its end or the message's, are
+     * scanned here; and a message never ends on a CR (llhttp eats a byte after each). */
+    bool ok =
+        (err == HPE_OK || ended) && (f->scan == NULL || (framer_scan(f, end) && !(ended && f->cr)));
     f->buf = NULL;
     f->len = 0;
-    if (err == HPE_OK) {
-        f->fed += len;
-        *consumed = len;
-        return PARSE_NEED_MORE;
+    f->scan = NULL;
+    if (!ok) {
+        f->failed = true;
+        return PARSE_INVALID;
     }
-    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    if (ended) {
         f->done = true;
-        *consumed = (size_t)(llhttp_get_error_pos(&f->parser) - (const char *)buf);
+        *consumed = (size_t)(end - buf);
         return PARSE_DONE;
     }
-    f->failed = true;
-    return PARSE_INVALID;
+    f->fed += len;
+    *consumed = len;
+    return PARSE_NEED_MORE;
 }
 
 enum parse_result http_framer_finish(struct http_framer *f)

@@ -138,9 +138,11 @@ bool http_header_has_token(const struct http_header *headers, size_t n, const ch
 
 /* Finds where one message ends in a byte stream, the way llhttp frames it: Content-Length,
  * chunked (with extensions and trailers) or, for responses, the end of the connection; and,
- * stricter than llhttp 8.1, exactly CRLF after each chunk's data (RFC 9112 §7.1). Feed it the
- * head, then the bytes that follow, in pieces of any size; it keeps no bytes. Do not copy an
- * initialised one (llhttp's callbacks find it from its parser). */
+ * stricter than llhttp 8.1, in a chunked body exactly CRLF after each chunk's data and LF after
+ * every CR outside chunk data (chunk lines and trailer fields end in CRLF, RFC 9112 §7.1). Feed
+ * it the head, then the bytes that follow, in pieces of any size (the head may share a feed with
+ * body bytes); it keeps no bytes. Do not copy an initialised one (llhttp's callbacks find it
+ * from its parser). */
 struct http_framer {
     llhttp_t parser;
     uint64_t fed;       /* bytes of the message given to llhttp by earlier feeds */
@@ -148,6 +150,9 @@ struct http_framer {
     uint8_t crlf_left;  /* CRLF bytes after the last chunk's data not checked yet: 0 to 2 */
     const uint8_t *buf; /* the feed under way, for llhttp's callbacks; NULL between feeds */
     size_t len;
+    const uint8_t *scan; /* chunked body: next byte of the feed to scan for a bare CR, or NULL */
+    bool chunked;        /* past the head of a chunked message: bytes outside data are scanned */
+    bool cr;             /* the last byte scanned was a CR: the next one must be LF */
     bool done;
     bool failed;
 };
@@ -160,8 +165,9 @@ void http_framer_init(struct http_framer *f, bool response, bool no_body);
 /* Consumes bytes of the message. PARSE_DONE: the message ended after *consumed bytes of buf
  * (later bytes belong to the next message); PARSE_NEED_MORE: all len bytes belong to the
  * message (*consumed == len); PARSE_INVALID: the framing is broken somewhere in buf (a bad
- * chunk size, chunk data not followed by CRLF), *consumed is 0 and every later call is INVALID
- * too. So the bytes a caller forwards never reach past a broken frame. */
+ * chunk size, chunk data not followed by CRLF, a bare CR in a chunk line or the trailers),
+ * *consumed is 0 and every later call is INVALID too. So the bytes a caller forwards never reach
+ * past a broken frame. */
 enum parse_result http_framer_feed(struct http_framer *f, const uint8_t *buf, size_t len,
                                    size_t *consumed);
 

@@ -711,6 +711,18 @@ static const struct framer_case framer_cases[] = {
     {"response chunks and trailer",
      RESP_OK "Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\nT: 1\r\n\r\nX", true,
      false, PARSE_DONE, 17 + 28 + 2 + 3 + 4 + 3 + 5 + 3 + 6 + 2, PARSE_DONE},
+    /* Bare CRs inside chunk data are data; only the lines around it must end in CRLF. */
+    {"request chunks with CRs in data, extensions and trailers",
+     REQ_POST "Transfer-Encoding: chunked\r\n\r\n3;a=\"b c\";d\r\n\rX\r\r\n2;e\r\n\r\r\r\n0;f=1\r\n"
+              "T: 1\r\nU:\r\nV: \r\n\r\nNEXT",
+     false, false, PARSE_DONE, 30 + 28 + 2 + 13 + 5 + 5 + 4 + 7 + 6 + 4 + 5 + 2, PARSE_DONE},
+    {"response chunks with CRs in data, extension and trailer",
+     RESP_OK "Transfer-Encoding: chunked\r\n\r\n2;x=y\r\n\r\r\r\n1\r\n\r\r\n0\r\nT:\r\n\r\nX", true,
+     false, PARSE_DONE, 17 + 28 + 2 + 7 + 4 + 3 + 3 + 3 + 4 + 2, PARSE_DONE},
+    /* What follows the message is not its business, a bare CR included. */
+    {"request chunked, next bytes start with a bare CR",
+     REQ_POST "Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n\rX", false, false, PARSE_DONE,
+     30 + 28 + 2 + 3 + 3 + 3 + 2, PARSE_DONE},
     /* Only chunked bodies have a CRLF after their data; this one is data that looks like it. */
     {"request length, chunk-like body", REQ_POST "Content-Length: 8\r\n\r\n3\r\nabcXXNEXT", false,
      false, PARSE_DONE, 30 + 19 + 2 + 8, PARSE_DONE},
@@ -798,33 +810,67 @@ static const struct crlf_case crlf_cases[] = {
 
 /* Whole, byte by byte and split in two anywhere: INVALID, and never a byte accepted from 'bad'
  * on (callers forward what a feed says it consumed). */
+static void check_framer_refuses(const struct crlf_case *tc)
+{
+    char bytes[256];
+    size_t good = strlen(tc->good), len = good + strlen(tc->bad), total = 0, a = 0, b = 0;
+    struct http_framer f;
+
+    print_message("framer: %s\n", tc->name);
+    assert_true(len < sizeof(bytes));
+    snprintf(bytes, sizeof(bytes), "%s%s", tc->good, tc->bad);
+    for (size_t step = 0; step <= 1; step++) {
+        http_framer_init(&f, tc->response, false);
+        assert_int_equal(feed_in_pieces(&f, bytes, len, step, &total), PARSE_INVALID);
+        assert_int_equal(total, step == 0 ? 0 : good);
+        assert_int_equal(http_framer_finish(&f), PARSE_INVALID);
+    }
+    for (size_t split = 0; split <= len; split++) {
+        http_framer_init(&f, tc->response, false);
+        enum parse_result res = feed_in_pieces(&f, bytes, split, 0, &a);
+        b = 0;
+        if (res == PARSE_NEED_MORE)
+            res = feed_in_pieces(&f, bytes + split, len - split, 0, &b);
+        assert_int_equal(res, PARSE_INVALID);
+        assert_int_equal(a + b, split <= good ? split : 0);
+    }
+}
+
 static void test_framer_chunk_crlf(void **state)
 {
-    for (size_t i = 0; i < N_ELEMS(crlf_cases); i++) {
-        const struct crlf_case *tc = &crlf_cases[i];
-        char bytes[256];
-        size_t good = strlen(tc->good), len = good + strlen(tc->bad), total = 0, a = 0, b = 0;
-        struct http_framer f;
+    for (size_t i = 0; i < N_ELEMS(crlf_cases); i++)
+        check_framer_refuses(&crlf_cases[i]);
+}
 
-        print_message("framer: %s\n", tc->name);
-        assert_true(len < sizeof(bytes));
-        snprintf(bytes, sizeof(bytes), "%s%s", tc->good, tc->bad);
-        for (size_t step = 0; step <= 1; step++) {
-            http_framer_init(&f, tc->response, false);
-            assert_int_equal(feed_in_pieces(&f, bytes, len, step, &total), PARSE_INVALID);
-            assert_int_equal(total, step == 0 ? 0 : good);
-            assert_int_equal(http_framer_finish(&f), PARSE_INVALID);
-        }
-        for (size_t split = 0; split <= len; split++) {
-            http_framer_init(&f, tc->response, false);
-            enum parse_result res = feed_in_pieces(&f, bytes, split, 0, &a);
-            b = 0;
-            if (res == PARSE_NEED_MORE)
-                res = feed_in_pieces(&f, bytes + split, len - split, 0, &b);
-            assert_int_equal(res, PARSE_INVALID);
-            assert_int_equal(a + b, split <= good ? split : 0);
-        }
-    }
+/* A CR outside chunk data not followed by LF: chunk lines and trailer fields end in CRLF (RFC
+ * 9112 §7.1). llhttp 8.1 skips any byte after the CR that ends a chunk-size line (with or
+ * without extensions, the last chunk's too), after the CR that ends the trailer section, and
+ * after the CR behind a trailer field with an empty or blank value, so "3\rXabc" is a 3-byte
+ * chunk to it and something else to a server that reads a bare CR differently. */
+static const struct crlf_case bare_cr_cases[] = {
+    {"req size CR X", false, REQ_CHUNKED "3\r", "Xabc\r\n0\r\n\r\n"},
+    {"req size CR CR", false, REQ_CHUNKED "3\r", "\rabc\r\n0\r\n\r\n"},
+    {"req extension name CR", false, REQ_CHUNKED "3;e\r", "Xabc\r\n0\r\n\r\n"},
+    {"req extension value CR", false, REQ_CHUNKED "3;e=v\r", "Xabc\r\n0\r\n\r\n"},
+    {"req quoted extension CR", false, REQ_CHUNKED "3;e=\"v\"\r", "Xabc\r\n0\r\n\r\n"},
+    {"req second size CR", false, REQ_CHUNKED "1\r\na\r\n2\r", "Xbc\r\n0\r\n\r\n"},
+    {"req last chunk CR", false, REQ_CHUNKED "3\r\nabc\r\n0\r", "X\r\n"},
+    {"req last chunk extension CR", false, REQ_CHUNKED "0;e=1\r", "X\r\n"},
+    {"req trailer section CR", false, REQ_CHUNKED "0\r\n\r", "X"},
+    {"req trailer section CR after field", false, REQ_CHUNKED "0\r\nT: 1\r\n\r", "X"},
+    {"req empty trailer value CR", false, REQ_CHUNKED "0\r\nT:\r", "XU: 1\r\n\r\n"},
+    {"req blank trailer value CR", false, REQ_CHUNKED "0\r\nT: \r", "X\r\n\r\n"},
+    {"resp size CR X", true, RESP_CHUNKED "3\r", "Xabc\r\n0\r\n\r\n"},
+    {"resp extension CR", true, RESP_CHUNKED "3;e=v\r", "Xabc\r\n0\r\n\r\n"},
+    {"resp last chunk CR", true, RESP_CHUNKED "3\r\nabc\r\n0\r", "X\r\n"},
+    {"resp empty trailer value CR", true, RESP_CHUNKED "0\r\nT:\r", "XU: 1\r\n\r\n"},
+    {"resp trailer section CR", true, RESP_CHUNKED "0\r\nT: 1\r\n\r", "X"},
+};
+
+static void test_framer_bare_cr(void **state)
+{
+    for (size_t i = 0; i < N_ELEMS(bare_cr_cases); i++)
+        check_framer_refuses(&bare_cr_cases[i]);
 }
 
 struct feeds_case {
@@ -1088,15 +1134,15 @@ static void test_header_tokens(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_table),        cmocka_unit_test(test_request_fields),
-        cmocka_unit_test(test_request_header_count), cmocka_unit_test(test_request_head_limit),
-        cmocka_unit_test(test_request_rewrite),      cmocka_unit_test(test_response_table),
-        cmocka_unit_test(test_response_head_limit),  cmocka_unit_test(test_response_rewrite),
-        cmocka_unit_test(test_framer_table),         cmocka_unit_test(test_framer_chunk_crlf),
-        cmocka_unit_test(test_framer_crlf_feeds),    cmocka_unit_test(test_framer_after_done),
-        cmocka_unit_test(test_credentials_table),    cmocka_unit_test(test_credentials_limits),
-        cmocka_unit_test(test_reply_table),          cmocka_unit_test(test_reply_details_bounded),
-        cmocka_unit_test(test_header_tokens),
+        cmocka_unit_test(test_request_table),         cmocka_unit_test(test_request_fields),
+        cmocka_unit_test(test_request_header_count),  cmocka_unit_test(test_request_head_limit),
+        cmocka_unit_test(test_request_rewrite),       cmocka_unit_test(test_response_table),
+        cmocka_unit_test(test_response_head_limit),   cmocka_unit_test(test_response_rewrite),
+        cmocka_unit_test(test_framer_table),          cmocka_unit_test(test_framer_chunk_crlf),
+        cmocka_unit_test(test_framer_bare_cr),        cmocka_unit_test(test_framer_crlf_feeds),
+        cmocka_unit_test(test_framer_after_done),     cmocka_unit_test(test_credentials_table),
+        cmocka_unit_test(test_credentials_limits),    cmocka_unit_test(test_reply_table),
+        cmocka_unit_test(test_reply_details_bounded), cmocka_unit_test(test_header_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
