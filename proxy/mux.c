@@ -63,6 +63,7 @@ struct mux_stream {
     bool reading, delivering;
     bool fin_sent, fin_queued, fin_recv;
     uint16_t opening; /* SYN (we opened it) or ACK (the peer did) for our first frame, then 0 */
+    bool acked;       /* we opened it, and a frame of the peer's said ACK: it took the stream */
     bool send_closed; /* no more frames from us: RST sent or received, or the peer closed it */
     bool reset;       /* cut: reads end with an error, what waited for the reader is dropped */
     bool closing;     /* the owner closed the link; 'closed' is due */
@@ -634,16 +635,16 @@ static void stream_drop_queue(struct mux_stream *st)
     st->rq_head = st->rq_tail = NULL;
 }
 
-/* The stream is cut (RST from the peer, or the session failed): the reader learns it, writes
- * fail. */
-static void stream_cut(struct mux_stream *st)
+/* The stream is cut (RST from the peer, or the session failed): the reader learns it ('why':
+ * UV_ECONNRESET, or UV_ECONNREFUSED for a stream the peer refused), writes fail. */
+static void stream_cut(struct mux_stream *st, int why)
 {
     if (st->reset)
         return;
     st->reset = st->send_closed = true;
     stream_drop_queue(st);
     if (!st->read_end_delivered)
-        st->read_end = UV_ECONNRESET;
+        st->read_end = why;
     pump_schedule(st);
 }
 
@@ -748,7 +749,7 @@ static void session_fail(struct mux_session *s, const char *why)
     s->go_away = true;
     for (size_t b = 0; b < MUX_BUCKETS; b++)
         for (struct mux_stream *st = s->buckets[b]; st != NULL; st = st->hnext)
-            stream_cut(st);
+            stream_cut(st, UV_ECONNRESET);
     session_tell_ended(s, why);
 }
 
@@ -788,13 +789,14 @@ static bool stream_accept(struct mux_session *s, uint32_t id)
     }
     s->last_peer_id = id;
     struct mux_stream *st = s->go_away || session_is_full(s) ? NULL : stream_new(s, id);
-    if (st == NULL) {
+    if (st == NULL) { /* refused: a RST without ACK, which the opener may try again elsewhere */
         emit(s, MUX_FRAME_WINDOW_UPDATE, MUX_FLAG_RST, id, 0, NULL, 0, NULL);
         return true;
     }
     st->opening = MUX_FLAG_ACK; /* on our first frame */
     s->ops->accept(s->owner, st);
     if (st->link == NULL) { /* the owner could not take it: the pump frees it */
+        st->opening = 0;    /* a bare RST, no ACK: refused (mux_frame_parse.h), as above */
         emit_control(st, MUX_FLAG_RST, 0);
         st->reset = st->send_closed = st->closing = true;
         pump_schedule(st);
@@ -810,7 +812,8 @@ static void stream_take_flags(struct mux_stream *st, uint16_t flags)
         return;
     }
     if (flags & MUX_FLAG_RST) {
-        stream_cut(st);
+        /* before any ACK: the peer refused the stream, and nobody there saw its bytes */
+        stream_cut(st, st->s->client && !st->acked ? UV_ECONNREFUSED : UV_ECONNRESET);
         return;
     }
     if ((flags & MUX_FLAG_FIN) && !st->fin_recv) {
@@ -844,6 +847,8 @@ static void session_frame(struct mux_session *s, const struct mux_frame_header *
             return;
         st = stream_find(s, h->stream);
     }
+    if (st != NULL && (h->flags & MUX_FLAG_ACK))
+        st->acked = true;
     if (h->type == MUX_FRAME_DATA) {
         if (st != NULL && h->length > st->recv_window) {
             session_fail(s, "the peer sent more than its window");

@@ -11,7 +11,10 @@
  * the connection and the upstream client read, write, shut down and close it as they would a
  * socket, with a socket's meaning: FIN is a half-close (the peer reads an end); link_close
  * before both directions ended says FIN and RST together (the peer reads an end, and its
- * writes fail with UV_EPIPE), link_close_reset says RST (the peer reads UV_ECONNRESET).
+ * writes fail with UV_EPIPE), link_close_reset says RST (the peer reads UV_ECONNRESET). A
+ * stream the peer refused (mux_frame_parse.h: it was draining or full, or its owner did not take
+ * it) ends its opener's reads with UV_ECONNREFUSED, as a socket whose SYN met a RST: nothing of it
+ * was read, and the opener may open it again on another session.
  *
  * Frames wait in the session for the end of the loop's turn (its idle handle) and then go to the
  * carrier together, as far as they fit in a TLS record, so the peer decrypts one record and wakes

@@ -10,7 +10,15 @@
  * flags: SYN opens a stream (first frame of the opener), ACK answers it, FIN ends the sender's
  *        direction (half-close), RST cuts the stream both ways.
  * Streams opened by the client (the entry) have odd ids; each window starts at MUX_WINDOW_INITIAL
- * bytes. Pure functions over bytes, no allocation. */
+ * bytes.
+ *
+ * Refusal: the accepting side's first frame on a stream it took says ACK; a RST that comes before
+ * any ACK refuses the stream (yamux's own meaning): the peer did not take it (it said GO_AWAY, is
+ * at its stream limit, or its owner declined), so nothing there read its bytes and the opener may
+ * open it again elsewhere. Every geoproxy exit refuses so. Not a flag bit of its own: an older
+ * peer's parser (below) finds an unknown flag malformed and would end the whole session.
+ *
+ * Pure functions over bytes, no allocation. */
 #ifndef GEOPROXY_PROXY_MUX_FRAME_PARSE_H
 #define GEOPROXY_PROXY_MUX_FRAME_PARSE_H
 

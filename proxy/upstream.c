@@ -33,6 +33,8 @@
 #define UPSTREAM_REPLY_MAX 8192 /* the longest reply head accepted from an upstream */
 #define UPSTREAM_DETAIL_MAX 256
 #define UPSTREAM_REQUEST_MAX 1024 /* the longest message we send */
+/* Mux streams an exit may refuse to one tunnel (draining, or full) before it counts as failed. */
+#define UPSTREAM_REFUSALS_MAX 2
 
 enum upstream_step {
     STEP_CONNECT,      /* TCP connect to the member */
@@ -67,8 +69,9 @@ struct upstream_req {
     size_t in_len;
     char detail[UPSTREAM_DETAIL_MAX];
     char egress[64];
-    const char *tls; /* see upstream_result.tls */
-    bool over_mux;   /* the link is a stream of a mux session */
+    const char *tls;   /* see upstream_result.tls */
+    bool over_mux;     /* the link is a stream of a mux session */
+    unsigned refusals; /* streams the exit refused to this request (UPSTREAM_REFUSALS_MAX) */
 };
 
 static void upstream_try_next(struct upstream_req *req);
@@ -379,12 +382,31 @@ static void upstream_alloc(struct link *l, uv_buf_t *buf)
     *buf = uv_buf_init((char *)req->in + req->in_len, (unsigned)(sizeof(req->in) - req->in_len));
 }
 
+/* The exit refused the stream unread (mux.h): a SYN that crossed its GO_AWAY, or met its session
+ * full. Not a failure of the exit's: the tunnel tries the same exit again, the exit stays up.
+ * The session that refused takes no new stream of ours (said GO_AWAY, or we say it now: it is
+ * full), so the next try is a stream of another session or a new connection. */
+static void upstream_stream_refused(struct upstream_req *req)
+{
+    mux_session_go_away(link_stream_session(req->link));
+    req->refusals++;
+    log_msg(LOG_INFO, "upstream %s refused a mux stream (draining or full): trying again",
+            req->cur->name);
+    upstream_drop_link(req);
+    req->next--; /* the same member */
+    upstream_try_next(req);
+}
+
 static void upstream_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
     struct upstream_req *req = l->data;
     if (nread == 0)
         return;
+    if (nread == UV_ECONNREFUSED && req->over_mux && req->refusals < UPSTREAM_REFUSALS_MAX) {
+        upstream_stream_refused(req);
+        return;
+    }
     if (nread < 0) {
         upstream_member_failed(req, OUTBOUND_FAILED, "upstream %s closed the connection: %s",
                                req->cur->name,
@@ -398,7 +420,9 @@ static void upstream_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
 /* ---- the steps ---------------------------------------------------------------------------- */
 
 /* An optimistic CONNECT is sent: the stream is the tunnel now (the exit answers nothing when it
- * connects, and resets the stream when it cannot). */
+ * connects, and resets the stream when it cannot). An exit that refuses the stream (draining or
+ * full: upstream_stream_refused) is not tried again then: the client has its reply, and the bytes
+ * it sent since are gone with the stream's writes, which keep no copy; the relay resets it. */
 static void upstream_finish_optimistic(struct upstream_req *req)
 {
     struct upstream_result r = {

@@ -44,6 +44,8 @@ import re
 import shutil
 import signal
 import socket
+import socketserver
+import ssl
 import struct
 import subprocess
 import threading
@@ -54,7 +56,7 @@ from collections import namedtuple
 from geo_fixtures import server_addr
 from harness import (WAIT, HttpOrigin, ProxyTestCase, PushingServer, UploadRefusingServer,
                      can_connect, close_listener, connect, free_port, geoproxy_bin, header_values,
-                     hostport, http_connect_open, http_response, payload, pushing,
+                     hostport, http_connect_open, http_response, payload, pushing, recv_exact,
                      recv_until_eof, reset_on_close, run, send_then_reset, sha256, socks5_open,
                      wait_end, wait_until)
 
@@ -1106,6 +1108,97 @@ class ExitDrain(TunnelTestCase):
         # It stops once they ended, well before its 30 s of drain time.
         self.assertEqual(exit1.wait_exit(WAIT), 0, exit1.log_text()[-2000:])
         self.assertNotIn("drain time over", exit1.log_text())
+
+
+class RefusingMuxExit(socketserver.ThreadingTCPServer):
+    """A stand-in exit on 127.0.0.1 (mutual TLS 1.3, our CA) that speaks just enough of the mux
+    (proxy/mux_frame_parse.h) to refuse: its first mux session answers the first stream with
+    GO_AWAY and a bare RST (a SYN that crossed its GO_AWAY); later sessions answer a stream's
+    CONNECT with 200 and GREETING. A connection without the mux (a health probe) gets a 200."""
+
+    GREETING = b"hello from a new session\n"
+    daemon_threads = True
+
+    def __init__(self, cert, ca):
+        super().__init__(("127.0.0.1", 0), None)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        self.ctx.load_cert_chain(cert.pem, cert.key)
+        self.ctx.load_verify_locations(ca)
+        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.ctx.set_alpn_protocols(["geoproxy-mux/1"])
+        self.port = self.server_address[1]
+        self.sessions = 0
+        self.refused = 0
+        self.answered = set()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def finish_request(self, raw, client_address):  # in the connection's thread
+        try:
+            with self.ctx.wrap_socket(raw, server_side=True) as tls:
+                if tls.selected_alpn_protocol() != "geoproxy-mux/1":
+                    tls.recv(4096)
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nGeoproxy-Egress: unknown\r\n"
+                                b"Content-Length: 0\r\n\r\n")
+                    return
+                self.sessions += 1
+                self.mux(tls, refuse=self.sessions == 1)
+        except (OSError, ssl.SSLError):
+            pass
+
+    @staticmethod
+    def frame(ftype, flags, stream, length, payload=b""):
+        return struct.pack(">BBHII", 0, ftype, flags, stream, length) + payload
+
+    def mux(self, tls, refuse):
+        buf, requests = b"", {}
+
+        def whole():  # a header, and a DATA frame's payload
+            return len(buf) >= 12 and len(buf) >= 12 + (buf[1] == 0) * int.from_bytes(buf[8:12],
+                                                                                     "big")
+        while True:
+            while not whole():
+                data = tls.recv(65536)
+                if not data:
+                    return
+                buf += data
+            _, ftype, flags, stream, length = struct.unpack(">BBHII", buf[:12])
+            payload = buf[12:12 + length] if ftype == 0 else b""
+            buf = buf[12 + len(payload):]
+            if flags & 0x1 and refuse:  # SYN: GO_AWAY, then a RST with no ACK before it
+                self.refused += 1
+                tls.sendall(self.frame(3, 0, 0, 0) + self.frame(1, 0x8, stream, 0))
+                continue
+            if stream == 0 or refuse:
+                continue
+            requests[stream] = requests.get(stream, b"") + payload
+            if b"\r\n\r\n" not in requests[stream] or stream in self.answered:
+                continue
+            self.answered.add(stream)
+            reply = b"HTTP/1.1 200 Connection established\r\n\r\n" + self.GREETING
+            tls.sendall(self.frame(0, 0x2, stream, len(reply), reply))
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+class RefusedStream(TunnelTestCase):
+    def test_a_refused_stream_goes_through_a_new_session(self):
+        """The exit refuses a tunnel's stream as a draining exit does (GO_AWAY, then a RST before
+        any ACK): the entry opens it again on a new session, the client gets through, and the exit
+        is not marked down. (Before, the entry read the RST as the exit failing: down, 0x04.)"""
+        fake = RefusingMuxExit(self.exit_cert, self.pki.ca)
+        self.addCleanup(fake.stop)
+        entry = self.start_entry([self.tls_upstream("exit1", fake)], ["rule all tunnel via exit1"],
+                                 extra=["workers 1"])
+        sock, reply = socks5_open(entry.port, server_addr("CH"), 80, timeout=10)
+        self.track(sock)
+        self.assertEqual(reply[0], SOCKS5_OK, f"entry log:\n{entry.log_text()[-3000:]}")
+        self.assertEqual(recv_exact(sock, len(fake.GREETING)), fake.GREETING)
+        self.assertEqual((fake.refused, fake.sessions), (1, 2), "refused once, then a new session")
+        self.assertLogSays(entry, r"upstream exit1 refused a mux stream", 0, "the retry")
+        self.assertNotRegex(entry.log_text(), r"upstream exit1 is down")
 
 
 class StalledSession(TunnelTestCase):

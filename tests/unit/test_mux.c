@@ -54,7 +54,7 @@ static size_t heap_in_use(void)
 #endif
 
 #define LOOP_TURNS_MAX 1000000
-#define ACCEPTED_MAX 300
+#define ACCEPTED_MAX (2 * MUX_STREAMS_MAX + 8)
 #define BIG_WRITE (1024 * 1024)
 
 struct side;
@@ -1058,16 +1058,59 @@ static void test_close_cancels_a_blocked_write_first(void **state)
     close_all_streams();
 }
 
-/* The server refuses a stream (does not take it in accept): the client's reader sees a reset. */
-static void test_refused_stream_is_reset(void **state)
+/* The server's owner does not take a stream (accept leaves it: a draining worker): the client's
+ * reader hears a refusal, not a reset, which its upstream would read as the exit failing; writes
+ * fail as after a reset. */
+static void test_declined_stream_is_refused(void **state)
 {
     H->server.accept_refuse = true;
     struct tstream *c = open_stream();
     assert_int_equal(ts_write(c, "x", 1), 0);
     run();
     assert_int_equal(H->server.accepts, 1);
-    assert_int_equal(c->read_end, UV_ECONNRESET);
+    assert_int_equal(c->read_end, UV_ECONNREFUSED);
     assert_int_equal(mux_session_streams(H->server.s), 0);
+    assert_int_equal(ts_write(c, "y", 1), UV_ECONNRESET);
+    close_all_streams();
+}
+
+/* The server's session is full: it holds twice the limit of streams the client ended and their
+ * owners have not closed yet (session_is_full). A new stream is refused before any owner sees it:
+ * the client reads the refusal. */
+static void test_full_session_refuses_new_streams(void **state)
+{
+    struct tstream *c[MUX_STREAMS_MAX];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < MUX_STREAMS_MAX; i++) {
+            c[i] = open_stream();
+            assert_int_equal(ts_write(c[i], "x", 1), 0);
+        }
+        run();
+        for (int i = 0; i < MUX_STREAMS_MAX; i++)
+            ts_close(c[i], false);
+        run();
+    }
+    assert_int_equal(mux_session_streams(H->server.s), 2 * MUX_STREAMS_MAX);
+    int accepts = H->server.accepts;
+    struct tstream *late = open_stream();
+    assert_int_equal(ts_write(late, "late", 4), 0);
+    run();
+    assert_int_equal(H->server.accepts, accepts);
+    assert_int_equal(late->read_end, UV_ECONNREFUSED);
+    close_all_streams();
+}
+
+/* A plain reset stays a reset: the server took the stream and resets it before it sent a byte
+ * (its RST carries the ACK), as an exit whose destination refused the connection does. */
+static void test_reset_of_a_taken_stream_is_a_reset(void **state)
+{
+    H->server.accept_no_read = true;
+    struct tstream *c = open_stream();
+    assert_int_equal(ts_write(c, "x", 1), 0);
+    run();
+    ts_close(only_accepted(), true);
+    run();
+    assert_int_equal(c->read_end, UV_ECONNRESET);
     close_all_streams();
 }
 
@@ -1239,7 +1282,8 @@ static void test_go_away(void **state)
     close_all_streams();
 }
 
-/* A SYN that crosses the server's GO_AWAY is refused with a reset. */
+/* A SYN that crosses the server's GO_AWAY is refused: the client reads the refusal (not a reset),
+ * and its session, which got the GO_AWAY, opens no new stream. */
 static void test_go_away_refuses_new_streams(void **state)
 {
     mux_session_go_away(H->server.s);
@@ -1247,7 +1291,9 @@ static void test_go_away_refuses_new_streams(void **state)
     assert_int_equal(ts_write(c, "late", 4), 0);
     run();
     assert_int_equal(H->server.accepts, 0);
-    assert_int_equal(c->read_end, UV_ECONNRESET);
+    assert_int_equal(c->read_end, UV_ECONNREFUSED);
+    assert_true(mux_session_draining(H->client.s));
+    assert_null(mux_session_open(H->client.s));
     close_all_streams();
 }
 
@@ -1466,7 +1512,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_write_after_peer_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blocked_write_fails_on_peer_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_cancels_a_blocked_write_first, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refused_stream_is_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_declined_stream_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_session_refuses_new_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_of_a_taken_stream_is_a_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_limit_counts_only_what_the_peer_holds, setup,
                                         teardown),
         cmocka_unit_test(test_malformed_frame_ends_the_session),
