@@ -56,8 +56,11 @@ static void on_carrier_read(struct conn *c, enum conn_side side, const char *dat
         mux_session_input(c->mux, (const uint8_t *)data, (size_t)n);
         return;
     }
+    /* An entry closing an idle session says GO_AWAY, then closes without close_notify: an end,
+     * not a reset, when nothing was cut */
+    bool in_order = n == UV_EOF || mux_session_peer_left(c->mux);
     mux_session_carrier_ended(c->mux);
-    conn_close_because(c, n == UV_EOF ? "done" : "client-reset");
+    conn_close_because(c, in_order ? "done" : "client-reset");
 }
 
 static void conn_carrier_read_enable(void *owner, bool enable)

@@ -976,6 +976,11 @@ bool mux_session_draining(const struct mux_session *s)
     return s->go_away || s->broken || s->closed;
 }
 
+bool mux_session_peer_left(const struct mux_session *s)
+{
+    return s->peer_go_away && s->n_streams == 0;
+}
+
 void mux_session_go_away(struct mux_session *s)
 {
     if (s->go_away)

@@ -129,6 +129,10 @@ size_t mux_session_streams(const struct mux_session *s);
 /* True once the session takes no new streams (GO_AWAY, carrier ended, closing). */
 bool mux_session_draining(const struct mux_session *s);
 
+/* True when the peer said GO_AWAY and no stream is left: an end of the carrier now, with or
+ * without TLS's close_notify, cuts nothing (the peer closing its session in order). */
+bool mux_session_peer_left(const struct mux_session *s);
+
 /* Says GO_AWAY: the peer opens no more streams; those open run to their end. */
 void mux_session_go_away(struct mux_session *s);
 

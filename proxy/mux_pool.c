@@ -29,7 +29,9 @@ static void on_carrier_closed(struct link *l)
     free(l);
 }
 
-/* Ends a carrier: its streams are reset, its connection closed, and it leaves the list. */
+/* Ends a carrier: its streams are reset, its connection closed, and it leaves the list. It says
+ * GO_AWAY first (nothing when the session broke): an exit then takes the end of a session that
+ * carried nothing more for an orderly one, not for a reset (mux_session_peer_left). */
 static void carrier_end(struct mux_pool_carrier *c)
 {
     struct mux_pool *pool = c->pool;
@@ -39,6 +41,7 @@ static void carrier_end(struct mux_pool_carrier *c)
             break;
         }
     }
+    mux_session_go_away(c->session);
     mux_session_close(c->session);
     link_close(c->link, on_carrier_closed);
     free(c);

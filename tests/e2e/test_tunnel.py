@@ -426,8 +426,9 @@ class TunnelTestCase(ProxyTestCase):
                 f"cert {cert.pem} key {cert.key}")
         return " ".join([line, *options])
 
-    def start_entry(self, upstreams, rules, tag="entry", dns=None, kind="mixed", extra=()):
-        lines = [f"geoip country {self.db}", *upstreams, HEALTH,
+    def start_entry(self, upstreams, rules, tag="entry", dns=None, kind="mixed", extra=(),
+                    health=HEALTH):
+        lines = [f"geoip country {self.db}", *upstreams, health,
                  f"timeout connect {CONNECT_TIMEOUT_S}s", *extra]
         return self.start_proxy(listeners=((kind, "127.0.0.1"),), dns=dns, rules=rules,
                                 extra=lines, tag=tag)
@@ -961,6 +962,29 @@ class HalfClose(TunnelTestCase):
             received += chunk
         self.assertEqual((len(received), sha256(bytes(received))), (len(data), sha256(data)),
                          "the echo after our EOF, then the origin's EOF")
+
+
+class SessionEndsInOrder(TunnelTestCase):
+    def test_an_entry_leaving_in_order_is_no_reset_at_the_exit(self):
+        """An entry that stops (SIGTERM) closes its session in order: GO_AWAY, with no stream
+        left. The exit logs that connection as done, not as a client reset. (One health probe,
+        at the start: none is cut by the stop.)"""
+        echo = self.start_echo(host=server_addr("CH"))
+        exit1 = self.start_exit(external=EXIT_DE)
+        entry = self.start_entry([self.tls_upstream("exit1", exit1)],
+                                 ["rule all tunnel via exit1"], extra=["workers 1"],
+                                 health="health-check every 24h")
+        sock = self.socks5_open_served(entry, echo.host, echo.port)
+        sock.sendall(b"ping")
+        self.assertEqual(sock.recv(4), b"ping")
+        sock.close()
+        exit1.wait_log(r"close conn=\d+ .*end=done ")  # the tunnel's own connection
+        tunnels_done = len(re.findall(r"close conn=\d+ ", exit1.log_text()))
+        entry.stop()
+        wait_until(lambda: len(re.findall(r"close conn=\d+ ", exit1.log_text())) > tunnels_done,
+                   what="the exit logging the session's end")
+        last = re.findall(r"close conn=\d+ .*", exit1.log_text())[-1]
+        self.assertIn(" end=done ", last + " ", last)
 
 
 class ResetAfterLastBytes(TunnelTestCase):
