@@ -1161,16 +1161,21 @@ static void on_side_read(struct link *l, ssize_t nread, const uv_buf_t *buf)
     conn_side_read(c, l == &c->client ? CONN_CLIENT : CONN_UPSTREAM, nread, buf);
 }
 
+void conn_forward_begin(struct conn *c)
+{
+    if (c->phase != CONN_PHASE_FORWARD && c->phase != CONN_PHASE_MUX) {
+        c->phase = CONN_PHASE_FORWARD;
+        conn_arm_deadline(c);
+    }
+}
+
 int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn)
 {
     if (conn_is_closing(c) || !conn_side_open(c, side))
         return UV_ECANCELED;
     struct link *link = conn_side_link(c, side);
     c->readers[side] = fn;
-    if (c->phase != CONN_PHASE_FORWARD && c->phase != CONN_PHASE_MUX) {
-        c->phase = CONN_PHASE_FORWARD;
-        conn_arm_deadline(c);
-    }
+    conn_forward_begin(c);
     int err = link_read_start(link, conn_alloc_buffer, on_side_read);
     if (err != 0)
         conn_close_because(c, "read-error");

@@ -183,6 +183,10 @@ size_t conn_send_queue_size(const struct conn *c, enum conn_side side);
  * FORWARD phase (an HTTP CONNECT after plain requests). */
 void conn_relay_start(struct conn *c);
 
+/* Enters the FORWARD phase (its idle deadline), if not in it: a protocol that forwards, from
+ * its first read or from an upstream connected while neither side may be read. */
+void conn_forward_begin(struct conn *c);
+
 /* Takes over reading a side from the handshake reader (client) or starts reading it
  * (upstream); enters the FORWARD phase. conn_read_stop() pauses it (backpressure). */
 int conn_read_start(struct conn *c, enum conn_side side, conn_read_fn fn);

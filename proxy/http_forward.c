@@ -185,11 +185,23 @@ static bool http_hold_client(struct conn *c, const uint8_t *data, size_t len)
     return true;
 }
 
-/* True when the client sent bytes past the request in progress (pipelined requests). */
-static bool http_client_sent_more(const struct conn *c)
+/* True when the client's bytes held start with a whole request, head and body (or a head that
+ * does not parse, which gets its 400): after the client's end of file, the only kind worth
+ * starting, as one cut short would reach the origin cut. */
+static bool http_next_request_whole(struct conn *c)
 {
-    const struct http_state *s = c->proto_state;
-    return c->hs_len > 0 || s->pend_len > 0;
+    struct http_state *s = c->proto_state;
+    struct http_request req;
+    size_t head_len, used;
+    enum parse_result head = http_parse_request(c->hs, c->hs_len, c->hs_cap, &req, &head_len);
+    if (head != PARSE_DONE)
+        return head == PARSE_INVALID;
+    struct http_framer f;
+    http_framer_init(&f, false, req.body == HTTP_BODY_NONE);
+    enum parse_result r = http_framer_feed(&f, c->hs, c->hs_len, &used);
+    if (r == PARSE_NEED_MORE && s->pend_len > 0)
+        r = http_framer_feed(&f, s->pend, s->pend_len, &used);
+    return r == PARSE_DONE;
 }
 
 /* Works through the client bytes held: body bytes go upstream, a head is taken when no
@@ -211,15 +223,12 @@ void http_forward_drain(struct conn *c)
             continue;
         break;
     }
-    if (s->client_eof && !conn_is_closing(c)) {
-        if (s->phase == HTTP_PH_HEAD) { /* what it sent after its last answered request */
-            http_finish(c);
-            return;
-        }
-        if (s->phase == HTTP_PH_EXCHANGE && !s->req_body_done) { /* a body cut short */
-            conn_close(c);
-            return;
-        }
+    /* The client ended, and what it sent after its last answered request is no whole one:
+     * the answers queued for it go out, then the end. */
+    if (s->client_eof && !conn_is_closing(c) &&
+        (s->phase == HTTP_PH_HEAD || (s->phase == HTTP_PH_EXCHANGE && !s->req_body_done))) {
+        http_finish(c);
+        return;
     }
     http_forward_update_reads(c);
 }
@@ -255,8 +264,11 @@ static void http_on_client_read(struct conn *c, enum conn_side side, const char 
     if (n < 0) {
         s->client_eof = true;
         s->reading[CONN_CLIENT] = false;
-        /* A client may half-close after its request: answer it, then close. */
-        if (s->phase != HTTP_PH_EXCHANGE || !s->req_body_done)
+        /* A client may half-close after its request: answer it, then close. Between requests,
+         * what is queued for it still goes; inside a request body, the request is cut. */
+        if (s->phase == HTTP_PH_HEAD)
+            http_finish(c);
+        else if (s->phase != HTTP_PH_EXCHANGE || !s->req_body_done)
             conn_close(c);
         return;
     }
@@ -284,7 +296,7 @@ static void http_response_done(struct conn *c)
     s->retry_head = NULL;
     /* A client that half-closed after pipelining requests gets them all answered. */
     if (!s->client_keep_alive || !s->req_body_done ||
-        (s->client_eof && !http_client_sent_more(c))) {
+        (s->client_eof && !http_next_request_whole(c))) {
         http_finish(c);
         return;
     }
@@ -317,7 +329,8 @@ bool http_forward_idle_timeout(struct conn *c)
     struct http_state *s = c->proto_state;
     /* Only a request that went out whole and got nothing back: then the origin is the one
      * that went quiet (a client that stalls in its own body is closed as idle). */
-    if (s->phase != HTTP_PH_EXCHANGE || !s->req_body_done || s->resp != HTTP_RESP_HEAD)
+    if (s->phase != HTTP_PH_EXCHANGE || !s->req_body_done || s->resp != HTTP_RESP_HEAD ||
+        !s->reading[CONN_UPSTREAM]) /* not read: the client is slow, not the origin */
         return false;
     char dest[TARGET_HOST_MAX + 16], body[HTTP_TEXT_MAX];
     snprintf(body, sizeof(body), "geoproxy: no response from %s within the idle timeout\n",
@@ -364,7 +377,7 @@ static bool http_forward_response_head(struct conn *c, const struct http_respons
         return false;
     }
     s->client_keep_alive = s->req_keep_alive && resp->body != HTTP_BODY_UNTIL_CLOSE &&
-                           s->req_body_done && (!s->client_eof || http_client_sent_more(c));
+                           s->req_body_done && (!s->client_eof || http_next_request_whole(c));
     s->up_keep_alive = resp->keep_alive;
     enum http_connection conn =
         s->client_keep_alive ? HTTP_CONNECTION_KEEP_ALIVE : HTTP_CONNECTION_CLOSE;
@@ -462,6 +475,10 @@ static void http_on_upstream_eof(struct conn *c, ssize_t err)
         http_reset_upstream(c);
         return;
     }
+    /* A reset after the origin's own end (it closed with our bytes unread) reads as EPIPE, not
+     * ECONNRESET: what it sent ended in order, as a body delimited by the close does. */
+    if (err == UV_EPIPE)
+        err = UV_EOF;
     if (s->resp == HTTP_RESP_BODY) {
         if (err == UV_EOF && http_framer_finish(&s->resp_framer) == PARSE_DONE) {
             s->up_keep_alive = false;

@@ -392,6 +392,7 @@ static void http_on_connect_done(struct conn *c, enum outbound_status status)
     s->up = HTTP_UP_OPEN;
     s->up_eof = false;
     s->up_reusable = false;
+    conn_forward_begin(c); /* idle deadline even if neither side is read (a slow client) */
     s->up_target = c->target;
     memcpy(s->up_user, c->user, sizeof(s->up_user));
     if (s->tunnel) {

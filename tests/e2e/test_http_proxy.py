@@ -663,6 +663,28 @@ class HttpProxy(ProxyTestCase):
         self.assertEqual(header_values(headers, "Connection"), ["close"], "the last response")
         self.assertEqual(f.read(), b"", "bytes after the last response")
 
+    def test_half_close_after_a_cut_upload_still_gets_the_whole_answer(self):
+        # A GET, then an upload whose body the client never finishes, then its end of file; it
+        # reads slowly, so the GET's answer waits in the proxy. The answer must arrive whole,
+        # with Connection: close (the upload is not started: it would reach the origin cut).
+        n = 3 * MIB
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(WAIT)
+        sock.connect(("127.0.0.1", self.proxy.port))
+        self.track(sock)
+        host = f"origin.test:{self.origin.port}"
+        sock.sendall(f"GET http://{host}/bytes/{n} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+                     f"POST http://{host}/echo HTTP/1.1\r\nHost: {host}\r\n"
+                     "Content-Length: 100\r\n\r\nonly part of it".encode())
+        sock.shutdown(socket.SHUT_WR)
+        time.sleep(1.0)  # a slow reader: most of the answer waits in the proxy
+        f = sock.makefile("rb")
+        status, headers, body = read_response(f)
+        self.assertEqual((status, len(body), sha256(body)), (200, n, sha256(payload(n))))
+        self.assertEqual(header_values(headers, "Connection"), ["close"])
+        self.assertEqual(f.read(), b"", "bytes after the answer")
+
     def test_chunked_answer_to_an_http10_request_is_502(self):
         # An HTTP/1.0 client cannot read chunks (RFC 9112 §6.1): an origin that sends them
         # anyway gets the client a 502, not a body with the chunk framing inside.
