@@ -18,9 +18,13 @@ before the feature; what each test shows:
                       up, marks the exit down, and the group's second exit serves the next one
   RoundRobin          a round-robin group uses both exits
   HalfClose           EOF crosses the tunnel in each direction on its own
+  SessionEndsInOrder  an entry that stops closes its session in order: the exit logs end=done
   ResetAfterLastBytes a side that resets while a hop is busy writing to it: what it sent before
                       its reset still crosses the tunnel (a client's last bytes, an origin's
-                      answer to an upload it refuses), and then the reset
+                      answer to an upload it refuses, through SOCKS5 and the HTTP proxy), and
+                      then the reset
+  RefusedStream       a stream an exit refuses (draining or full) is opened again on a new
+                      session: the client gets through and the exit is not marked down
   CertificateReload   a renewed exit certificate is taken without a restart; a broken one is
                       refused and the working pair kept
   TlsReuse            tunnels take links from the entry's pool of handshakes made ahead, and
