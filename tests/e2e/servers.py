@@ -115,11 +115,13 @@ class PushingServer(_OneConnectionServer):
 
 class UploadRefusingServer(_OneConnectionServer):
     """Reads whatever arrives (an upload it will not take) until refuse() is called; then it
-    sends its answer and resets the connection, as a server that refuses an upload does."""
+    sends its answer and resets the connection, as a server that refuses an upload does. With
+    end_first, it ends its side (FIN) before the reset, as one that closes with bytes unread."""
 
-    def __init__(self, answer, host="127.0.0.1"):
+    def __init__(self, answer, host="127.0.0.1", end_first=False):
         super().__init__(host)
         self.answer_text = answer
+        self.end_first = end_first
         self.received = 0
         self.answering = threading.Event()
         self.answered = threading.Event()
@@ -140,6 +142,8 @@ class UploadRefusingServer(_OneConnectionServer):
             except socket.timeout:
                 pass
         conn.sendall(self.answer_text)
+        if self.end_first:
+            conn.shutdown(socket.SHUT_WR)
         reset_on_close(conn)
         conn.close()
         self.answered.set()

@@ -460,12 +460,13 @@ class HttpProxy(ProxyTestCase):
         sock.shutdown(socket.SHUT_WR)
         self.assertEqual(wait_end(sock, 10)[0], "eof", "the connection did not end cleanly")
 
-    def refused_upload(self, answer):
+    def refused_upload(self, answer, end_first=False):
         """POSTs a body without end through the proxy to an origin that takes a MiB of it, then
-        sends 'answer' and resets the connection. The proxy is paused meanwhile, so that its next
-        write to the origin fails before it has read the answer. Returns what the client received
-        and how its connection ended ("eof" or "reset")."""
-        origin = UploadRefusingServer(answer)
+        sends 'answer' and resets the connection (ending its side first with end_first). The
+        proxy is paused meanwhile, so that its next write to the origin fails before it has read
+        the answer. Returns what the client received and how its connection ended ("eof" or
+        "reset")."""
+        origin = UploadRefusingServer(answer, end_first=end_first)
         self.addCleanup(origin.stop)
         sock = self.track(connect("127.0.0.1", self.proxy.port))
         sock.sendall(f"POST http://127.0.0.1:{origin.port}/upload HTTP/1.1\r\n"
@@ -486,6 +487,16 @@ class HttpProxy(ProxyTestCase):
         answer = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         got, end = self.refused_upload(answer)
         self.assertEqual(got.split(b"\r\n")[0], b"HTTP/1.1 413 Content Too Large", got)
+        self.assertEqual(end, "eof", "how the client's connection ended")
+
+    def test_early_answer_until_close_then_end_and_reset(self):
+        # The refusal's body runs until the origin's close; the origin ends its side, then its
+        # close with the upload unread resets. Its answer ended in order (the end came first):
+        # the client gets all of it and an orderly end, not a reset that would pass it off as cut.
+        got, end = self.refused_upload(b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\n"
+                                       b"\r\nrefused: too large\n", end_first=True)
+        self.assertEqual(got.split(b"\r\n")[0], b"HTTP/1.1 413 Content Too Large", got)
+        self.assertTrue(got.endswith(b"\r\n\r\nrefused: too large\n"), got)
         self.assertEqual(end, "eof", "how the client's connection ended")
 
     def test_origin_reset_during_upload_is_502(self):
