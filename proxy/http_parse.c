@@ -568,33 +568,21 @@ static int framer_message_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
-/* Checks the bytes of the CRLF after a chunk's data that lie in the feed under way, moving
- * crlf_at past each good one: false at the first that is not what RFC 9112 §7.1 wants there.
- * llhttp 8.1 skips whatever two bytes come there (fixed in 9.1), so without this the framer would
- * read "3\r\nabc\n10\r\n\r\n" as a 3-byte chunk and the last chunk, where a server that takes a
- * bare LF for CRLF reads a 16-byte chunk: the two would end the message in different places.
- * crlf_at is never behind fed: each feed checks all the CRLF bytes it holds. */
-static bool framer_crlf_ok(struct http_framer *f)
-{
-    static const uint8_t crlf[2] = {'\r', '\n'};
-    while (f->crlf_left > 0 && f->crlf_at - f->fed < f->len) {
-        if (f->buf[f->crlf_at - f->fed] != crlf[2 - f->crlf_left])
-            return false;
-        f->crlf_at++;
-        f->crlf_left--;
-    }
-    return true;
-}
-
 /* Scans the bytes of a chunked body outside chunk data, from f->scan up to 'end' in the feed
- * under way: false at the first byte behind a CR that is not LF. Chunk lines and trailer fields
- * end in CRLF (RFC 9112 §7.1), but llhttp 8.1 skips whatever byte follows the CR that ends a
- * chunk-size line (extensions and the last chunk's included), the trailer section, or a trailer
- * field with an empty or blank value: it reads "3\rXabc" as a 3-byte chunk, a server that takes
- * the bare CR differently does not. f->cr carries a CR at the end of one feed to the next. */
+ * under way: false at the first that breaks RFC 9112 §7.1, which llhttp 8.1 lets through:
+ * - right after a chunk's data, exactly CRLF (f->crlf_want): llhttp skips whatever two bytes
+ *   come there (fixed in 9.1), reading "3\r\nabc\n10\r\n\r\n" as a 3-byte chunk and the last
+ *   chunk, where a server that takes a bare LF for CRLF reads a 16-byte chunk;
+ * - elsewhere, LF after every CR: llhttp skips whatever byte follows the CR that ends a
+ *   chunk-size line (extensions and the last chunk's included), the trailer section, or a
+ *   trailer field with an empty or blank value ("3\rXabc" is a 3-byte chunk to it).
+ * Either way the two would end the message in different places. f->cr and f->crlf_want carry
+ * over from one feed to the next. */
 static bool framer_scan(struct http_framer *f, const uint8_t *end)
 {
     for (const uint8_t *b = f->scan; b < end; b++) {
+        if (f->crlf_want > 0 && *b != (f->crlf_want-- == 2 ? '\r' : '\n'))
+            return false;
         if (f->cr && *b != '\n')
             return false;
         f->cr = *b == '\r';
@@ -616,24 +604,19 @@ static int framer_on_headers_complete(llhttp_t *p)
 /* A piece of chunk data from 'at': the bytes of the feed before it are the chunk lines (or a
  * previous chunk's CRLF) and are scanned here; the piece itself is skipped. A CR right before
  * data is bare too (llhttp always eats a byte after a chunk size's CR, so this is a safeguard).
- *
  * llhttp lowers content_length before it reports a piece of body, so 0 here means the piece
- * ends the chunk's data: its CRLF starts right behind it, in this feed or a later one. Checked
- * here for the bytes already in this feed, before llhttp reads the next chunk's size, and at the
- * start of the next feeds for the others. */
+ * ends the chunk's data: its CRLF comes next, in this feed or a later one. */
 static int framer_on_body(llhttp_t *p, const char *at, size_t length)
 {
     struct http_framer *f = container_of(p, struct http_framer, parser);
-    if (f->scan != NULL) {
-        if (!framer_scan(f, (const uint8_t *)at) || (f->cr && length > 0))
-            return -1;
-        f->scan = (const uint8_t *)at + length;
-    }
-    if ((p->flags & F_CHUNKED) == 0 || p->content_length > 0)
-        return 0; /* a Content-Length or until-close body, or more of this chunk to come */
-    f->crlf_at = f->fed + (uint64_t)((const uint8_t *)at + length - f->buf);
-    f->crlf_left = 2;
-    return framer_crlf_ok(f) ? 0 : -1;
+    if (f->scan == NULL)
+        return 0; /* a Content-Length or until-close body: not scanned */
+    if (!framer_scan(f, (const uint8_t *)at) || (f->cr && length > 0))
+        return -1;
+    f->scan = (const uint8_t *)at + length;
+    if (p->content_length == 0)
+        f->crlf_want = 2;
+    return 0;
 }
 
 static const llhttp_settings_t framer_settings = {
@@ -676,19 +659,15 @@ enum parse_result http_framer_feed(struct http_framer *f, const uint8_t *buf, si
         return PARSE_DONE;
     if (len == 0)
         return PARSE_NEED_MORE;
-    f->buf = buf;
-    f->len = len;
     f->scan = f->chunked ? buf : NULL;
-    /* CRLF bytes an earlier feed ended before: checked before llhttp skips them. */
-    llhttp_errno_t err = framer_crlf_ok(f) ? framer_execute(f, buf, len) : HPE_USER;
+    llhttp_errno_t err = framer_execute(f, buf, len);
     bool ended = err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE;
     const uint8_t *end = ended ? (const uint8_t *)llhttp_get_error_pos(&f->parser) : buf + len;
     /* The bytes after the last chunk data of the feed, up to its end or the message's, are
-     * scanned here; and a message never ends on a CR (llhttp eats a byte after each). */
-    bool ok =
-        (err == HPE_OK || ended) && (f->scan == NULL || (framer_scan(f, end) && !(ended && f->cr)));
-    f->buf = NULL;
-    f->len = 0;
+     * scanned here (before any is reported consumed); and a message never ends on a CR (llhttp
+     * eats a byte after each) or inside a chunk's CRLF. */
+    bool ok = (err == HPE_OK || ended) &&
+              (f->scan == NULL || (framer_scan(f, end) && !(ended && (f->cr || f->crlf_want))));
     f->scan = NULL;
     if (!ok) {
         f->failed = true;
@@ -699,7 +678,6 @@ enum parse_result http_framer_feed(struct http_framer *f, const uint8_t *buf, si
         *consumed = (size_t)(end - buf);
         return PARSE_DONE;
     }
-    f->fed += len;
     *consumed = len;
     return PARSE_NEED_MORE;
 }

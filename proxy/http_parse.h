@@ -145,14 +145,10 @@ bool http_header_has_token(const struct http_header *headers, size_t n, const ch
  * from its parser). */
 struct http_framer {
     llhttp_t parser;
-    uint64_t fed;       /* bytes of the message given to llhttp by earlier feeds */
-    uint64_t crlf_at;   /* offset in the message of the next CRLF byte to check */
-    uint8_t crlf_left;  /* CRLF bytes after the last chunk's data not checked yet: 0 to 2 */
-    const uint8_t *buf; /* the feed under way, for llhttp's callbacks; NULL between feeds */
-    size_t len;
-    const uint8_t *scan; /* chunked body: next byte of the feed to scan for a bare CR, or NULL */
+    const uint8_t *scan; /* chunked body: next byte of the feed under way to scan, or NULL */
     bool chunked;        /* past the head of a chunked message: bytes outside data are scanned */
     bool cr;             /* the last byte scanned was a CR: the next one must be LF */
+    uint8_t crlf_want;   /* bytes of the CRLF after a chunk's data still to come: 0 to 2 */
     bool done;
     bool failed;
 };
